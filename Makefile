@@ -1,0 +1,56 @@
+# jaxfm — the targets a newcomer can guess. Every target builds .venv first if it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A Python 3.12 interpreter, found without help on a fresh machine: $PYTHON if given, then
+# python3.12 on PATH (pyenv shims that refuse to run are skipped), then pyenv's installed 3.12.
+PYTHON ?= $(shell for p in python3.12 \
+	$$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 \
+	$$HOME/.pyenv/versions/3.12*/bin/python3.12 \
+	/usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	  $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; \
+	done)
+VENV := .venv
+PY := $(VENV)/bin/python
+export JAX_PLATFORMS ?= cpu
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv demo test test-slow test-triton test-all bench lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python 3.12 found (tried python3.12 on PATH and pyenv's versions); install one, e.g. 'pyenv install 3.12', or run 'make PYTHON=/path/to/python3.12'" >&2; exit 1; fi
+	@echo "== building $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .venv with jaxfm installed editable (+ dev tools)
+
+demo: venv  ## run the main job end to end on built-in data; prints where results and plots are
+	$(PY) -m jaxfm.demo --workdir runs/demo
+
+test: venv  ## the CI test suite (8 simulated CPU devices, < 15 min on 2 cores)
+	$(PY) -m pytest -m "not slow and not gpu and not triton_interpret" -q
+
+test-slow: venv  ## heavier tests (longer learning and multi-process runs)
+	$(PY) -m pytest -m "slow and not gpu and not triton_interpret" -q
+
+test-triton:  ## Triton kernels under TRITON_INTERPRET=1 in a Python 3.11 venv with CPU torch
+	bash kernels/flash_attention/triton_interpret_env.sh
+
+bench: venv  ## microbenchmarks (small sizes on CPU); JSON lands in runs/bench
+	$(PY) -m kernels.bench --smoke --out runs/bench
+
+lint: venv  ## ruff lint + format check
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: venv  ## ruff format + autofix
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+clean:  ## remove the venv, caches and run directories
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs .jax_cache

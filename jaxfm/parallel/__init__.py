@@ -1,0 +1,1 @@
+"""jaxfm.parallel."""
