@@ -139,3 +139,31 @@ class TrajectorySet:
                 f"{where}{self.system}: non-finite values (NaN/Inf) in trajectory {traj} "
                 f"(first at frame {step}); {n_bad} of {self.n_traj} trajectories affected"
             )
+
+
+def concat(sets: list[TrajectorySet]) -> TrajectorySet:
+    """Stack trajectory sets of one system along the trajectory axis.
+
+    Constants that differ between the parts (e.g. the seed of each chunk) become lists.
+    """
+    if not sets:
+        raise ValueError("concat needs at least one TrajectorySet")
+    first = sets[0]
+    for s in sets[1:]:
+        if (s.system, s.field_names, s.data.shape[1:]) != (
+            first.system, first.field_names, first.data.shape[1:]
+        ):
+            raise ValueError(
+                f"cannot concatenate {s.system} {s.field_names} {s.data.shape} with "
+                f"{first.system} {first.field_names} {first.data.shape}"
+            )
+    constants = {}
+    for k in first.constants:
+        values = [s.constants.get(k) for s in sets]
+        constants[k] = values[0] if all(v == values[0] for v in values) else values
+    return dataclasses.replace(
+        first,
+        data=np.concatenate([s.data for s in sets]),
+        params={k: np.concatenate([s.params[k] for s in sets]) for k in first.params},
+        constants=constants,
+    )

@@ -49,7 +49,7 @@ class AdvectionConfig:
     """Slope limiter: minmod, mc or none."""
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps", "limiter"))
+@partial(jax.jit, static_argnames=("n_frames", "limiter"))
 def solve(u0, c, dx, dt, n_frames: int, substeps: int, limiter: str = "mc"):
     """Advect one profile.
 

@@ -56,7 +56,7 @@ def rhs(u, nu, dx, limiter: str = "mc"):
     return conv + nu * lap
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps", "limiter"))
+@partial(jax.jit, static_argnames=("n_frames", "limiter"))
 def solve(u0, nu, dx, dt, n_frames: int, substeps: int, limiter: str = "mc"):
     """Evolve ``u0`` (``(n,)``); returns ``(n_frames, n)``."""
     step = lambda q: fv.ssp_rk2(lambda v: rhs(v, nu, dx, limiter), q, dt)

@@ -108,7 +108,7 @@ def rhs(q, dx, gamma, eta=0.0, zeta=0.0, limiter: str = "minmod", viscous: bool 
     return out
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps", "limiter", "viscous"))
+@partial(jax.jit, static_argnames=("n_frames", "limiter", "viscous"))
 def solve(w0, dx, dt, gamma, eta, zeta, n_frames: int, substeps: int, limiter: str = "minmod",
           viscous: bool = False):
     """Evolve primitive ``w0 = (ρ, u, v, p)`` (``(4, nx, ny)``).

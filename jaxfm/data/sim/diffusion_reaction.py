@@ -68,7 +68,7 @@ def rhs(s, du, dv, k, dx, reaction: bool = True):
     return jnp.stack([fu, fv_])
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps", "reaction"))
+@partial(jax.jit, static_argnames=("n_frames", "reaction"))
 def solve(s0, du, dv, k, dx, dt, n_frames: int, substeps: int, reaction: bool = True):
     """Evolve ``s0 = (u, v)`` (``(2, nx, ny)``); returns ``(n_frames, nx, ny, 2)``."""
     step = lambda s: fv.ssp_rk2(lambda q: rhs(q, du, dv, k, dx, reaction), s, dt)

@@ -69,7 +69,7 @@ def step(s, f, k, dt, lap_da, lap_db):
     return jnp.stack([a, b])
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps"))
+@partial(jax.jit, static_argnames=("n_frames",))
 def solve(s0, f, k, d_a, d_b, dt, length, n_frames: int, substeps: int):
     """Evolve ``s0 = (A, B)`` (``(2, n, n)``, periodic box of side ``length``).
 

@@ -88,7 +88,7 @@ def step(grid: SpectralGrid, state, nu, dt):
     return e * e * state + dt / 6 * (e * e * a + 2 * e * (b + c) + d)
 
 
-@partial(jax.jit, static_argnames=("n", "n_frames", "substeps"))
+@partial(jax.jit, static_argnames=("n", "n_frames"))
 def solve(w0, c0, nu, dt, n: int, n_frames: int, substeps: int):
     """Evolve vorticity ``w0`` and tracer ``c0`` (``(n, n)`` on ``[0, 2π)²``).
 

@@ -78,7 +78,7 @@ def rhs(q, dx, g, limiter: str = "minmod"):
     return sum(fv.rusanov_divergence(q, ax, dx, "open", limiter, flux, speed) for ax in (0, 1))
 
 
-@partial(jax.jit, static_argnames=("n_frames", "substeps", "limiter"))
+@partial(jax.jit, static_argnames=("n_frames", "limiter"))
 def solve(h0, dx, dt, g, n_frames: int, substeps: int, limiter: str = "minmod"):
     """Evolve still water of height ``h0`` (``(nx, ny)``); returns ``(n_frames, nx, ny, 3)``."""
     q0 = jnp.stack([h0, jnp.zeros_like(h0), jnp.zeros_like(h0)])
