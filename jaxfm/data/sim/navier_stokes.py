@@ -75,7 +75,7 @@ class SpectralGrid:
 
 def step(grid: SpectralGrid, state, nu, dt):
     """One Lawson integrating-factor RK4 step of ``(ω̂, ĉ)`` (stacked on axis 0)."""
-    e = jnp.exp(-nu * grid.k2 * dt / 2)  # half-step viscous decay (κ = ν)
+    e = jnp.exp(-nu * grid.k2 * dt / 2)[None]  # half-step viscous decay (κ = ν), both fields
 
     def n_of(s):
         u, v = grid.velocity(s[0])
