@@ -1,24 +1,30 @@
 """Multi-system sampling: one system per micro-batch, deterministic and resumable.
 
-MPP (McCabe et al. 2023, ``MultisetSampler``) draws one sub-dataset per micro-batch, so a batch
-has one set of fields, and accumulates gradients over several micro-batches, so one optimiser
-step mixes systems. :class:`MixtureBatches` is a random-access source whose element ``m`` is the
-whole micro-batch ``m``:
+MPP (McCabe et al. 2023, ``MultisetSampler``) draws one sub-dataset per micro-batch, so a
+micro-batch has one set of fields, and accumulates gradients over several micro-batches, so one
+optimiser step mixes systems. :class:`MixtureWindows` is a random-access source of single
+windows laid out so that consecutive blocks of ``micro_batch`` examples form micro-batches:
 
-* system ``s_m`` ~ ``weights`` (uniform by default), drawn from ``default_rng([seed, m])``;
-* its ``batch_size`` window indices drawn uniformly (with replacement) from that system's
-  source with ``default_rng([seed, m, 1])``.
+* example ``i`` belongs to micro-batch ``m = i // micro_batch``, row ``r = i % micro_batch``;
+* micro-batch ``m`` uses system ``s_m ~ weights`` (uniform by default), drawn from
+  ``default_rng([seed, m])``, and window indices drawn uniformly (with replacement) from that
+  system's source with ``default_rng([seed, m, 1])``.
 
-Everything is a pure function of ``(seed, m)``: no hidden RNG state, so resuming at step ``m``
-(e.g. restoring a Grain iterator whose state is ``{"next_index": m}``) replays exactly the same
-stream, and process ``p`` of ``P`` can take rows ``p::P`` of the same micro-batch
-(``shard=(p, P)``): every process then sees the same system. With gradient accumulation over
-``k`` micro-batches, optimiser step ``i`` consumes micro-batches ``i·k .. i·k + k - 1``.
+Everything is a pure function of ``(seed, i)``: no hidden RNG state. Fed *unshuffled* to the
+team pipeline (:func:`jaxfm.data.pipeline.make_dataset` with ``shuffle=False``, which is what
+:func:`mixture_dataset` does), global batch ``s`` of size ``B = micro_batch · grad_accum`` holds
+micro-batches ``s·k .. s·k + k - 1`` in order, each on one system, which is exactly how the
+train step splits a batch for accumulation (``reshape(k, B/k, ...)``); each process takes its
+contiguous rows of the global batch, and resuming the Grain iterator replays the same stream.
 
-Element ``m`` is a dict of stacked window arrays (see :mod:`jaxfm.data.windows`):
-``x (b, n_steps_input, *spatial, C)``, ``y (b, n_steps_output, *spatial, C)``,
-``field_ids (C,)``, ``system ()``, ``traj (b,)``, ``start (b,)``, with
-``b = batch_size / shard count``. Sources of different systems may differ in C and grid.
+Systems differ in channels (and maybe grid), but a global batch is one array. With
+``grad_accum = 1`` that is fine (a batch is one system). To accumulate across systems, pass
+``pad_fields=K``: every example is zero-padded to ``K`` channels, ``field_ids`` padded with
+``-1``, and ``field_mask (K,)`` marks the real channels (all sources must then share a grid).
+
+Example dict (see :mod:`jaxfm.data.windows`): ``x (n_steps_input, *spatial, C)``,
+``y (n_steps_output, *spatial, C)``, ``field_ids (C,)``, ``system ()``, ``traj ()``,
+``start ()`` [+ ``field_mask (C,)`` when padded, with ``C = pad_fields``].
 """
 
 from __future__ import annotations
@@ -28,86 +34,114 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
+from jaxfm.data.pipeline import make_dataset
 
-class MixtureBatches:
-    """Random-access micro-batches, one system each (see the module docstring).
+
+class MixtureWindows:
+    """Random-access windows grouped into single-system micro-batches (see module docstring).
 
     Args:
         sources: one random-access window source per system.
-        batch_size: windows per micro-batch (over all processes).
+        micro_batch: examples per micro-batch (global, over all processes).
         seed: stream seed.
         weights: relative system weights (default uniform).
-        length: micro-batches per epoch (MPP uses 2000); ``__len__``.
-        shard: ``(process_index, process_count)``; this process gets rows
-            ``process_index::process_count`` of each micro-batch.
+        length: micro-batches per epoch (MPP uses 2000); ``len(self) = length · micro_batch``.
+        pad_fields: pad every example to this many channels (see module docstring).
     """
 
     def __init__(
         self,
         sources: Sequence,
-        batch_size: int,
+        micro_batch: int,
         seed: int = 0,
         weights: Sequence[float] | None = None,
         length: int = 2000,
-        shard: tuple[int, int] = (0, 1),
+        pad_fields: int | None = None,
     ):
         if not sources:
-            raise ValueError("MixtureBatches needs at least one source")
+            raise ValueError("MixtureWindows needs at least one source")
         if any(len(s) == 0 for s in sources):
             raise ValueError(f"empty source among {[repr(s) for s in sources]}")
+        if micro_batch < 1 or length < 1:
+            raise ValueError(f"micro_batch ({micro_batch}) and length ({length}) must be >= 1")
         w = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
         if w.shape != (len(sources),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights {weights} must be {len(sources)} non-negative numbers")
-        index, count = shard
-        if batch_size % count:
-            raise ValueError(
-                f"batch_size {batch_size} is not divisible by the process count {count}: "
-                f"each process would get {batch_size / count:g} rows"
-            )
-        if not 0 <= index < count:
-            raise ValueError(f"shard index {index} not in [0, {count})")
+            raise ValueError(f"weights {weights} must be {len(sources)} non-negative numbers, "
+                             "not all zero")
+        if pad_fields is not None:
+            widest = max(len(s.field_names) for s in sources)
+            if pad_fields < widest:
+                raise ValueError(f"pad_fields={pad_fields} but a source has {widest} fields")
+            grids = {s[0]["x"].shape[1:-1] for s in sources}
+            if len(grids) > 1:
+                raise ValueError(f"pad_fields needs one grid for all sources, got {sorted(grids)}")
         self.sources = list(sources)
         self.p = w / w.sum()
-        self.batch_size, self.seed, self.length, self.shard = batch_size, seed, length, shard
+        self.micro_batch, self.seed, self.length = micro_batch, seed, length
+        self.pad_fields = pad_fields
 
     def __len__(self) -> int:
-        return self.length
+        return self.length * self.micro_batch
 
     def __repr__(self) -> str:
         return (
-            f"MixtureBatches(sources={[repr(s) for s in self.sources]}, "
-            f"batch_size={self.batch_size}, seed={self.seed}, p={self.p.round(6).tolist()}, "
-            f"length={self.length}, shard={self.shard})"
+            f"MixtureWindows(sources={[repr(s) for s in self.sources]}, "
+            f"micro_batch={self.micro_batch}, seed={self.seed}, p={self.p.round(6).tolist()}, "
+            f"length={self.length}, pad_fields={self.pad_fields})"
         )
 
     def system_of(self, m: int) -> int:
         """Index (into ``sources``) of the system of micro-batch ``m``."""
         return int(np.random.default_rng([self.seed, m]).choice(len(self.sources), p=self.p))
 
-    def __getitem__(self, m: int) -> dict:
-        m = int(m)
-        if m < 0:
-            raise IndexError(f"micro-batch index {m} must be >= 0")
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range [0, {len(self)}) for {self!r}")
+        m, r = divmod(index, self.micro_batch)
         src = self.sources[self.system_of(m)]
-        rows = np.random.default_rng([self.seed, m, 1]).integers(len(src), size=self.batch_size)
-        index, count = self.shard
-        items = [src[int(i)] for i in rows[index::count]]
-        out = {k: np.stack([it[k] for it in items]) for k in ("x", "y", "traj", "start")}
-        out["field_ids"] = items[0]["field_ids"]
-        out["system"] = items[0]["system"]
-        return out
+        rows = np.random.default_rng([self.seed, m, 1]).integers(len(src), size=self.micro_batch)
+        el = dict(src[int(rows[r])])
+        if self.pad_fields is not None:
+            c, k = el["x"].shape[-1], self.pad_fields
+            pad = [(0, 0)] * (el["x"].ndim - 1) + [(0, k - c)]
+            el["x"] = np.pad(el["x"], pad)
+            el["y"] = np.pad(el["y"], pad)
+            el["field_ids"] = np.pad(el["field_ids"], (0, k - c), constant_values=-1)
+            el["field_mask"] = np.arange(k) < c
+        return el
 
 
 def mixture_dataset(
-    sources: Sequence, batch_size: int, seed: int = 0, weights=None, length: int = 2000,
-    shard: tuple[int, int] = (0, 1),
-) -> grain.MapDataset:
-    """:class:`MixtureBatches` as a ``grain.MapDataset`` (iterate, checkpoint, ``.map``...).
+    sources: Sequence, batch_size: int, seed: int = 0, weights=None, grad_accum: int = 1,
+    length: int = 2000, pad_fields: int | None = None, num_epochs: int | None = None,
+    process_index: int = 0, process_count: int = 1, worker_count: int = 0,
+) -> grain.IterDataset:
+    """Per-process batched mixture stream through the team pipeline (unshuffled, see above).
 
-    Use ``.repeat()`` for more than one epoch: micro-batch ``m`` of the repeated dataset is
-    ``m mod length`` of the first epoch, so repeated epochs differ only with distinct
-    seeds; pass ``length`` large enough for the run instead when every step must be fresh.
+    Args:
+        sources: one window source per system.
+        batch_size: GLOBAL batch size per optimiser step (``grad_accum`` micro-batches).
+        seed: stream seed.
+        weights: relative system weights (default uniform).
+        grad_accum: micro-batches per optimiser step.
+        length: micro-batches per epoch.
+        pad_fields: channel padding, required when ``grad_accum > 1`` and sources differ in
+            their number of fields.
+        num_epochs: passes (None: forever; epochs repeat the same stream).
+        process_index, process_count, worker_count: as in ``make_dataset``.
+
+    Returns:
+        The ``grain.IterDataset`` of this process's batches; ``get_state``/``set_state``
+        resume it.
     """
-    return grain.MapDataset.source(
-        MixtureBatches(sources, batch_size, seed, weights, length, shard)
-    )
+    if batch_size % grad_accum:
+        raise ValueError(f"batch_size {batch_size} is not divisible by grad_accum {grad_accum} "
+                         f"({batch_size / grad_accum:g} per micro-batch)")
+    if grad_accum > 1 and pad_fields is None and len({len(s.field_names) for s in sources}) > 1:
+        raise ValueError("grad_accum > 1 mixes systems with different numbers of fields in one "
+                         "batch: pass pad_fields (e.g. the largest field count)")
+    src = MixtureWindows(sources, batch_size // grad_accum, seed, weights, length, pad_fields)
+    return make_dataset(src, batch_size=batch_size, seed=seed, shuffle=False,
+                        num_epochs=num_epochs, process_index=process_index,
+                        process_count=process_count, worker_count=worker_count)

@@ -52,3 +52,16 @@ def test_bad_configuration_and_nan_are_reported():
     ts.data[1, 2, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="trajectory 1"):
         WindowSource(ts, 2, 1)
+
+
+def test_window_source_through_team_pipeline(tmp_path):
+    from jaxfm.data.pipeline import make_dataset
+
+    ts = random_set(n_traj=4)
+    src = WindowSource(WellFile(write_well(ts, tmp_path / "a.hdf5")), 3, 2)
+    it = iter(make_dataset(src, batch_size=4, seed=0))
+    batch = next(it)
+    assert batch["x"].shape == (4, 3, 6, 5, 3) and batch["y"].shape == (4, 2, 6, 5, 3)
+    for row in range(4):
+        i = int(batch["traj"][row]) * src.per_traj + int(batch["start"][row])
+        np.testing.assert_array_equal(batch["y"][row], src[i]["y"])
