@@ -48,7 +48,7 @@ def _density_wave_error(n, t_end=0.25):
 @pytest.mark.slow
 def test_density_wave_observed_order():
     # Uniform u = 1, p = 1 advect a density wave exactly; MUSCL-mc is second order away from
-    # extrema. Measured orders on 32/64/128 recorded in docs/data.md; bound 1.6.
+    # extrema. Measured L1 errors 1.44e-3, 3.82e-4, 9.51e-5 (orders 1.92, 2.01); bound 1.8.
     errs = [_density_wave_error(n) for n in (32, 64, 128)]
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    assert orders.min() > 1.6, (errs, orders)
+    assert orders.min() > 1.8, (errs, orders)
