@@ -24,8 +24,7 @@ def test_windows_match_direct_slicing():
         assert el["x"].shape == (2, 6, 5, 3) and el["x"].dtype == np.float32
         assert el["y"].shape == (3, 6, 5, 3)
         assert (el["traj"], el["start"]) == (traj, start)
-    np.testing.assert_array_equal(src[0]["field_ids"],
-                                  default_field_registry().ids(ts.field_names))
+    np.testing.assert_array_equal(src[0]["field_ids"], default_field_registry().ids(ts.field_names))
     assert src[0]["field_ids"].dtype == np.int32 and src[0]["system"].dtype == np.int32
     assert src[0]["system"] == default_system_registry().id("navier_stokes")
     with pytest.raises(IndexError):
@@ -41,8 +40,9 @@ def test_lazy_file_source_equals_memory_source_and_plugs_into_grain(tmp_path):
     assert sorted(order) == list(range(len(lazy)))
     for e, i in zip(ds, order):
         np.testing.assert_array_equal(e["x"], mem[i]["x"])
-    assert "a.hdf5" in repr(lazy) and repr(lazy) == repr(WindowSource(WellFile(lazy.data.path),
-                                                                         4, 1))
+    assert "a.hdf5" in repr(lazy) and repr(lazy) == repr(
+        WindowSource(WellFile(lazy.data.path), 4, 1)
+    )
 
 
 def test_bad_configuration_and_nan_are_reported():

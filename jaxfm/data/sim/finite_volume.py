@@ -112,9 +112,10 @@ def rusanov_divergence(
     flux = 0.5 * (fl + fr) - 0.5 * a[None] * (ur - ul)
     ax = axis + 1
     m = flux.shape[ax]
-    return -(
-        jnp.take(flux, jnp.arange(1, m), axis=ax) - jnp.take(flux, jnp.arange(0, m - 1), axis=ax)
-    ) / dx
+    return (
+        -(jnp.take(flux, jnp.arange(1, m), axis=ax) - jnp.take(flux, jnp.arange(0, m - 1), axis=ax))
+        / dx
+    )
 
 
 def ssp_rk2(rhs: Callable, q, dt):

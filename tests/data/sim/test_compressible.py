@@ -34,13 +34,12 @@ def _density_wave_error(n, t_end=0.25):
     dx = 1.0 / n
     x = (np.arange(n) + 0.5) * dx
     g, w = np.polynomial.legendre.leggauss(4)
-    xs = (x[:, None] + g[None] * dx / 2)
+    xs = x[:, None] + g[None] * dx / 2
     avg = lambda f: (f(xs) @ w / 2)[:, None] * np.ones((1, n))
     rho0 = avg(lambda s: 1 + 0.2 * np.sin(2 * np.pi * s))
     w0 = np.stack([rho0, np.ones_like(rho0), np.zeros_like(rho0), np.ones_like(rho0)])
     sub, dt = substeps_for(t_end, 0.4 * dx / (1 + np.sqrt(5 / 3 / 0.8)))
-    out = np.asarray(ce.solve(jnp.asarray(w0, jnp.float32), dx, dt, 5 / 3, 0.0, 0.0, 2, sub,
-                              "mc"))
+    out = np.asarray(ce.solve(jnp.asarray(w0, jnp.float32), dx, dt, 5 / 3, 0.0, 0.0, 2, sub, "mc"))
     exact = avg(lambda s: 1 + 0.2 * np.sin(2 * np.pi * (s - t_end)))
     return np.abs(out[-1, ..., 2] - exact).mean()
 
@@ -65,8 +64,9 @@ def test_viscous_shear_wave_decay():
     v = 0.01 * np.sin(2 * np.pi * x)[:, None] * np.ones((1, n))
     w0 = np.stack([np.ones_like(v), np.zeros_like(v), v, np.ones_like(v)])
     sub, dt = substeps_for(t_end, min(0.3 * dx / 1.3, 0.2 * dx * dx / eta))
-    out = np.asarray(ce.solve(jnp.asarray(w0, jnp.float32), dx, dt, 5 / 3, eta, 0.0, 2, sub,
-                              "mc", True))
+    out = np.asarray(
+        ce.solve(jnp.asarray(w0, jnp.float32), dx, dt, 5 / 3, eta, 0.0, 2, sub, "mc", True)
+    )
     amp = 2 * np.mean(out[-1, ..., 1] * np.sin(2 * np.pi * x)[:, None]) / 0.01
     exact = np.exp(-eta * (2 * np.pi) ** 2 * t_end)
     assert abs(amp / exact - 1) < 5e-3, (amp, exact)

@@ -30,8 +30,7 @@ def test_heat_kernel_decay_and_second_order():
 def test_no_flux_boundaries_conserve_mass_without_reaction():
     rng = np.random.default_rng(0)
     s0 = jnp.asarray(rng.normal(size=(2, 16, 16)), jnp.float32)
-    out = np.asarray(dr.solve(s0, 1e-3, 5e-3, 0.0, 0.125, 0.005, 3, 50, reaction=False),
-                     np.float64)
+    out = np.asarray(dr.solve(s0, 1e-3, 5e-3, 0.0, 0.125, 0.005, 3, 50, reaction=False), np.float64)
     mass = out.sum(axis=(1, 2))
     np.testing.assert_allclose(mass, mass[:1] * np.ones((3, 1)), atol=1e-4)  # round-off
 
