@@ -65,3 +65,21 @@ def test_window_source_through_team_pipeline(tmp_path):
     for row in range(4):
         i = int(batch["traj"][row]) * src.per_traj + int(batch["start"][row])
         np.testing.assert_array_equal(batch["y"][row], src[i]["y"])
+
+
+@pytest.mark.slow
+def test_lazy_source_in_grain_worker_processes(tmp_path):
+    # Worker processes receive the pickled source (no open h5py handle) and open the file
+    # themselves; batches must equal the in-process ones.
+    import absl.flags
+
+    from jaxfm.data.pipeline import make_dataset
+
+    absl.flags.FLAGS.mark_as_parsed()
+    ts = random_set(n_traj=4)
+    src = WindowSource(WellFile(write_well(ts, tmp_path / "a.hdf5")), 3, 1)
+    local = iter(make_dataset(src, batch_size=4, seed=0))
+    remote = iter(make_dataset(src, batch_size=4, seed=0, worker_count=1))
+    for _ in range(3):
+        a, b = next(local), next(remote)
+        np.testing.assert_array_equal(a["x"], b["x"])
