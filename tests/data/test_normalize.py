@@ -55,6 +55,9 @@ def test_stats_file_errors(tmp_path):
         FieldStats.load(tmp_path / "nothere.yaml")
     real_yaml = tmp_path / "well.yaml"  # The Well's own files are YAML, not JSON
     real_yaml.write_text(
-        "mean: {h: 1.0}\nstd: {h: 2.0}\nmean_delta: {h: 0.0}\nstd_delta: {h: 0.5}\n"
+        "mean: {h: 1.0, velocity: [0.1, 0.2]}\nstd: {h: 2.0, velocity: [3.0, 4.0]}\n"
+        "mean_delta: {h: 0.0, velocity: [0, 0]}\nstd_delta: {h: 0.5, velocity: [1, 1]}\n"
     )
-    np.testing.assert_allclose(FieldStats.load(real_yaml).arrays(["h"])[1], [2.0])
+    mean, std = FieldStats.load(real_yaml).arrays(["h", "velocity_x", "velocity_y"])
+    np.testing.assert_allclose(std, [2.0, 3.0, 4.0])
+    np.testing.assert_allclose(mean, [1.0, 0.1, 0.2])
