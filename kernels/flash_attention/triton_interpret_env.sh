@@ -46,7 +46,8 @@ if [ ! -f "$VENV/.installed" ]; then
   touch "$VENV/.installed"
 fi
 
-# The repo's pyproject addopts use --strict-markers with the registered markers; -p no:cacheprovider
-# keeps this venv from writing into the shared .pytest_cache.
+# --noconftest: tests/conftest.py configures jax, which this venv does not have (the module
+# guards itself instead); -p no:cacheprovider keeps this venv out of the shared .pytest_cache.
+# pyproject's pytest settings (pythonpath ".", registered markers) still apply.
 TRITON_INTERPRET=1 exec "$VENV/bin/python" -m pytest tests/kernels/test_triton_interpret.py \
-  -p no:cacheprovider -q "$@"
+  --noconftest -p no:cacheprovider -q "$@"
