@@ -100,7 +100,13 @@ def _combined_mask(mask, q_seg, kv_seg):
 
 def _jax_nn(q, k, v, bias, mask, causal, scale, implementation):
     out = jax.nn.dot_product_attention(
-        q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal,
+        q,
+        k,
+        v,
+        bias=bias,
+        mask=mask,
+        scale=scale,
+        is_causal=causal,
         implementation=implementation,
     )
     if mask is not None:
@@ -120,8 +126,8 @@ def dot_product_attention(
     k: Float[Array, "b lk hkv d"],
     v: Float[Array, "b lk hkv d"],
     *,
-    bias: Float[Array, "..."] | None = None,
-    mask: Bool[Array, "..."] | None = None,
+    bias: Float[Array, ...] | None = None,
+    mask: Bool[Array, ...] | None = None,
     causal: bool = False,
     scale: float | None = None,
     impl: str = "auto",
@@ -169,7 +175,13 @@ def dot_product_attention(
         from kernels.flash_attention.ops import flash_attention
 
         out = flash_attention(
-            q, k, v, causal=causal, scale=scale, q_segment_ids=q_seg, kv_segment_ids=kv_seg,
+            q,
+            k,
+            v,
+            causal=causal,
+            scale=scale,
+            q_segment_ids=q_seg,
+            kv_segment_ids=kv_seg,
             impl=chosen,
         )
     else:
@@ -184,7 +196,7 @@ def axial_attention(
     v: Float[Array, "b *axes hkv d"],
     *,
     axis: int,
-    bias: Float[Array, "..."] | None = None,
+    bias: Float[Array, ...] | None = None,
     causal: bool = False,
     impl: str = "auto",
 ) -> Float[Array, "b *axes h d"]:

@@ -44,9 +44,7 @@ def check_shapes(q: jax.Array, k: jax.Array, v: jax.Array) -> tuple[int, int]:
     if k.shape != v.shape:
         raise ValueError(f"attention: k{k.shape} and v{v.shape} must have the same shape")
     if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
-        raise ValueError(
-            f"attention: batch and head_dim of q{q.shape} and k{k.shape} must agree"
-        )
+        raise ValueError(f"attention: batch and head_dim of q{q.shape} and k{k.shape} must agree")
     heads, kv_heads = q.shape[2], k.shape[2]
     if heads % kv_heads:
         raise ValueError(

@@ -9,6 +9,8 @@ Triton's programming model:
 
 * Ragged lengths and head dims are handled by masked loads/stores (``other=0``), not by padding:
   ``HEAD_DIM`` is the power-of-two tile width, ``head_dim`` the true D.
+* Every kernel takes its outputs last (after all inputs and runtime scalars), the order
+  ``jax_triton.triton_call`` appends output pointers in.
 * Arrays are contiguous (B, L, H, D) row-major, so offsets follow from (L, H, D) and no stride
   arguments are needed; lse and delta are (B, H, Lq) float32.
 * GQA: program (b, h) reads kv head ``h // group``. dk/dv are written per *query* head (float32,
@@ -68,8 +70,9 @@ def _mm(a, b, DOT_PREC: tl.constexpr, UPCAST_DOT: tl.constexpr):
 
 
 @triton.jit
-def _visibility(rows, cols, q_len, kv_len, qseg, KSEG, seg_base, CAUSAL: tl.constexpr,
-                HAS_SEG: tl.constexpr):
+def _visibility(
+    rows, cols, q_len, kv_len, qseg, KSEG, seg_base, CAUSAL: tl.constexpr, HAS_SEG: tl.constexpr
+):
     vis = (cols[None, :] < kv_len) & (rows[:, None] >= 0)
     if CAUSAL:
         vis = vis & (rows[:, None] >= cols[None, :])
@@ -81,11 +84,25 @@ def _visibility(rows, cols, q_len, kv_len, qseg, KSEG, seg_base, CAUSAL: tl.cons
 
 @triton.jit
 def flash_fwd_kernel(
-    Q, K, V, QSEG, KSEG, O, LSE,
-    q_len, kv_len, scale,
-    NUM_HEADS: tl.constexpr, GROUP: tl.constexpr, head_dim: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_SEG: tl.constexpr, DOT_PREC: tl.constexpr,
+    Q,
+    K,
+    V,
+    QSEG,
+    KSEG,
+    q_len,
+    kv_len,
+    scale,
+    O,
+    LSE,
+    NUM_HEADS: tl.constexpr,
+    GROUP: tl.constexpr,
+    head_dim: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_SEG: tl.constexpr,
+    DOT_PREC: tl.constexpr,
     UPCAST_DOT: tl.constexpr,
 ):
     """Forward: O = softmax(Q K^T * scale) V and LSE (natural log) for one query block."""
@@ -101,8 +118,11 @@ def flash_fwd_kernel(
     row_ok = rows[:, None] < q_len
     q_off = b * q_len * NUM_HEADS * head_dim + h * head_dim
     kv_off = b * kv_len * kv_heads * head_dim + (h // GROUP) * head_dim
-    q = tl.load(Q + q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :],
-                mask=row_ok & d_ok, other=0.0)
+    q = tl.load(
+        Q + q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :],
+        mask=row_ok & d_ok,
+        other=0.0,
+    )
     qseg = rows
     if HAS_SEG:
         qseg = tl.load(QSEG + b * q_len + rows, mask=rows < q_len, other=-2)
@@ -132,16 +152,24 @@ def flash_fwd_kernel(
     empty = l == 0.0
     l_safe = tl.where(empty, 1.0, l)
     out = acc / l_safe[:, None]
-    tl.store(O + q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :],
-             out.to(O.dtype.element_ty), mask=row_ok & d_ok)
+    tl.store(
+        O + q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :],
+        out.to(O.dtype.element_ty),
+        mask=row_ok & d_ok,
+    )
     lse = tl.where(empty, float("inf"), m + tl.log(l_safe))
     tl.store(LSE + pid_bh * q_len + rows, lse, mask=rows < q_len)
 
 
 @triton.jit
 def flash_bwd_preprocess_kernel(
-    O, DO, DELTA, q_len,
-    NUM_HEADS: tl.constexpr, head_dim: tl.constexpr, HEAD_DIM: tl.constexpr,
+    O,
+    DO,
+    q_len,
+    DELTA,
+    NUM_HEADS: tl.constexpr,
+    head_dim: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr,
 ):
     """delta = rowsum(dO * O) in float32, (B, H, Lq)."""
@@ -152,8 +180,12 @@ def flash_bwd_preprocess_kernel(
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     mask = (rows[:, None] < q_len) & (offs_d[None, :] < head_dim)
-    ptrs = b * q_len * NUM_HEADS * head_dim + h * head_dim + rows[:, None] * (
-        NUM_HEADS * head_dim) + offs_d[None, :]
+    ptrs = (
+        b * q_len * NUM_HEADS * head_dim
+        + h * head_dim
+        + rows[:, None] * (NUM_HEADS * head_dim)
+        + offs_d[None, :]
+    )
     o = tl.load(O + ptrs, mask=mask, other=0.0).to(tl.float32)
     do = tl.load(DO + ptrs, mask=mask, other=0.0).to(tl.float32)
     tl.store(DELTA + pid_bh * q_len + rows, tl.sum(o * do, 1), mask=rows < q_len)
@@ -161,11 +193,27 @@ def flash_bwd_preprocess_kernel(
 
 @triton.jit
 def flash_bwd_dq_kernel(
-    Q, K, V, QSEG, KSEG, DO, LSE, DELTA, DQ,
-    q_len, kv_len, scale,
-    NUM_HEADS: tl.constexpr, GROUP: tl.constexpr, head_dim: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_SEG: tl.constexpr, DOT_PREC: tl.constexpr,
+    Q,
+    K,
+    V,
+    QSEG,
+    KSEG,
+    DO,
+    LSE,
+    DELTA,
+    q_len,
+    kv_len,
+    scale,
+    DQ,
+    NUM_HEADS: tl.constexpr,
+    GROUP: tl.constexpr,
+    head_dim: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_SEG: tl.constexpr,
+    DOT_PREC: tl.constexpr,
     UPCAST_DOT: tl.constexpr,
 ):
     """dQ for one query block: loop over key blocks, recomputing P from the saved LSE."""
@@ -212,11 +260,28 @@ def flash_bwd_dq_kernel(
 
 @triton.jit
 def flash_bwd_dkdv_kernel(
-    Q, K, V, QSEG, KSEG, DO, LSE, DELTA, DK, DV,
-    q_len, kv_len, scale,
-    NUM_HEADS: tl.constexpr, GROUP: tl.constexpr, head_dim: tl.constexpr,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    CAUSAL: tl.constexpr, HAS_SEG: tl.constexpr, DOT_PREC: tl.constexpr,
+    Q,
+    K,
+    V,
+    QSEG,
+    KSEG,
+    DO,
+    LSE,
+    DELTA,
+    q_len,
+    kv_len,
+    scale,
+    DK,
+    DV,
+    NUM_HEADS: tl.constexpr,
+    GROUP: tl.constexpr,
+    head_dim: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    HAS_SEG: tl.constexpr,
+    DOT_PREC: tl.constexpr,
     UPCAST_DOT: tl.constexpr,
 ):
     """dK, dV of one key block for one *query* head (B, Lk, H, D): loop over query blocks."""
@@ -231,8 +296,12 @@ def flash_bwd_dkdv_kernel(
     d_ok = offs_d[None, :] < head_dim
     col_ok = cols[:, None] < kv_len
     q_off = b * q_len * NUM_HEADS * head_dim + h * head_dim
-    kv_ptrs = (b * kv_len * kv_heads * head_dim + (h // GROUP) * head_dim
-               + cols[:, None] * (kv_heads * head_dim) + offs_d[None, :])
+    kv_ptrs = (
+        b * kv_len * kv_heads * head_dim
+        + (h // GROUP) * head_dim
+        + cols[:, None] * (kv_heads * head_dim)
+        + offs_d[None, :]
+    )
     k = tl.load(K + kv_ptrs, mask=col_ok & d_ok, other=0.0)
     v = tl.load(V + kv_ptrs, mask=col_ok & d_ok, other=0.0)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
@@ -259,7 +328,11 @@ def flash_bwd_dkdv_kernel(
         dp = _mm(do, tl.trans(v), DOT_PREC, UPCAST_DOT)
         ds = p * (dp - delta[:, None])
         dk += _mm(tl.trans(ds.to(q.dtype)), q, DOT_PREC, UPCAST_DOT)
-    out_ptrs = (b * kv_len * NUM_HEADS * head_dim + h * head_dim
-                + cols[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :])
+    out_ptrs = (
+        b * kv_len * NUM_HEADS * head_dim
+        + h * head_dim
+        + cols[:, None] * (NUM_HEADS * head_dim)
+        + offs_d[None, :]
+    )
     tl.store(DK + out_ptrs, (dk * scale).to(DK.dtype.element_ty), mask=col_ok & d_ok)
     tl.store(DV + out_ptrs, dv.to(DV.dtype.element_ty), mask=col_ok & d_ok)

@@ -62,8 +62,8 @@ class BlockSizes:
                 raise ValueError(f"BlockSizes.{name} must be a power of two >= 16, got {value}")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_table(path: str = TABLE_PATH) -> dict:
+@functools.lru_cache(maxsize=4)
+def _load_table(path: str) -> dict:
     with open(path) as f:
         table = json.load(f)
     if not isinstance(table, dict) or "default" not in table:
@@ -89,7 +89,7 @@ def get_block_sizes(impl: str, head_dim: int, kind: str | None = None) -> BlockS
     """
     if impl not in IMPLS:
         raise ValueError(f"tuning: unknown impl {impl!r}; choose one of {IMPLS}")
-    table = _load_table()
+    table = _load_table(TABLE_PATH)
     kind = device_kind() if kind is None else kind
     for dev in (kind, "default"):
         per_impl = table.get(dev, {}).get(impl, {})
@@ -127,8 +127,16 @@ def autotune(impls, head_dims, seq_len: int, smoke: bool, write: bool) -> dict:
         for bs in cands:
             try:
                 ms = time_attention(
-                    impl, batch, seq_len, heads, d, causal=True, backward=True,
-                    dtype="bfloat16", block_sizes=bs, repeats=2 if smoke else 10,
+                    impl,
+                    batch,
+                    seq_len,
+                    heads,
+                    d,
+                    causal=True,
+                    backward=True,
+                    dtype="bfloat16",
+                    block_sizes=bs,
+                    repeats=2 if smoke else 10,
                 )
             except Exception as e:  # a candidate that does not compile (smem) is skipped
                 print(f"{impl} d{d} {bs}: failed ({type(e).__name__}: {str(e)[:80]})")
@@ -140,7 +148,7 @@ def autotune(impls, head_dims, seq_len: int, smoke: bool, write: bool) -> dict:
             best.setdefault(impl, {})[f"d{d}"] = dataclasses.asdict(bs)
             print(f"best {impl} d{d}: {bs} ({ms:.3f} ms)")
     if write:
-        table = json.loads(json.dumps(_load_table()))
+        table = json.loads(json.dumps(_load_table(TABLE_PATH)))  # a deep copy
         entry = table.setdefault(kind, {})
         for impl, per_d in best.items():
             entry.setdefault(impl, {}).update(per_d)

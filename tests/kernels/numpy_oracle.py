@@ -19,7 +19,7 @@ def _visible(b, lq, lk, causal, q_seg, kv_seg):
     if causal:
         vis &= np.tril(np.ones((lq, lk), bool))[None, None]
     if q_seg is not None:
-        vis &= (np.asarray(q_seg)[:, None, :, None] == np.asarray(kv_seg)[:, None, None, :])
+        vis &= np.asarray(q_seg)[:, None, :, None] == np.asarray(kv_seg)[:, None, None, :]
     return vis
 
 

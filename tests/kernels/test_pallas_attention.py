@@ -83,9 +83,11 @@ def _masks(case: Case, rng):
     if case.masks in ("segments", "both"):
         # Sorted random ids in {0, 1, 2}: contiguous packed sequences of random lengths.
         q_seg = np.sort(rng.integers(0, 3, (case.b, case.lq)), axis=1).astype(np.int32)
-        kv_seg = q_seg.copy() if case.lq == case.lk else np.sort(
-            rng.integers(0, 3, (case.b, case.lk)), axis=1
-        ).astype(np.int32)
+        kv_seg = (
+            q_seg.copy()
+            if case.lq == case.lk
+            else np.sort(rng.integers(0, 3, (case.b, case.lk)), axis=1).astype(np.int32)
+        )
     if case.masks in ("padding", "both"):
         # Batch 0 keeps a random prefix; the last batch element has *no* valid key at all
         # (fully masked rows must give 0, never NaN) when there are >= 2 batch elements.
@@ -111,14 +113,24 @@ def _run(case: Case):
     def kernel(q, k, v, do):
         def f(q, k, v):
             return fa_pallas.flash_attention_pallas(
-                q, k, v, causal=case.causal, q_segment_ids=segs[0], kv_segment_ids=segs[1],
-                block_sizes=case.blocks, interpret=True, poison=True, return_lse=True,
+                q,
+                k,
+                v,
+                causal=case.causal,
+                q_segment_ids=segs[0],
+                kv_segment_ids=segs[1],
+                block_sizes=case.blocks,
+                interpret=True,
+                poison=True,
+                return_lse=True,
             )
 
         (out, lse), vjp = jax.vjp(f, q, k, v)
         return out, lse, vjp((do, jnp.zeros_like(lse)))
 
-    vis = None if q_seg is None else jnp.asarray(q_seg[:, None, :, None] == kv_seg[:, None, None, :])
+    vis = (
+        None if q_seg is None else jnp.asarray(q_seg[:, None, :, None] == kv_seg[:, None, None, :])
+    )
 
     def naive(q, k, v, do):
         out, vjp = jax.vjp(lambda q, k, v: _naive(q, k, v, case.causal, vis), q, k, v)

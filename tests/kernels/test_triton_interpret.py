@@ -65,9 +65,11 @@ def _masks(case: Case, rng):
     kv_seg = np.zeros((case.b, case.lk), np.int32)
     if case.masks in ("segments", "both"):
         q_seg = np.sort(rng.integers(0, 3, (case.b, case.lq)), axis=1).astype(np.int32)
-        kv_seg = q_seg.copy() if case.lq == case.lk else np.sort(
-            rng.integers(0, 3, (case.b, case.lk)), axis=1
-        ).astype(np.int32)
+        kv_seg = (
+            q_seg.copy()
+            if case.lq == case.lk
+            else np.sort(rng.integers(0, 3, (case.b, case.lk)), axis=1).astype(np.int32)
+        )
     if case.masks in ("padding", "both"):
         lengths = rng.integers(1, case.lk + 1, case.b)
         if case.b > 1:
@@ -88,27 +90,40 @@ def _launch(case: Case, q, k, v, do, q_seg, kv_seg):
     qs = torch.from_numpy(q_seg) if has_seg else dummy
     ks = torch.from_numpy(kv_seg) if has_seg else dummy
     meta = dict(
-        NUM_HEADS=h, GROUP=h // hkv, head_dim=d, HEAD_DIM=tk.head_dim_tile(d),
-        BLOCK_M=case.block_m, BLOCK_N=case.block_n, CAUSAL=case.causal, HAS_SEG=has_seg,
-        DOT_PREC=tk.dot_precision(case.dtype), UPCAST_DOT=tk.upcast_dot(case.dtype),
+        NUM_HEADS=h,
+        GROUP=h // hkv,
+        head_dim=d,
+        HEAD_DIM=tk.head_dim_tile(d),
+        BLOCK_M=case.block_m,
+        BLOCK_N=case.block_n,
+        CAUSAL=case.causal,
+        HAS_SEG=has_seg,
+        DOT_PREC=tk.dot_precision(case.dtype),
+        UPCAST_DOT=tk.upcast_dot(case.dtype),
     )
     o = torch.full_like(q, nan)
     lse = torch.full((b, h, lq), nan, dtype=torch.float32)
     grid_q = (triton.cdiv(lq, case.block_m), b * h)
-    tk.flash_fwd_kernel[grid_q](q, k, v, qs, ks, o, lse, lq, lk, scale, **meta)
+    tk.flash_fwd_kernel[grid_q](q, k, v, qs, ks, lq, lk, scale, o, lse, **meta)
 
     delta = torch.full((b, h, lq), nan, dtype=torch.float32)
     tk.flash_bwd_preprocess_kernel[grid_q](
-        o, do, delta, lq, NUM_HEADS=h, head_dim=d, HEAD_DIM=tk.head_dim_tile(d),
+        o,
+        do,
+        lq,
+        delta,
+        NUM_HEADS=h,
+        head_dim=d,
+        HEAD_DIM=tk.head_dim_tile(d),
         BLOCK_M=case.block_m,
     )
     dq = torch.full_like(q, nan)
-    tk.flash_bwd_dq_kernel[grid_q](q, k, v, qs, ks, do, lse, delta, dq, lq, lk, scale, **meta)
+    tk.flash_bwd_dq_kernel[grid_q](q, k, v, qs, ks, do, lse, delta, lq, lk, scale, dq, **meta)
     dk_h = torch.full((b, lk, h, d), nan, dtype=torch.float32)
     dv_h = torch.full((b, lk, h, d), nan, dtype=torch.float32)
     grid_k = (triton.cdiv(lk, case.block_n), b * h)
     tk.flash_bwd_dkdv_kernel[grid_k](
-        q, k, v, qs, ks, do, lse, delta, dk_h, dv_h, lq, lk, scale, **meta
+        q, k, v, qs, ks, do, lse, delta, lq, lk, scale, dk_h, dv_h, **meta
     )
     group = h // hkv
     dk = dk_h.reshape(b, lk, hkv, group, d).sum(3).to(k.dtype)
@@ -172,9 +187,7 @@ def test_triton_kernels_match_oracle(case):
 
     qn, kn, vn, don = map(_to_np, (q, k, v, do))
     o_ref, lse_ref = attention_forward(qn, kn, vn, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
-    g_ref = attention_backward(
-        qn, kn, vn, don, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg
-    )
+    g_ref = attention_backward(qn, kn, vn, don, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
     floor = ERROR_FLOOR[case.dtype]
     msg = f"case {case} seed {seed}"
     assert out.dtype == dt

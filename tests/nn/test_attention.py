@@ -117,9 +117,7 @@ def test_fallbacks_log_once_per_reason(caplog):
 def test_auto_is_xla_on_cpu_and_pallas_is_a_kernel():
     q, k, v = _qkv(np.random.default_rng(0), lq=16, lk=16)
     auto = str(jax.make_jaxpr(lambda *a: attn.dot_product_attention(*a))(q, k, v))
-    pallas = str(
-        jax.make_jaxpr(lambda *a: attn.dot_product_attention(*a, impl="pallas"))(q, k, v)
-    )
+    pallas = str(jax.make_jaxpr(lambda *a: attn.dot_product_attention(*a, impl="pallas"))(q, k, v))
     assert "pallas_call" not in auto
     assert "pallas_call" in pallas
 
