@@ -46,8 +46,13 @@ if [ ! -f "$VENV/.installed" ]; then
   touch "$VENV/.installed"
 fi
 
-# --noconftest: tests/conftest.py configures jax, which this venv does not have (the module
-# guards itself instead); -p no:cacheprovider keeps this venv out of the shared .pytest_cache.
+# --noconftest: tests/conftest.py configures jax, which this venv does not have (the modules
+# guard themselves instead); -p no:cacheprovider keeps this venv out of the shared .pytest_cache.
 # pyproject's pytest settings (pythonpath ".", registered markers) still apply.
-TRITON_INTERPRET=1 exec "$VENV/bin/python" -m pytest tests/kernels/test_triton_interpret.py \
-  --noconftest -p no:cacheprovider -q "$@"
+# 1) numerics under the interpreter; 2) ahead-of-time sm_90 compilation (interpreter off).
+status=0
+TRITON_INTERPRET=1 "$VENV/bin/python" -m pytest tests/kernels/test_triton_interpret.py \
+  --noconftest -p no:cacheprovider -q "$@" || status=$?
+env -u TRITON_INTERPRET TRITON_DEFAULT_FP_FUSION=1 "$VENV/bin/python" -m pytest \
+  tests/kernels/test_triton_compile.py --noconftest -p no:cacheprovider -q "$@" || status=$?
+exit "$status"
