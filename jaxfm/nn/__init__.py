@@ -1,1 +1,1 @@
-"""jaxfm.nn."""
+"""jaxfm.nn: layers shared by every model (attention, MLP, norms, mixers, embeddings)."""
