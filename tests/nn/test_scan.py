@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ssm_oracles import oracle_forward, oracle_grads
 
 from jaxfm.nn.scan import METHODS, selective_scan
 
@@ -13,42 +14,6 @@ from jaxfm.nn.scan import METHODS, selective_scan
 # 6e-4/2e-3, bf16 3e-2/5e-2; weight gradients 1e-3. Our fp32 errors are ~1e-5.
 FP32 = dict(rtol=6e-4, atol=2e-3)
 BF16 = dict(rtol=3e-2, atol=5e-2)
-
-
-def oracle_forward(x, dt, A, B, C, D, h0):
-    """float64 NumPy loop over time; returns y, the states h_0..h_L."""
-    b, l, d = x.shape
-    h = h0.copy()
-    hs = [h]
-    y = np.zeros((b, l, d))
-    for t in range(l):
-        a = np.exp(dt[:, t, :, None] * A[None])
-        h = a * h + (dt[:, t] * x[:, t])[..., None] * B[:, t, None, :]
-        hs.append(h)
-        y[:, t] = (h * C[:, t, None, :]).sum(-1) + D[None] * x[:, t]
-    return y, hs
-
-
-def oracle_grads(x, dt, A, B, C, D, h0, gy):
-    """Adjoint of the recurrence for the loss sum(y * gy), float64."""
-    _, hs = oracle_forward(x, dt, A, B, C, D, h0)
-    b, l, d = x.shape
-    g = np.zeros_like(h0)
-    gx, gdt, gB, gC = (np.zeros_like(t) for t in (x, dt, B, C))
-    gA = np.zeros_like(A)
-    for t in reversed(range(l)):
-        g = g + gy[:, t, :, None] * C[:, t, None, :]  # dL/dh_t
-        gC[:, t] = (gy[:, t, :, None] * hs[t + 1]).sum(1)
-        a = np.exp(dt[:, t, :, None] * A[None])
-        ga = g * hs[t]  # dL/da_t
-        gBx = (g * B[:, t, None, :]).sum(-1)  # dL/d(dt x)
-        gdt[:, t] = (ga * A[None] * a).sum(-1) + gBx * x[:, t]
-        gA += (ga * dt[:, t, :, None] * a).sum(0)
-        gx[:, t] = gBx * dt[:, t] + gy[:, t] * D[None]
-        gB[:, t] = (g * (dt[:, t] * x[:, t])[..., None]).sum(1)
-        g = g * a
-    gD = (gy * x).sum((0, 1))
-    return dict(x=gx, dt=gdt, A=gA, B=gB, C=gC, D=gD, h0=g)
 
 
 def make_inputs(seed, b=2, l=40, d=4, n=8):
