@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from ssm_oracles import oracle_forward
 
 from jaxfm.nn.bidirectional import Bidirectional
 from jaxfm.nn.mamba import Mamba
+from jaxfm.nn.scan_reference import oracle_forward
 from jaxfm.nn.trunk import count_params
 
 

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ssm_oracles import oracle_forward, oracle_grads
 
 from jaxfm.nn.scan import METHODS, selective_scan
+from jaxfm.nn.scan_reference import oracle_forward, oracle_grads
 
 # Tolerances of state-spaces/mamba tests/ops/test_selective_scan.py (rtol, atol): fp32
 # 6e-4/2e-3, bf16 3e-2/5e-2; weight gradients 1e-3. Our fp32 errors are ~1e-5.

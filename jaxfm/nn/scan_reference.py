@@ -1,6 +1,10 @@
-"""float64 NumPy oracles of the selective-scan recurrence (Mamba-1, Alg. 2 of arXiv
-2312.00752), shared by the scan, Mamba and SSD tests. Imported by the tests as a sibling
-module (pytest puts this folder on sys.path)."""
+"""float64 NumPy reference of the selective-scan recurrence (Mamba-1, Alg. 2 of arXiv
+2312.00752): the oracle the tests hold ``jaxfm.nn.scan`` and ``jaxfm.nn.mamba`` to.
+
+Deliberately naive: a Python loop over time in float64, written from the published
+recurrence and sharing no code with the JAX scans, plus its hand-derived adjoint (reverse
+time) for gradient checks. Shapes as in ``jaxfm.nn.scan``; h0 (B, D, N).
+"""
 
 import numpy as np
 
