@@ -79,6 +79,9 @@ class AViTConfig:
     """Relative position buckets (both directions)."""
     max_distance: int = 32
     """Relative distances at or beyond this share the last bucket."""
+    periodic_wrap: str = "circular"
+    """Relative distance wrap on periodic axes: circular, or mpp (MPP's rule, for imported
+    checkpoints; differs only at distance exactly L/2)."""
     delta: bool = False
     """Predict the increment over the last input frame (zero-initialised output) instead of
     the full next state (MPP)."""
@@ -168,7 +171,8 @@ class TimeBlock(nnx.Module):
         self.norm1, self.norm2 = InstanceNorm(cfg.dim), InstanceNorm(cfg.dim)
         self.mixer = build_axis_mixer(cfg.time_mixer, cfg, causal=cfg.time_causal, rngs=rngs)
         self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
-                                              max_distance=cfg.max_distance, rngs=rngs)
+                                              max_distance=cfg.max_distance,
+                                              wrap=cfg.periodic_wrap, rngs=rngs)
                          if cfg.time_mixer == "attention" else None)
         self.proj = dense(cfg.dim, cfg.dim, ("embed", "embed"), rngs)
         self.ls = LayerScale(cfg.dim, cfg.layer_scale)
@@ -193,7 +197,8 @@ class SpaceBlock(nnx.Module):
         self.norm1, self.norm2 = RMSInstanceNorm(d), RMSInstanceNorm(d)
         self.mixer = build_axis_mixer(cfg.space_mixer, cfg, causal=False, rngs=rngs)
         self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
-                                              max_distance=cfg.max_distance, rngs=rngs)
+                                              max_distance=cfg.max_distance,
+                                              wrap=cfg.periodic_wrap, rngs=rngs)
                          if cfg.space_mixer == "attention" else None)
         self.proj = dense(d, d, ("embed", "embed"), rngs)
         self.ls_mix = LayerScale(d, cfg.layer_scale)

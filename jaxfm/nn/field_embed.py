@@ -85,7 +85,8 @@ class FieldEmbedding(nnx.Module):
     def expand(self, extra: int, *, rngs: nnx.Rngs) -> None:
         """Appends ``extra`` freshly initialised rows; existing rows and the scale are kept."""
         new = self._init_rows(rngs, extra, self.kernel.shape[1])
-        self.kernel[...] = jnp.concatenate([self.kernel[...], new], axis=0)
+        self.kernel = nnx.Param(jnp.concatenate([self.kernel[...], new], axis=0),
+                                out_sharding=(None, "embed"))
 
     def __call__(self, x: Float[Array, "n *s c"], field_ids: Int[Array, "n c"] | Int[Array, "c"]):
         """Embeds ``x`` whose last axis holds the fields named by ``field_ids``."""
@@ -96,7 +97,8 @@ class FieldEmbedding(nnx.Module):
         w = self.kernel[...][jnp.clip(ids, 0)] * valid[..., None]  # (N, C, dim)
         count = jnp.maximum(jnp.sum(valid, axis=1), 1).astype(jnp.float32)
         scale = jnp.sqrt(self.n_ref / count).reshape((-1,) + (1,) * (x.ndim - 1))
-        y = jnp.einsum("n...c,ncd->n...d", x, w.astype(x.dtype)) + self.bias[...].astype(x.dtype)
+        bias = self.bias[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
+        y = jnp.einsum("n...c,ncd->n...d", x, w.astype(x.dtype)) + bias
         return (scale * y).astype(x.dtype)
 
 
@@ -165,8 +167,10 @@ class PatchDestem(nnx.Module):
         new = _conv_init(rngs, k, q, extra, None)[...]
         if zero_init:
             new = jnp.zeros_like(new)
-        self.out_kernel[...] = jnp.concatenate([self.out_kernel[...], new], axis=-1)
-        self.out_bias[...] = jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))])
+        self.out_kernel = nnx.Param(jnp.concatenate([self.out_kernel[...], new], axis=-1),
+                                    out_sharding=(None, None, None, None))
+        self.out_bias = nnx.Param(jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]),
+                                  out_sharding=(None,))
 
     def __call__(self, x: Float[Array, "n h w d"],
                  field_ids: Int[Array, "n c"] | Int[Array, "c"]) -> jax.Array:

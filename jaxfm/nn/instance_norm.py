@@ -46,7 +46,8 @@ class RMSInstanceNorm(nnx.Module):
         xf = x.astype(jnp.float32)
         mean = jnp.mean(xf, axis=axes, keepdims=True)
         std = jnp.sqrt(jnp.sum(jnp.square(xf - mean), axis=axes, keepdims=True) / (n - 1))
-        return (xf / (std + self.eps) * self.weight[...]).astype(x.dtype)
+        weight = self.weight[...].reshape((1,) * (x.ndim - 1) + (-1,))
+        return (xf / (std + self.eps) * weight).astype(x.dtype)
 
 
 class InstanceNorm(nnx.Module):
@@ -65,4 +66,5 @@ class InstanceNorm(nnx.Module):
         mean = jnp.mean(xf, axis=axes, keepdims=True)
         var = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-        return (y * self.weight[...] + self.bias[...]).astype(x.dtype)
+        shape = (1,) * (x.ndim - 1) + (-1,)
+        return (y * self.weight[...].reshape(shape) + self.bias[...].reshape(shape)).astype(x.dtype)

@@ -8,8 +8,11 @@ buckets up to ``max_distance`` (32 in MPP, whose bucketing function is called wi
 module's 128). On a periodic axis of length L the two edges touch, so the relative position
 k - q is wrapped into [-L/2, L/2] first: the token at the far edge is a neighbour.
 
-MPP's wrap (``relative_position % thresh``) equals the true periodic wrap for even L and
-differs by one for odd L; we use the true wrap (L is even in every MPP configuration).
+By default the wrap is *circular*: positions land in [-L/2, L/2), so the bias matrix is
+circulant (shifting query and key together along the ring changes nothing). MPP's own wrap
+(``relative_position % thresh`` with thresh = L//2) keeps both +L/2 and -L/2 (two buckets for
+the same ring distance) and is off by one for odd L; ``wrap="mpp"`` reproduces it exactly,
+for imported MPP checkpoints.
 
 Shapes: ``__call__(length, periodic)`` -> (1, heads, length, length), added to attention logits
 of layout (B, heads, Lq, Lk). ``periodic`` may be a Python bool or a traced scalar bool, so a
@@ -26,11 +29,23 @@ import numpy as np
 from flax import nnx
 
 
-def wrap_relative_positions(rel: np.ndarray | jax.Array, length: int):
-    """Maps relative positions in (-L, L) onto the periodic range [-L//2, L//2]."""
+WRAPS = ("circular", "mpp")
+
+
+def wrap_relative_positions(rel: np.ndarray | jax.Array, length: int, wrap: str = "circular"):
+    """Maps relative positions in (-L, L) onto the ring.
+
+    ``circular``: into [-(L//2), L - L//2), the shortest signed distance (ties to negative).
+    ``mpp``: MPP's rule, values beyond +-(L//2) taken modulo -+(L//2).
+    """
+    rel = jnp.asarray(rel)
     half = length // 2
-    rel = jnp.where(rel < -half, rel + length, rel)
-    return jnp.where(rel > half, rel - length, rel)
+    if wrap == "circular":
+        return jnp.mod(rel + half, length) - half
+    if wrap == "mpp":
+        rel = jnp.where(rel < -half, jnp.mod(rel, half), rel)
+        return jnp.where(rel > half, jnp.mod(rel, -half), rel)
+    raise ValueError(f"unknown periodic wrap {wrap!r}; choose one of {WRAPS}")
 
 
 def t5_bucket(rel: jax.Array, *, num_buckets: int = 32, max_distance: int = 32) -> jax.Array:
@@ -52,14 +67,17 @@ class RelativePositionBias(nnx.Module):
     """Learned per-head bias indexed by the (optionally wrapped) relative-position bucket."""
 
     def __init__(self, heads: int, *, num_buckets: int = 32, max_distance: int = 32,
-                 rngs: nnx.Rngs):
+                 wrap: str = "circular", rngs: nnx.Rngs):
         """Args:
           heads: attention heads (one bias per head and bucket).
           num_buckets: total buckets (both directions).
           max_distance: distances at or beyond this share the last bucket.
+          wrap: periodic wrap rule, ``circular`` or ``mpp`` (see module docstring).
           rngs: parameter initialisation (N(0, 1), as ``torch.nn.Embedding``).
         """
-        self.num_buckets, self.max_distance = num_buckets, max_distance
+        if wrap not in WRAPS:
+            raise ValueError(f"unknown periodic wrap {wrap!r}; choose one of {WRAPS}")
+        self.num_buckets, self.max_distance, self.wrap = num_buckets, max_distance, wrap
         init = nnx.with_partitioning(nnx.initializers.normal(1.0), (None, "heads"))
         self.table = nnx.Param(init(rngs.params(), (num_buckets, heads), jnp.float32))
 
@@ -67,7 +85,7 @@ class RelativePositionBias(nnx.Module):
         """(length, length) int32 bucket of key j for query i."""
         pos = np.arange(length)
         rel = jnp.asarray(pos[None, :] - pos[:, None])
-        rel = jnp.where(periodic, wrap_relative_positions(rel, length), rel)
+        rel = jnp.where(periodic, wrap_relative_positions(rel, length, self.wrap), rel)
         return t5_bucket(rel, num_buckets=self.num_buckets, max_distance=self.max_distance)
 
     def __call__(self, length: int, periodic: bool | jax.Array = False) -> jax.Array:
