@@ -31,8 +31,8 @@ than MPP's (q = D/4): MPP's ``RMSInstanceNorm2d`` stores a bias that its forward
 uses (its source says so), five in stem/de-stem and three per block. Adding them back gives
 MPP's published 7,285,884 (Ti) and 28,979,436 (S) exactly (``tests/models/test_surrogate.py``).
 
-Boundary conditions: ``periodic`` is a bool per spatial axis (H, W), batch-wide, used only by
-the position bias. (MPP's ``bcs[0]`` lists the W axis first.)
+Boundary conditions: ``periodic`` is a bool per spatial axis (H, W), for the batch or per
+sample, used only by the position bias. (MPP's ``bcs[0]`` lists the W axis first.)
 """
 
 from __future__ import annotations
@@ -208,16 +208,20 @@ class SpaceBlock(nnx.Module):
         self.drop_rate = drop_rate
 
     def _mix(self, y, axis_len: int, periodic, deterministic, rngs):
-        kw = {} if self.rel_bias is None else {"bias": self.rel_bias(axis_len, periodic)}
+        kw = {}
+        if self.rel_bias is not None:
+            bias = self.rel_bias(axis_len, periodic)  # (1 or B, heads, L, L)
+            # sequences are folded batch-major, (B, T, other axis) -> rows: repeat per sample
+            kw["bias"] = jnp.repeat(bias, y.shape[0] // bias.shape[0], axis=0)
         return self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
 
     def __call__(self, x, periodic, *, deterministic: bool = True,
                  rngs: nnx.Rngs | None = None):
         n, h, w, d = x.shape
         y = self.norm1(x)
-        along_w = self._mix(y.reshape(n * h, w, d), w, periodic[1], deterministic, rngs)
+        along_w = self._mix(y.reshape(n * h, w, d), w, periodic[..., 1], deterministic, rngs)
         yt = jnp.swapaxes(y, 1, 2).reshape(n * w, h, d)
-        along_h = self._mix(yt, h, periodic[0], deterministic, rngs)
+        along_h = self._mix(yt, h, periodic[..., 0], deterministic, rngs)
         mixed = (along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2))
         y = self.ls_mix(self.proj(self.norm2(mixed / 2)))
         x = x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
@@ -277,7 +281,8 @@ class AViT(nnx.Module):
         Args:
           x: input window in physical units.
           field_ids: vocabulary id of each of the C fields (< 0: padding channel).
-          periodic: per spatial axis (H, W), bool or traced bool array of shape (2,).
+          periodic: per spatial axis (H, W): a pair of bools for the batch, or a bool array
+            of shape (2,) or (B, 2) (one pair per sample).
           deterministic: disable stochastic depth.
           rngs: needs a ``dropout`` stream when not deterministic.
         """
@@ -287,6 +292,8 @@ class AViT(nnx.Module):
         if hh % self.cfg.patch or ww % self.cfg.patch:
             raise ValueError(f"grid {(hh, ww)} is not divisible by patch {self.cfg.patch}")
         periodic = jnp.asarray(periodic, bool)
+        if periodic.shape not in ((2,), (b, 2)):
+            raise ValueError(f"periodic must have shape (2,) or ({b}, 2), got {periodic.shape}")
         xn, stats = revin_normalize(x)
         e = self.fields(xn, field_ids)  # (B, T, H, W, D/4)
         tok = self.stem(e.reshape(b * t, hh, ww, e.shape[-1]))

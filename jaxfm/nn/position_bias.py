@@ -14,9 +14,10 @@ circulant (shifting query and key together along the ring changes nothing). MPP'
 the same ring distance) and is off by one for odd L; ``wrap="mpp"`` reproduces it exactly,
 for imported MPP checkpoints.
 
-Shapes: ``__call__(length, periodic)`` -> (1, heads, length, length), added to attention logits
-of layout (B, heads, Lq, Lk). ``periodic`` may be a Python bool or a traced scalar bool, so a
-batch's boundary conditions can be data without recompiling.
+Shapes: ``__call__(length, periodic)`` -> (N, heads, length, length), added to attention logits
+of layout (B, heads, Lq, Lk). ``periodic`` may be a Python bool, a traced scalar (N = 1) or one
+flag per sample (N,), so boundary conditions are data: no recompiling, and one batch may mix
+periodic and bounded systems.
 """
 
 from __future__ import annotations
@@ -82,13 +83,20 @@ class RelativePositionBias(nnx.Module):
         self.table = nnx.Param(init(rngs.params(), (num_buckets, heads), jnp.float32))
 
     def buckets(self, length: int, periodic: bool | jax.Array = False) -> jax.Array:
-        """(length, length) int32 bucket of key j for query i."""
+        """(*P, length, length) int32 bucket of key j for query i; P = periodic's shape."""
         pos = np.arange(length)
         rel = jnp.asarray(pos[None, :] - pos[:, None])
+        periodic = jnp.asarray(periodic, bool)[..., None, None]
         rel = jnp.where(periodic, wrap_relative_positions(rel, length, self.wrap), rel)
         return t5_bucket(rel, num_buckets=self.num_buckets, max_distance=self.max_distance)
 
     def __call__(self, length: int, periodic: bool | jax.Array = False) -> jax.Array:
-        """(1, heads, length, length) float32 additive logits bias."""
-        vals = self.table[...][self.buckets(length, periodic)]  # (L, L, heads)
-        return jnp.transpose(vals, (2, 0, 1))[None]
+        """(N, heads, length, length) float32 additive logits bias.
+
+        ``periodic`` is a scalar (N = 1) or one flag per sample, shape (N,).
+        """
+        periodic = jnp.asarray(periodic, bool)
+        if periodic.ndim > 1:
+            raise ValueError(f"periodic must be a scalar or (batch,), got {periodic.shape}")
+        vals = self.table[...][self.buckets(length, periodic.reshape(-1))]  # (N, L, L, heads)
+        return jnp.transpose(vals, (0, 3, 1, 2))

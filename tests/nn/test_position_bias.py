@@ -83,3 +83,12 @@ def test_traced_periodic_flag_selects_the_same_bias():
     for flag in (True, False):
         np.testing.assert_array_equal(np.asarray(bias(12, jnp.asarray(flag))),
                                       np.asarray(bias(12, flag)))
+
+
+def test_per_sample_flags_pick_per_sample_bias():
+    bias = RelativePositionBias(2, rngs=nnx.Rngs(1))
+    both = np.asarray(bias(10, jnp.array([True, False, True])))
+    assert both.shape == (3, 2, 10, 10)
+    np.testing.assert_array_equal(both[0], np.asarray(bias(10, True))[0])
+    np.testing.assert_array_equal(both[1], np.asarray(bias(10, False))[0])
+    np.testing.assert_array_equal(both[2], both[0])
