@@ -65,8 +65,9 @@ def masked_mean(values: Float[Array, "b c"], valid: Bool[Array, "b c"] | None = 
     """Mean of a (B, C) array over the entries where ``valid`` (all when None)."""
     if valid is None:
         return jnp.mean(values)
-    w = valid.astype(jnp.float32)
-    return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
+    # where, not multiply: a padding channel of zeros has NRMSE 0/0 = NaN, and NaN * 0 = NaN
+    total = jnp.sum(jnp.where(valid, values, 0.0))
+    return total / jnp.maximum(jnp.sum(valid.astype(jnp.float32)), 1.0)
 
 
 LOSSES = ("nmse", "mse", "l1")
