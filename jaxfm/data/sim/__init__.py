@@ -1,0 +1,1 @@
+"""PDE simulators (pure JAX); see SIMULATORS in jaxfm.data.sim.registry."""
