@@ -286,3 +286,17 @@ def make_sources(cfg: GalaxyConfig) -> tuple[GalaxySource, GalaxySource]:
     return (GalaxySource(train, flip_rotate=cfg.flip_rotate, aug_noise=cfg.aug_noise,
                          seed=cfg.seed, name=f"galaxies-train-{cfg.path or cfg.seed}"),
             GalaxySource(evals, name=f"galaxies-eval-{cfg.path or cfg.seed + 1}"))
+
+
+def rerender(records: dict[str, np.ndarray], cfg: GalaxyConfig, seed: int
+             ) -> dict[str, np.ndarray]:
+    """A second, independently noisy observation of the same galaxies (same latents/ids).
+
+    Gives in-modal retrieval a ground truth: an image must find the other image of its galaxy.
+    Needs the property keys (generator files have them; real files do not).
+    """
+    missing = [k for k in PROPERTY_KEYS if k not in records]
+    if missing:
+        raise ValueError(f"rerender needs the generator's property keys; missing {missing}")
+    lat = {k: records[k].astype(np.float64) for k in ("redshift",) + PROPERTY_KEYS}
+    return render(lat, cfg, np.random.default_rng(seed), records["targetid"])

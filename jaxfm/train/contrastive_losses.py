@@ -70,7 +70,8 @@ def siglip_loss(a: Float[Array, "b e"], b: Float[Array, "b e"], scale: float | j
     return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / n
 
 
-def infonce_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array, axis_name: str) -> jax.Array:
+def infonce_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array,
+                       axis_name: str | tuple[str, ...]) -> jax.Array:
     """Per-device InfoNCE inside ``shard_map`` over ``axis_name``; returns the global loss.
 
     ``a``, ``b`` are this device's (n, E) rows of a batch sharded contiguously along
@@ -89,7 +90,7 @@ def infonce_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array, axis_name: 
 
 
 def siglip_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array, bias: jax.Array,
-                      axis_name: str) -> jax.Array:
+                      axis_name: str | tuple[str, ...]) -> jax.Array:
     """Per-device sigmoid loss inside ``shard_map``; equals :func:`siglip_loss` globally."""
     a, b = l2_normalize(a), l2_normalize(b)
     b_all = jax.lax.all_gather(b, axis_name, tiled=True)  # (N, E)
