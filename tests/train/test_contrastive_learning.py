@@ -61,15 +61,19 @@ def _check(result, *, batch: int, top5_min: float, r2_min: dict, k: int = 16):
     emb, emb_tr, ctl, ctl_tr, train, gallery, losses = result
     n = len(gallery["redshift"])
     chance5 = 5 / n
+    summary = {}
     tr_props = {p: train[p] for p in PROPS}
     te_props = {p: gallery[p] for p in PROPS}
     for q, g in (("image", "spectrum"), ("spectrum", "image")):
         acc, acc0 = topk_accuracy(emb[q], emb[g]), topk_accuracy(ctl[q], ctl[g])
+        summary[f"{q[0]}2{g[0]}"] = (acc["top1"], acc["top5"], acc0["top5"])
         assert acc["top5"] >= top5_min, (q, acc)
         assert acc0["top5"] <= 5 * chance5, (q, acc0)  # control near chance: no leak
     # cross-modal k-NN: image queries against spectrum neighbours (and back)
     r2 = knn_r2(emb_tr["spectrum"], tr_props, emb["image"], te_props, k=k)
     r2_ctl = knn_r2(ctl_tr["spectrum"], tr_props, ctl["image"], te_props, k=k)
+    print(f"\nN={n} retrieval (top1, top5, control top5) {summary}; i2s k-NN R^2 {r2}; "
+          f"control {r2_ctl}; final loss {np.mean(losses[-10:]):.3f} (log B {np.log(batch):.3f})")
     for p in PROPS:
         assert r2[p] >= r2_min[p], (p, r2)
         assert r2_ctl[p] <= 0.1, (p, r2_ctl)

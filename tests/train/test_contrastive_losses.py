@@ -94,7 +94,7 @@ def test_zero_vectors_have_finite_gradients():
     a = jnp.zeros((4, 8)).at[1].set(1.0)
     b = jnp.ones((4, 8))
     for f in (lambda a: infonce_loss(a, b, 10.0), lambda a: siglip_loss(a, b, 10.0, -10.0)):
-        g = jax.grad(f)(a)
+        g = jax.jit(jax.grad(f))(a)
         assert bool(jnp.all(jnp.isfinite(g)))
     assert bool(jnp.all(jnp.isfinite(l2_normalize(jnp.zeros((2, 3))))))
 
@@ -143,3 +143,34 @@ def test_sharded_equals_unsharded(kind):
         np.testing.assert_allclose(float(val), float(ref_val), rtol=RTOL)
         for g, r in zip(grads, ref_grads):
             np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["infonce", "siglip"])
+def test_task_objective_inside_engine_style_shard_map(loss):
+    """The task objective picks the gathered local loss when the batch axis is bound.
+
+    Emulates the engine's ``step_impl=shard_map`` step: per-device rows, the loss pmean-ed
+    over "data" and differentiated *inside* shard_map. Value and embedding gradients must
+    equal the global single-device loss (a non-gathered local loss would differ).
+    """
+    import types
+
+    from jaxfm.train.contrastive_task import contrastive_objective
+
+    a, b = _pair(11, n=64)
+    model = types.SimpleNamespace(cfg=types.SimpleNamespace(loss=loss),
+                                  scale=lambda: jnp.float32(9.0),
+                                  logit_bias=jnp.float32(-2.0) if loss == "siglip" else None)
+    ref_val, ref_grads = jax.value_and_grad(
+        lambda a, b: contrastive_objective(model, a, b)[0], argnums=(0, 1))(a, b)
+
+    def local(a, b):
+        f = lambda a, b: jax.lax.pmean(contrastive_objective(model, a, b)[0], "data")
+        return jax.value_and_grad(f, argnums=(0, 1))(a, b)
+
+    fn = jax.jit(jax.shard_map(local, mesh=_mesh(), in_specs=(P("data"), P("data")),
+                               out_specs=(P(), (P("data"), P("data")))))
+    val, grads = fn(a, b)
+    np.testing.assert_allclose(float(val), float(ref_val), rtol=RTOL)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-6)
