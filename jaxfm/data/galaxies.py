@@ -244,16 +244,21 @@ def augment(example: dict[str, np.ndarray], rng: np.random.Generator, *,
 class GalaxySource:
     """Grain-compatible random-access source over in-memory AstroCLIP-layout records.
 
-    ``__getitem__`` returns one example (a dict of numpy arrays). With augmentation on, the
+    ``__getitem__`` returns one example (a dict of numpy arrays, the ``keys`` only: images and
+    spectra by default, what a training step needs; ``records`` keeps everything). With augmentation on, the
     random state of example ``i`` is derived from ``(seed, i, epoch)`` where ``epoch`` counts
     how often ``i`` was read modulo the source length, so runs are reproducible and indices
     ``i + k * len`` (Grain's multi-epoch keys) get fresh augmentations.
     """
 
     def __init__(self, records: dict[str, np.ndarray], *, flip_rotate: bool = False,
-                 aug_noise: float = 0.0, seed: int = 0, name: str = "galaxies"):
+                 aug_noise: float = 0.0, seed: int = 0, name: str = "galaxies",
+                 keys: tuple[str, ...] = ("image", "spectrum")):
         self._n = _validate(records, name)
-        self.records = records
+        missing = [k for k in keys if k not in records]
+        if missing:
+            raise ValueError(f"{name}: GalaxySource keys {missing} not in records {sorted(records)}")
+        self.records, self.keys = records, keys
         self.flip_rotate, self.aug_noise, self.seed, self.name = flip_rotate, aug_noise, seed, name
 
     def __len__(self) -> int:
@@ -262,15 +267,15 @@ class GalaxySource:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         index = int(index)
         i, epoch = index % self._n, index // self._n
-        ex = {k: v[i] for k, v in self.records.items()}
+        ex = {k: self.records[k][i] for k in self.keys}
         if self.flip_rotate or self.aug_noise > 0:
             rng = np.random.default_rng((self.seed, i, epoch))
             ex = augment(ex, rng, flip_rotate=self.flip_rotate, noise=self.aug_noise)
         return ex
 
     def __repr__(self) -> str:
-        return (f"GalaxySource(name={self.name!r}, n={self._n}, flip_rotate={self.flip_rotate}, "
-                f"aug_noise={self.aug_noise}, seed={self.seed})")
+        return (f"GalaxySource(name={self.name!r}, n={self._n}, keys={self.keys}, "
+                f"flip_rotate={self.flip_rotate}, aug_noise={self.aug_noise}, seed={self.seed})")
 
 
 def load_splits(cfg: GalaxyConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -67,13 +67,21 @@ def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array
 class ContrastiveTask:
     """Image <-> spectrum contrastive alignment (AstroCLIP)."""
 
-    def __init__(self, cfg: ContrastiveConfig):
+    def __init__(self, cfg: ContrastiveConfig, spectrum_params: dict | None = None):
+        """Args: cfg: the model; spectrum_params: a pretrained SpecFormer's parameters (pure
+        dict, see :func:`load_encoder`) that replace the spectrum encoder's initialisation."""
         self.cfg = cfg
         self.trainable = trainable_filter(cfg)
+        self.spectrum_params = spectrum_params
 
     def build_model(self, rngs: nnx.Rngs) -> ContrastiveModel:
-        """A freshly initialised :class:`ContrastiveModel`."""
-        return ContrastiveModel(self.cfg, rngs=rngs)
+        """A freshly initialised :class:`ContrastiveModel` (pretrained spectrum encoder if given)."""
+        model = ContrastiveModel(self.cfg, rngs=rngs)
+        if self.spectrum_params is not None:
+            state = nnx.state(model.spectrum_encoder, nnx.Param)
+            nnx.replace_by_pure_dict(state, self.spectrum_params)
+            nnx.update(model.spectrum_encoder, state)
+        return model
 
     def loss(self, model: ContrastiveModel, batch: dict[str, jax.Array], rngs: nnx.Rngs):
         """Contrastive loss of the batch (dropout on), with scale and in-batch accuracy."""
@@ -123,3 +131,37 @@ def embed_records(model: ContrastiveModel, records: dict[str, np.ndarray], *,
         outs["image"].append(np.asarray(za))
         outs["spectrum"].append(np.asarray(zb))
     return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def save_encoder(path: str, model: nnx.Module, cfg) -> None:
+    """Saves ``model``'s parameters (flat ``a/b/c`` keys) and its config JSON to an .npz file."""
+    import dataclasses
+    import json
+
+    flat = nnx.traversals.flatten_mapping(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    np.savez(path, __config__=np.asarray(json.dumps(dataclasses.asdict(cfg))),
+             **{"/".join(map(str, k)): np.asarray(v) for k, v in flat.items()})
+
+
+def load_encoder(path: str, cfg) -> dict:
+    """Parameters saved by :func:`save_encoder`, checked against ``cfg`` (a dataclass).
+
+    Raises:
+      ValueError naming the file and the first differing config key.
+    """
+    import dataclasses
+    import json
+
+    with np.load(path) as f:
+        saved = json.loads(str(f["__config__"]))
+        flat = {k: f[k] for k in f.files if k != "__config__"}
+    want = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for key in sorted(set(saved) | set(want)):
+        if saved.get(key) != want.get(key):
+            raise ValueError(f"{path}: encoder was saved with {key}={saved.get(key)!r}, "
+                             f"the model wants {key}={want.get(key)!r}")
+    return nnx.traversals.unflatten_mapping({tuple(_keys(k)): v for k, v in flat.items()})
+
+
+def _keys(path: str) -> list:
+    return [int(p) if p.isdigit() else p for p in path.split("/")]
