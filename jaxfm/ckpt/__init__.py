@@ -1,1 +1,15 @@
-"""jaxfm.ckpt."""
+"""jaxfm.ckpt: Orbax checkpoint manager wrapper (item names, restore order, resharding)."""
+
+from jaxfm.ckpt.manager import (
+    CKPT_DIR,
+    DATA_ITER,
+    META,
+    STATE,
+    CheckpointError,
+    Checkpointer,
+    checkpoint_dir,
+)
+from jaxfm.ckpt.options import CkptConfig
+
+__all__ = ["CKPT_DIR", "DATA_ITER", "META", "STATE", "CheckpointError", "Checkpointer",
+           "CkptConfig", "checkpoint_dir"]

@@ -1,1 +1,1 @@
-"""jaxfm.data."""
+"""jaxfm.data: Grain sources and pipelines, PDE simulators, readers, generators."""

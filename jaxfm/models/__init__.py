@@ -1,1 +1,1 @@
-"""jaxfm.models."""
+"""jaxfm.models: assembled architectures, one family per file."""

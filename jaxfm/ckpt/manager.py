@@ -1,0 +1,194 @@
+"""Orbax checkpoints for jaxfm runs: one wrapper, item names defined once, one restore order.
+
+Layout: ``WORKDIR/checkpoints/<step>/{state, data_iter, meta}``
+
+* ``state``: the train state pytree (step, trainable and frozen parameters, other model
+  variables, optimizer state, RNG key), restored *into abstract arrays carrying the current
+  mesh's shardings*, so a checkpoint written on 8 devices restores on 1 and vice versa, and
+  one written by N processes restores on M.
+* ``data_iter``: the Grain iterator state (per process), so a resumed run continues the data
+  stream exactly where it stopped.
+* ``meta``: JSON (resolved config, field registry, anything a task wants to keep).
+
+Unreadable checkpoints (truncated, missing files) are reported and moved aside to
+``WORKDIR/checkpoints_unreadable/`` -- never deleted -- and the previous good one is used.
+Saves are asynchronous; :meth:`Checkpointer.close` waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocm
+
+from jaxfm.ckpt.options import CkptConfig
+
+log = logging.getLogger(__name__)
+
+STATE, DATA_ITER, META = "state", "data_iter", "meta"
+CKPT_DIR, UNREADABLE_DIR = "checkpoints", "checkpoints_unreadable"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint, or a checkpoint that does not fit the model (one-line message)."""
+
+
+def checkpoint_dir(path: str) -> str:
+    """``path`` itself if it holds step directories, else ``path/checkpoints``."""
+    path = os.path.abspath(path)
+    sub = os.path.join(path, CKPT_DIR)
+    return sub if os.path.isdir(sub) else path
+
+
+class Checkpointer:
+    """Saves and restores train state, data-iterator state and metadata under ``directory``.
+
+    Args:
+      directory: the ``checkpoints`` directory (created if missing).
+      cfg: the ``ckpt`` config section.
+      read_only: open existing checkpoints without writing or deleting anything.
+    """
+
+    def __init__(self, directory: str, cfg: CkptConfig | None = None, *,
+                 read_only: bool = False):
+        self.cfg = cfg or CkptConfig()
+        self.directory = os.path.abspath(directory)
+        self.read_only = read_only
+        self._manager = self._make_manager()
+
+    def _make_manager(self) -> ocp.CheckpointManager:
+        cfg = self.cfg
+        policies = [ocm.preservation_policy.LatestN(max(cfg.keep, 1))]
+        if cfg.keep_best > 0:
+            metric = cfg.best_metric
+            policies.append(ocm.preservation_policy.BestN(
+                get_metric_fn=lambda m: m[metric], reverse=cfg.best_mode == "min",
+                n=cfg.keep_best, keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=cfg.async_save and not self.read_only,
+            preservation_policy=ocm.preservation_policy.AnyPreservationPolicy(policies),
+            create=not self.read_only, read_only=self.read_only)
+        return ocp.CheckpointManager(self.directory, options=options,
+                                     item_names=(STATE, DATA_ITER, META))
+
+    # ----------------------------------------------------------------------------- save
+
+    def save(self, step: int, state: Any, *, data_iter: Any = None,
+             meta: dict | None = None, metrics: dict | None = None) -> None:
+        """Starts saving ``state`` (and the iterator / metadata) as checkpoint ``step``."""
+        items = {STATE: ocp.args.StandardSave(state)}
+        if data_iter is not None:
+            items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
+        if meta is not None:
+            items[META] = ocp.args.JsonSave(meta)
+        best = None
+        if metrics is not None and self.cfg.best_metric in metrics:
+            best = {self.cfg.best_metric: float(metrics[self.cfg.best_metric])}
+        if step in self._manager.all_steps():
+            log.info("checkpoint %d already exists; not saving it again", step)
+            return
+        self._manager.save(step, args=ocp.args.Composite(**items), metrics=best, force=True)
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    # ----------------------------------------------------------------------------- restore
+
+    def steps(self) -> list[int]:
+        """Steps of complete checkpoints, newest first."""
+        self._manager.reload()
+        return sorted(self._manager.all_steps(), reverse=True)
+
+    def restore(self, abstract_state: Any, *, data_iter: Any = None,
+                step: int | None = None) -> tuple[int, Any, dict | None]:
+        """Restores the newest readable checkpoint (or ``step``) into ``abstract_state``.
+
+        Args:
+          abstract_state: pytree of ``jax.ShapeDtypeStruct`` with the target shardings.
+          data_iter: a Grain iterator restored in place, if given.
+          step: a specific step (no fallback) instead of the newest readable one.
+
+        Returns:
+          (step, state, meta). Unreadable newer checkpoints are moved aside with a warning.
+
+        Raises:
+          CheckpointError: no readable checkpoint, or shapes that do not fit the model.
+        """
+        candidates = [step] if step is not None else self.steps()
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        for s in candidates:
+            try:
+                state = self._restore_item(s, STATE, ocp.args.StandardRestore(abstract_state))
+                meta = self._restore_meta(s)
+            except CheckpointError:
+                raise
+            except Exception as e:  # noqa: BLE001 -- any read failure means "unreadable"
+                msg = f"checkpoint {os.path.join(self.directory, str(s))} is unreadable " \
+                      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                if step is not None:
+                    raise CheckpointError(msg) from None
+                log.warning("%s; falling back to an older one", msg)
+                print(f"warning: {msg}; falling back to an older checkpoint", flush=True)
+                self._move_aside(s)
+                continue
+            if data_iter is not None:
+                self._restore_data_iter(s, data_iter)
+            return s, state, meta
+        raise CheckpointError(f"no readable checkpoint in {self.directory} "
+                              f"(unreadable ones moved to {UNREADABLE_DIR}/)")
+
+    def _restore_item(self, step: int, name: str, args) -> Any:
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(**{name: args}))[name]
+        except ValueError as e:
+            text = str(e)
+            if "shape" in text.lower() or "structure" in text.lower():
+                raise CheckpointError(
+                    f"checkpoint {os.path.join(self.directory, str(step))} does not fit this "
+                    f"model: {text.splitlines()[0][:300]}") from None
+            raise
+
+    def _restore_meta(self, step: int) -> dict | None:
+        if not os.path.isdir(os.path.join(self.directory, str(step), META)):
+            return None
+        return self._restore_item(step, META, ocp.args.JsonRestore())
+
+    def _restore_data_iter(self, step: int, data_iter: Any) -> None:
+        path = os.path.join(self.directory, str(step), DATA_ITER)
+        try:
+            self._manager.restore(step, args=ocp.args.Composite(
+                **{DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
+        except Exception as e:  # noqa: BLE001
+            # Typical cause: the checkpoint was written by a different number of processes
+            # (iterator states are per process). Parameters are still restored.
+            msg = (f"data-iterator state in {path} could not be restored "
+                   f"({type(e).__name__}); the data stream restarts from its beginning")
+            log.warning(msg)
+            print(f"warning: {msg}", flush=True)
+
+    def _move_aside(self, step: int) -> None:
+        if self.read_only or jax.process_index() != 0:
+            return
+        src = os.path.join(self.directory, str(step))
+        dst_root = os.path.join(os.path.dirname(self.directory), UNREADABLE_DIR)
+        os.makedirs(dst_root, exist_ok=True)
+        dst = os.path.join(dst_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if os.path.exists(src):
+            shutil.move(src, dst)
+            print(f"moved unreadable checkpoint {src} to {dst}", flush=True)
+        self._manager.close()
+        self._manager = self._make_manager()

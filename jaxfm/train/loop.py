@@ -1,0 +1,344 @@
+"""The training loop every experiment runs: :func:`run`.
+
+    config -> WORKDIR/config.json
+    mesh + rule table -> shardings -> abstract init -> jit(init) or restore
+    loop: next batch -> explicit device_put -> jit(train_step) (transfer guard on)
+          -> metrics of the previous step fetched (one step behind, so dispatch stays async)
+          -> NaN/Inf guard -> metrics.jsonl + progress/ETA -> eval -> checkpoint
+    end: final eval, final checkpoint, results.json
+
+Restore order (one place): a checkpoint in WORKDIR (resume: state, data stream, step) >
+``init_from`` (parameters only, for fine-tuning) > fresh initialisation.
+
+SIGTERM (a scheduler's pre-emption notice) finishes the current step, saves a checkpoint and
+returns with ``status = "terminated"``; SIGKILL loses at most the steps since the last
+checkpoint, and the resumed run then repeats them bit for bit (same data, same RNG).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxfm.ckpt.manager import CKPT_DIR, CheckpointError, Checkpointer, checkpoint_dir
+from jaxfm.data.pipeline import check_batch, make_dataset
+from jaxfm.parallel.distributed import initialize
+from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
+from jaxfm.train.optim import make_optimizer
+from jaxfm.train.step import Engine, State
+from jaxfm.train.task import Task
+from jaxfm.train.writer import MetricWriter, Progress
+
+
+class NonFiniteError(FloatingPointError):
+    """Loss or gradient norm became NaN/Inf; the message names the step and the metric."""
+
+
+class ConfigMismatchError(ValueError):
+    """The workdir holds a run whose model/data config differs from the requested one."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _config_dict(cfg: Any) -> dict:
+    from jaxfm.config import to_dict  # late import: jaxfm.config imports this package
+
+    return to_dict(cfg)
+
+
+def _check_same_run(path: str, new: dict) -> None:
+    """Refuses to resume a workdir whose model or data sections differ (names the key)."""
+    with open(path) as f:
+        old = json.load(f)
+
+    def diff(a, b, prefix):
+        for k in sorted(set(a) | set(b)):
+            va, vb = a.get(k, "<missing>"), b.get(k, "<missing>")
+            if isinstance(va, dict) and isinstance(vb, dict):
+                yield from diff(va, vb, f"{prefix}{k}.")
+            elif va != vb:
+                yield f"{prefix}{k}", va, vb
+
+    for section in ("model", "data"):
+        for key, va, vb in diff(old.get(section, {}), new.get(section, {}), f"{section}."):
+            raise ConfigMismatchError(
+                f"{path} was written with {key}={va!r}, but this run has {key}={vb!r}; "
+                f"use a new --workdir (nothing in the old one was changed)")
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def write_results(workdir: str, results: dict) -> dict:
+    """Merges ``results`` into ``WORKDIR/results.json`` (process 0) and returns the whole."""
+    path = os.path.join(workdir, "results.json")
+    merged = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            merged = json.load(f)
+    merged.update(results)
+    if jax.process_index() == 0:
+        _write_json(path, merged)
+    return merged
+
+
+class _Sigterm:
+    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self):
+        self.received = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _finite_or_raise(step: int, metrics: dict, enabled: bool) -> None:
+    if not enabled:
+        return
+    for key in ("loss", "grad_norm"):
+        if key in metrics and not math.isfinite(float(metrics[key])):
+            raise NonFiniteError(
+                f"{key} is {float(metrics[key])} at step {step}; stopping (the last good "
+                f"checkpoint is kept). Lower train.lr, check the data, or set "
+                f"train.crash_on_nan=false to continue anyway")
+
+
+def evaluate(engine: Engine, state: State, source: Any, *, batch_size: int,
+             max_batches: int = 0) -> dict[str, float]:
+    """Mean of the task's eval metrics over ``source`` (one pass, fixed order)."""
+    shards = batch_size_per_shard(engine.mesh)
+    bs = min(batch_size, len(source) // shards * shards)
+    if bs <= 0:
+        raise ValueError(f"eval set of {len(source)} examples is smaller than the "
+                         f"{shards} data-parallel shards")
+    ds = make_dataset(source, batch_size=bs, seed=0, shuffle=False, num_epochs=1,
+                      process_index=jax.process_index(), process_count=jax.process_count())
+    step_fn = engine.eval_step()
+    sums: dict[str, float] = {}
+    n = 0
+    it = iter(ds)
+    for batch in it:
+        with jax.transfer_guard("disallow"):
+            metrics = step_fn(state, engine.put_batch(batch))
+        for k, v in jax.device_get(metrics).items():
+            sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)
+        n += 1
+        if max_batches and n >= max_batches:
+            break
+    return {f"eval/{k}": (v / max(n, 1)).tolist() for k, v in sums.items()}
+
+
+def _load_params(path: str, engine: Engine) -> dict:
+    """Trainable + frozen parameters of the newest readable checkpoint under ``path``."""
+    directory = checkpoint_dir(path)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"--init_from {path}: no such checkpoint directory")
+    ckpt = Checkpointer(directory, read_only=True)
+    try:
+        _, state, _ = ckpt.restore(engine.abstract_state)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init_from {path}: {e}") from None
+    finally:
+        ckpt.close()
+    return state
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
+        meta: dict | None = None) -> dict[str, Any]:
+    """Trains ``task`` on ``train_source`` as configured by ``cfg``; returns the results.
+
+    Args:
+      cfg: an ``ExperimentConfig`` (sections ``train``, ``parallel``, ``ckpt``, ``workdir``,
+        ``init_from``, plus the experiment's own).
+      task: the model family.
+      train_source, eval_source: Grain random-access sources of dict examples.
+      meta: extra JSON saved in every checkpoint (e.g. the field registry).
+
+    Returns:
+      The contents written to ``WORKDIR/results.json``.
+    """
+    initialize(cfg.parallel.distributed)
+    tc = cfg.train
+    workdir = os.path.abspath(cfg.workdir)
+    is_main = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    config = _config_dict(cfg)
+    config_path = os.path.join(workdir, "config.json")
+    has_ckpt = os.path.isdir(os.path.join(workdir, CKPT_DIR)) and any(
+        d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR)))
+    if has_ckpt and os.path.exists(config_path):
+        _check_same_run(config_path, config)
+    if is_main:
+        _write_json(config_path, config)
+
+    mesh = make_mesh(cfg.parallel)
+    check_batch(tc.batch_size, shards=batch_size_per_shard(mesh),
+                process_count=jax.process_count(), grad_accum=tc.grad_accum)
+    tx, schedule = make_optimizer(tc)
+    engine = Engine(task, tc, tx, schedule, mesh, cfg.parallel.strategy)
+
+    train_ds = make_dataset(train_source, batch_size=tc.batch_size, seed=tc.seed,
+                            process_index=jax.process_index(),
+                            process_count=jax.process_count(), worker_count=tc.data_workers)
+    if tc.data_workers > 0:
+        _mark_absl_flags_parsed()
+    data_iter = iter(train_ds)
+    ckpt = Checkpointer(os.path.join(workdir, CKPT_DIR), cfg.ckpt)
+    meta = {"config": config, **(meta or {})}
+
+    # --- restore order: resume > init_from > scratch
+    source_of_state = "scratch"
+    if ckpt.steps():
+        start, state, _ = ckpt.restore(engine.abstract_state, data_iter=data_iter)
+        source_of_state = f"resumed from step {start}"
+    else:
+        start = 0
+        state = engine.init(tc.seed)
+        if cfg.init_from:
+            loaded = _load_params(cfg.init_from, engine)
+            state = {**state, "params": loaded["params"], "frozen": loaded["frozen"]}
+            source_of_state = f"parameters from {cfg.init_from}"
+    writer = MetricWriter(workdir, enabled=is_main, tensorboard=tc.tensorboard)
+    writer.truncate_after(start)
+    if is_main:
+        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+        print(f"jaxfm: {type(task).__name__} | {n_params:,} trainable parameters | "
+              f"mesh {dict(mesh.shape)} | {cfg.parallel.strategy} | {source_of_state} | "
+              f"workdir {workdir}", flush=True)
+
+    progress = Progress(tc.steps, start, tc.batch_size, enabled=is_main and tc.progress)
+    train_step = engine.train_step()
+    last_eval: dict[str, float] = {}
+    last_train: dict[str, float] = {}
+    status = "finished"
+    t_start = time.perf_counter()
+
+    def save(step: int, st: State) -> None:
+        ckpt.save(step, st, data_iter=data_iter, meta=meta, metrics=last_eval or None)
+
+    def finish_step(step: int, metrics) -> None:
+        nonlocal last_train
+        host = {k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()}
+        _finite_or_raise(step, host, tc.crash_on_nan)
+        last_train = host
+        if step % tc.log_every == 0 or step == tc.steps:
+            host.update(progress.tick(step))
+            writer.write(step, host)
+            progress.show(step, host)
+
+    pending = None  # (step, metrics) of the last dispatched step, fetched one step later
+    step = start
+    try:
+        with _Sigterm() as sigterm:
+            while step < tc.steps:
+                if sigterm.received:
+                    status = "terminated"
+                    break
+                batch = engine.put_batch(next(data_iter))
+                with jax.transfer_guard("disallow"):
+                    state, metrics = train_step(state, batch)
+                step += 1
+                if pending is not None:
+                    finish_step(*pending)
+                pending = (step, metrics)
+                evaluate_now = eval_source is not None and tc.eval_every and \
+                    step % tc.eval_every == 0 and step < tc.steps
+                save_now = cfg.ckpt.every and step % cfg.ckpt.every == 0 and step < tc.steps
+                if evaluate_now or save_now:
+                    finish_step(*pending)
+                    pending = None
+                if evaluate_now:
+                    last_eval = evaluate(engine, state, eval_source, batch_size=tc.batch_size,
+                                         max_batches=tc.eval_batches)
+                    writer.write(step, last_eval)
+                    progress.show(step, last_eval)
+                if save_now:
+                    save(step, state)
+            if pending is not None:
+                finish_step(*pending)
+            if status == "finished" and eval_source is not None:
+                last_eval = evaluate(engine, state, eval_source, batch_size=tc.batch_size,
+                                     max_batches=tc.eval_batches)
+                writer.write(step, last_eval)
+                progress.show(step, last_eval)
+            save(step, state)
+    finally:
+        ckpt.close()
+        writer.close()
+        if hasattr(data_iter, "close"):
+            data_iter.close()
+    if status == "terminated" and is_main:
+        print(f"SIGTERM: saved checkpoint at step {step} in {workdir}/{CKPT_DIR}; rerun the "
+              f"same command to resume", flush=True)
+    results = {
+        "status": status, "step": step, "wall_time_s": time.perf_counter() - t_start,
+        "compile_and_first_step_s": progress.compile_s,
+        **{f"train/{k}": v for k, v in last_train.items() if np.ndim(v) == 0},
+        **last_eval,
+    }
+    return write_results(workdir, results)
+
+
+def _mark_absl_flags_parsed() -> None:
+    """Grain workers read absl flags; outside an absl app they must be marked parsed."""
+    try:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+    except ImportError:  # grain without absl: nothing to do
+        pass
+
+
+def load_state(workdir: str, task: Task, cfg: Any) -> tuple[Engine, State, int]:
+    """(engine, state, step) of the newest readable checkpoint in ``workdir``, on this host.
+
+    ``cfg`` is the run's config (e.g. ``jaxfm.config.load_json(Config, workdir/config.json)``)
+    with any ``parallel`` override for the current devices.
+    """
+    mesh = make_mesh(cfg.parallel)
+    tx, schedule = make_optimizer(cfg.train)
+    engine = Engine(task, cfg.train, tx, schedule, mesh, cfg.parallel.strategy)
+    ckpt = Checkpointer(checkpoint_dir(workdir), read_only=True)
+    try:
+        step, state, _ = ckpt.restore(engine.abstract_state)
+    finally:
+        ckpt.close()
+    return engine, state, step
+
+
+def load_model(workdir: str, task: Task, cfg: Any):
+    """The trained NNX model of the newest readable checkpoint in ``workdir``."""
+    engine, state, _ = load_state(workdir, task, cfg)
+    return engine.model(state)
+
+
+__all__ = ["ConfigMismatchError", "NonFiniteError", "evaluate", "load_model", "load_state",
+           "run", "write_results"]
