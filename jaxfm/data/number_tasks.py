@@ -20,7 +20,13 @@ Arrays (one row per sample, right-padded with [PAD] to ``max_len``):
 ``tokens`` int32 (N, L) = [BOS] text [EOS]; ``values`` float32 (N, L) normalised number values
 (1 elsewhere); ``loss_mask`` float32 (N, L), 1 where token t is a training target (predicted
 from position t-1); ``answer_pos`` int32 (N,), index of the answer's first token; ``answer``
-float32 (N,), the exact normalised answer.
+float32 (N,), the exact normalised answer; ``answer_unit`` float32 (N,), the factor that turns
+a number read from the tokens into normalised units.
+
+Scaling: only xVal needs the per-field normalisation (its [NUM] embedding is scaled by the
+value). The digit baselines encode the numbers as written, as in the paper, so they see the
+same 3-significant-figure operands a reader does; their answers are compared after dividing by
+the same field scale (``answer_unit``), so every encoding is scored in the same units.
 """
 
 from __future__ import annotations
@@ -31,7 +37,16 @@ from typing import Literal
 
 import numpy as np
 
-from jaxfm.data.numbers import BOS, EOS, PAD, Encoding, FieldScaler, NumberCodec, format_number
+from jaxfm.data.numbers import (
+    BOS,
+    EOS,
+    PAD,
+    Encoding,
+    FieldScaler,
+    NumberCodec,
+    extract,
+    format_number,
+)
 
 TaskName = Literal["multiplication", "arithmetic", "orbits"]
 
@@ -132,15 +147,19 @@ def generate_texts(cfg: NumberTaskConfig) -> dict[str, list[str]]:
                      f"[{cfg.ood_lo}, {cfg.ood_hi}): the band is too narrow or too wide")
 
 
-def encode_texts(texts: list[str], codec: NumberCodec, max_len: int,
+def encode_texts(texts: list[str], codec: NumberCodec, scaler: FieldScaler, max_len: int,
                  train_on: str = "answer") -> dict[str, np.ndarray]:
-    """Stacks encoded texts into the padded arrays described in the module docstring."""
+    """Stacks encoded texts into the padded arrays described in the module docstring.
+
+    ``scaler`` defines the normalised units of ``answer`` (for xVal it is the codec's own).
+    """
     n = len(texts)
     out = {"tokens": np.full((n, max_len), PAD, np.int32),
            "values": np.ones((n, max_len), np.float32),
            "loss_mask": np.zeros((n, max_len), np.float32),
            "answer_pos": np.zeros((n,), np.int32),
-           "answer": np.zeros((n,), np.float32)}
+           "answer": np.zeros((n,), np.float32),
+           "answer_unit": np.ones((n,), np.float32)}
     for i, text in enumerate(texts):
         enc = codec.encode(text)
         length = len(enc.tokens) + 2
@@ -155,24 +174,22 @@ def encode_texts(texts: list[str], codec: NumberCodec, max_len: int,
         out["answer_pos"][i] = pos
         start = pos if train_on == "answer" else 1
         out["loss_mask"][i, start:length] = 1.0
-        out["answer"][i] = (enc.values[enc.number_starts[-1]] if codec.encoding == "xval"
-                            else _answer_value(text, codec))
+        ex = extract(text)
+        field = ex.fields[-1:]
+        out["answer"][i] = scaler.normalise(ex.values[-1:], field)[0]
+        if codec.scaler is None:  # the tokens carry the raw number
+            out["answer_unit"][i] = 1.0 / scaler.scales[field[0]]
     return out
-
-
-def _answer_value(text: str, codec: NumberCodec) -> np.float32:
-    """The exact normalised answer (baselines carry only its 3-significant-figure tokens)."""
-    xval = NumberCodec("xval", codec.scaler)
-    enc = xval.encode(text)
-    return enc.values[enc.number_starts[-1]]
 
 
 def make_splits(cfg: NumberTaskConfig) -> tuple[NumberCodec, dict[str, dict[str, np.ndarray]],
                                                 dict[str, list[str]]]:
-    """Codec (scaler fitted on the training texts), arrays and texts of every split."""
+    """Codec, arrays and texts of every split; the scaler is fitted on the training texts."""
     if cfg.train_on not in ("answer", "all"):
         raise ValueError(f"train_on must be 'answer' or 'all', got {cfg.train_on!r}")
     texts = generate_texts(cfg)
-    codec = NumberCodec(cfg.encoding, FieldScaler.fit(texts["train"], cfg.bound))
-    arrays = {k: encode_texts(v, codec, cfg.max_len, cfg.train_on) for k, v in texts.items()}
+    scaler = FieldScaler.fit(texts["train"], cfg.bound)
+    codec = NumberCodec(cfg.encoding, scaler if cfg.encoding == "xval" else None)
+    arrays = {k: encode_texts(v, codec, scaler, cfg.max_len, cfg.train_on)
+              for k, v in texts.items()}
     return codec, arrays, texts

@@ -50,9 +50,10 @@ _CHAR_ID = {c: len(SPECIALS) + i for i, c in enumerate(_CHARS)}
 TEXT_VOCAB = len(SPECIALS) + len(_CHARS)
 
 _PLACEHOLDER = "\x00"  # stands for one number in a skeleton string; never valid input text
-# A number: optional sign (only when not glued to a word, so "x-5" is x, -, 5), digits with an
-# optional fraction and exponent; never part of a word ("planet0") or of "1.2.3".
-NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?!\w|\.\d)")
+# A number: optional minus (only when not glued to a word, so "x-5" is x, -, 5), digits with an
+# optional fraction and exponent; never part of a word ("planet0") or of "1.2.3". A leading
+# "+" stays text ("+5" is +, 5): as a sign it could not be written back without ambiguity.
+NUMBER_RE = re.compile(r"(?<![\w.])-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?!\w|\.\d)")
 _KEY_RE = re.compile(r"([A-Za-z_]\w*)['\"]?\s*[:=]")
 LIST_SEPARATOR = ", "
 
@@ -67,11 +68,13 @@ def parse_float32(literal: str) -> np.float32:
     midpoint between two float32s, which is resolved here with exact rational arithmetic.
     """
     d = float(literal)
-    f = np.float32(d)
+    with np.errstate(over="ignore"):
+        f = np.float32(d)
     if not np.isfinite(f):
         raise ValueError(f"number {literal!r} overflows float32 (|x| > 3.4e38)")
     if float(f) != d:
-        g = np.nextafter(f, np.float32(math.copysign(np.inf, d - float(f))))
+        with np.errstate(over="ignore"):  # the neighbour of float32 max is inf: no midpoint
+            g = np.nextafter(f, np.float32(math.copysign(np.inf, d - float(f))))
         if (float(f) + float(g)) / 2 == d:  # exact midpoint in float64: decide exactly
             exact = Fraction(literal)
             df, dg = abs(Fraction(float(f)) - exact), abs(Fraction(float(g)) - exact)

@@ -49,7 +49,8 @@ class NumberEmbedding(nnx.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len={self.max_len}")
         h = self.token(tokens) * values[..., None].astype(jnp.float32)
-        return h + self.position[...][:length]
+        pos = self.position[...][:length]
+        return h + pos[(None,) * (h.ndim - 2)]  # explicit batch axes: no silent rank promotion
 
 
 class NumberHead(nnx.Module):
