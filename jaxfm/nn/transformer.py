@@ -72,7 +72,8 @@ class LayerScale(nnx.Module):
         self.gamma = nnx.Param(jnp.full((dim,), init, jnp.float32), out_sharding=("embed",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x * self.gamma[...].astype(x.dtype)
+        gamma = self.gamma[...].astype(x.dtype)
+        return x * gamma.reshape((1,) * (x.ndim - 1) + (-1,))  # explicit broadcast
 
 
 def drop_path(x: jax.Array, rate: float, *, deterministic: bool,
