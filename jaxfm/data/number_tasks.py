@@ -16,7 +16,8 @@ Out of distribution: the band ``[ood_lo, ood_hi)`` of each task's *key variable*
 operand for the arithmetic tasks, the semi-major axis for orbits), given as fractions of the
 range, never appears in training; the OOD split has at least one key variable in the band.
 
-Arrays (one row per sample, right-padded with [PAD] to ``max_len``):
+Arrays (one row per sample, right-padded with [PAD] to the longest sample of all splits,
+at most ``max_len``):
 ``tokens`` int32 (N, L) = [BOS] text [EOS]; ``values`` float32 (N, L) normalised number values
 (1 elsewhere); ``loss_mask`` float32 (N, L), 1 where token t is a training target (predicted
 from position t-1); ``answer_pos`` int32 (N,), index of the answer's first token; ``answer``
@@ -192,4 +193,25 @@ def make_splits(cfg: NumberTaskConfig) -> tuple[NumberCodec, dict[str, dict[str,
     codec = NumberCodec(cfg.encoding, scaler if cfg.encoding == "xval" else None)
     arrays = {k: encode_texts(v, codec, scaler, cfg.max_len, cfg.train_on)
               for k, v in texts.items()}
+    # trim the padding: rows end at the longest sample of any split, so compact encodings
+    # also train on shorter sequences (their real compute advantage)
+    used = max(int((a["tokens"] != PAD).sum(1).max()) for a in arrays.values())
+    arrays = {k: {n: v[:, :used] if v.ndim == 2 else v for n, v in a.items()}
+              for k, a in arrays.items()}
     return codec, arrays, texts
+
+
+def read_answers(codec: NumberCodec, tokens: np.ndarray, values: np.ndarray,
+                 answer_pos: np.ndarray, answer_unit: np.ndarray) -> np.ndarray:
+    """Normalised answers read from (generated) token rows; NaN where no valid number stands.
+
+    Args:
+      codec: the encoding the rows are written in.
+      tokens, values: (N, L) rows, e.g. completed by ``jaxfm.models.xval.generate``.
+      answer_pos: (N,) index of each answer's first token.
+      answer_unit: (N,) factor from the codec's number units to normalised units.
+    """
+    out = np.full(len(tokens), np.nan, np.float64)
+    for i, p in enumerate(np.asarray(answer_pos)):
+        out[i] = codec.read_number(tokens[i, p:], values[i, p:]) * float(answer_unit[i])
+    return out

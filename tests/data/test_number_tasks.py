@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxfm.data.number_tasks import NumberTaskConfig, generate_texts, make_splits
+from jaxfm.data.number_tasks import NumberTaskConfig, generate_texts, make_splits, read_answers
 from jaxfm.data.numbers import BOS, EOS, NUM, PAD, extract
 
 
@@ -52,11 +52,13 @@ def test_arrays_layout(encoding, train_on):
     cfg = _small(task="arithmetic", encoding=encoding, train_on=train_on)
     codec, arrays, texts = make_splits(cfg)
     a = arrays["eval_ood"]
-    assert a["tokens"].shape == (60, 48) and a["tokens"].dtype == np.int32
+    longest = max(int((x["tokens"] != PAD).sum(1).max()) for x in arrays.values())
+    assert a["tokens"].shape == (60, longest) and longest <= 48 and a["tokens"].dtype == np.int32
     assert a["values"].dtype == np.float32 and np.all(a["tokens"][:, 0] == BOS)
     for i in range(60):
         row, pos = a["tokens"][i], int(a["answer_pos"][i])
         end = int(np.flatnonzero(row == EOS)[0])
+        assert a["values"].shape == a["loss_mask"].shape == (60, longest)
         assert np.all(row[end + 1:] == PAD)
         prompt = codec.decode(row[1:], a["values"][i, 1:]).split("=")[0]
         assert prompt == texts["eval_ood"][i].split("=")[0]
@@ -82,3 +84,17 @@ def test_bad_configs_fail_clearly():
         generate_texts(_small(task="sorting"))
     with pytest.raises(ValueError, match="ood_lo"):
         generate_texts(_small(task="orbits", ood_lo=0.7, ood_hi=0.2))
+
+
+def test_read_answers_recovers_the_targets_and_flags_garbage():
+    for encoding in ("xval", "p1000"):
+        codec, arrays, _ = make_splits(_small(task="orbits", encoding=encoding))
+        a = arrays["eval_id"]
+        got = read_answers(codec, a["tokens"], a["values"], a["answer_pos"], a["answer_unit"])
+        # xVal: exact float32; p1000: 3 significant figures (+ float32 rounding)
+        rtol = 0.0 if encoding == "xval" else 5.01e-3
+        np.testing.assert_allclose(got, a["answer"], rtol=rtol, atol=0)
+        garbage = a["tokens"].copy()
+        garbage[np.arange(len(garbage)), a["answer_pos"]] = EOS
+        assert np.all(np.isnan(read_answers(codec, garbage, a["values"], a["answer_pos"],
+                                            a["answer_unit"])))
