@@ -172,7 +172,8 @@ class FieldScaler:
     def _scale(self, fields: Sequence[str]) -> np.ndarray:
         missing = sorted(set(fields) - set(self.scales))
         if missing:
-            raise ValueError(f"no scale for field(s) {missing}; known fields: {sorted(self.scales)}")
+            raise ValueError(f"no scale for field(s) {missing}; "
+                             f"known fields: {sorted(self.scales)}")
         return np.asarray([self.scales[f] for f in fields], np.float32).reshape(-1)
 
     def normalise(self, values: np.ndarray, fields: Sequence[str]) -> np.ndarray:

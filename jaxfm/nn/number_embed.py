@@ -60,6 +60,6 @@ class NumberHead(nnx.Module):
         self.up = dense(dim, hidden, ("embed", "mlp"), rngs)
         self.down = dense(hidden, 1, ("mlp", None), rngs)
 
-    def __call__(self, x: Float[Array, "... d"]) -> Float[Array, "..."]:
+    def __call__(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch"]:
         """The predicted (normalised) number at every position."""
         return self.down(jax.nn.gelu(self.up(x), approximate=False))[..., 0]
