@@ -148,3 +148,12 @@ def test_reads_a_file_written_by_the_wells_own_conventions(tmp_path):
     np.testing.assert_array_equal(ts.data[..., 3], vel[..., 1])
     np.testing.assert_allclose(ts.params["Reynolds"], 1e4)
     np.testing.assert_array_equal(WellFile(path).read(1, 1, 4, 2)[..., 1], np.stack([mask[1]] * 2))
+
+
+def test_one_dimensional_round_trip(tmp_path):
+    ts = random_set(shape=(16,), system="burgers", fields=("velocity_x",))
+    back = read_well(write_well(ts, tmp_path / "b.hdf5"))
+    assert back.field_names == ("velocity_x",) and back.spatial_shape == (16,)
+    np.testing.assert_array_equal(back.data, ts.data)
+    with h5py.File(tmp_path / "b.hdf5") as f:
+        assert f["t1_fields/velocity"].shape == (5, 8, 16, 1)
