@@ -152,7 +152,7 @@ def test_generate_follows_the_token_head_and_feeds_back_values(tiny):
     # force [NUM]: every emitted token is [NUM] and carries the number head's value, which
     # feeds back into the next step's input
     model.token_head.down.bias[...] = model.token_head.down.bias[...].at[NUM].set(1e4)
-    out_t, out_v = _generate(model, tokens, values, start, 2)
+    out_t, out_v = _generate(model, tokens, values, start, 3)  # same static steps: no recompile
     _, nums = _forward(model, out_t, out_v)
     for b in range(4):
         p = int(start[b])
@@ -214,6 +214,7 @@ def test_xval_learns_addition_far_better_than_a_constant():
     assert got["mse"] < 0.05 * const["mse"], (got, const)
 
 
+@pytest.mark.slow  # three gradient compilations; only the study script depends on it
 def test_side_by_side_models_get_exactly_their_own_gradients(tiny):
     """The joint loss of SideBySideTask gives each model the gradient of its own loss."""
     cfgs = {"a": TINY, "b": dataclasses.replace(TINY, vocab_size=50)}
