@@ -1,6 +1,5 @@
 """Shared layers against float64 NumPy references on fresh random inputs."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
