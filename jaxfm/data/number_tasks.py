@@ -183,12 +183,16 @@ def encode_texts(texts: list[str], codec: NumberCodec, scaler: FieldScaler, max_
     return out
 
 
-def make_splits(cfg: NumberTaskConfig) -> tuple[NumberCodec, dict[str, dict[str, np.ndarray]],
-                                                dict[str, list[str]]]:
-    """Codec, arrays and texts of every split; the scaler is fitted on the training texts."""
+def make_splits(cfg: NumberTaskConfig, texts: dict[str, list[str]] | None = None
+                ) -> tuple[NumberCodec, dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
+    """Codec, arrays and texts of every split; the scaler is fitted on the training texts.
+
+    ``texts`` (from :func:`generate_texts` with the same config) skips the generation, e.g. to
+    encode one draw of a task in several encodings.
+    """
     if cfg.train_on not in ("answer", "all"):
         raise ValueError(f"train_on must be 'answer' or 'all', got {cfg.train_on!r}")
-    texts = generate_texts(cfg)
+    texts = generate_texts(cfg) if texts is None else texts
     scaler = FieldScaler.fit(texts["train"], cfg.bound)
     codec = NumberCodec(cfg.encoding, scaler if cfg.encoding == "xval" else None)
     arrays = {k: encode_texts(v, codec, scaler, cfg.max_len, cfg.train_on)

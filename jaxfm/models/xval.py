@@ -175,3 +175,59 @@ class XValTask:
         """Teacher-forced loss, ce, num_mse and token_acc on the answer (and text) targets."""
         loss, metrics = self._forward(model, batch, deterministic=True, rngs=None)
         return {"loss": loss, **metrics}
+
+
+class XValEnsemble(nnx.Module):
+    """Independent :class:`XValLM` s, one per run name, trained side by side."""
+
+    def __init__(self, cfgs: dict[str, XValConfig], *, rngs: nnx.Rngs):
+        self.models = nnx.Dict({name: XValLM(cfg, rngs=rngs) for name, cfg in cfgs.items()})
+
+
+class SideBySideTask:
+    """Several xVal LMs (e.g. one per number encoding) trained in one engine run.
+
+    Batches hold ``NAME/tokens``, ``NAME/values`` and ``NAME/loss_mask`` for every run name:
+    the same samples, each in its own encoding, so every model sees the same data in the same
+    order. The loss is the sum of the models' losses; the models share no parameters, so each
+    gets exactly its own gradient, and a per-parameter optimizer (Adam/AdamW) moves each as if
+    it were trained alone. Global-norm gradient clipping would couple them: turn it off
+    (``train.clip_norm None``) for a fair comparison.
+    """
+
+    trainable = nnx.Param
+
+    def __init__(self, cfgs: dict[str, XValConfig]):
+        if not cfgs:
+            raise ValueError("SideBySideTask needs at least one model config")
+        self.cfgs = dict(cfgs)
+        self.tasks = {name: XValTask(cfg) for name, cfg in self.cfgs.items()}
+
+    def build_model(self, rngs: nnx.Rngs) -> XValEnsemble:
+        """One freshly initialised :class:`XValLM` per run name."""
+        return XValEnsemble(self.cfgs, rngs=rngs)
+
+    @staticmethod
+    def _sub(batch: dict[str, jax.Array], name: str) -> dict[str, jax.Array]:
+        return {k: batch[f"{name}/{k}"] for k in ("tokens", "values", "loss_mask")}
+
+    def _each(self, model: XValEnsemble, batch: dict[str, jax.Array], *, deterministic: bool,
+              rngs: nnx.Rngs | None) -> tuple[jax.Array, dict[str, jax.Array]]:
+        total, metrics = jnp.zeros((), jnp.float32), {}
+        for name, task in self.tasks.items():
+            loss, m = task._forward(model.models[name], self._sub(batch, name),
+                                    deterministic=deterministic, rngs=rngs)
+            total = total + loss
+            metrics.update({f"{name}/loss": loss, **{f"{name}/{k}": v for k, v in m.items()}})
+        return total, metrics
+
+    def loss(self, model: XValEnsemble, batch: dict[str, jax.Array],
+             rngs: nnx.Rngs) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Sum of the models' losses; metrics per model as ``NAME/ce`` etc."""
+        return self._each(model, batch, deterministic=False, rngs=rngs)
+
+    def eval_metrics(self, model: XValEnsemble, batch: dict[str, jax.Array]
+                     ) -> dict[str, jax.Array]:
+        """Teacher-forced metrics per model, plus the summed ``loss``."""
+        total, metrics = self._each(model, batch, deterministic=True, rngs=None)
+        return {"loss": total, **metrics}

@@ -13,7 +13,15 @@ from flax import nnx
 
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
-from jaxfm.models.xval import XValConfig, XValLM, XValTask, answer_metrics, generate, xval_loss
+from jaxfm.models.xval import (
+    SideBySideTask,
+    XValConfig,
+    XValLM,
+    XValTask,
+    answer_metrics,
+    generate,
+    xval_loss,
+)
 from jaxfm.nn.trunk import TrunkConfig
 
 TINY = XValConfig(vocab_size=40, max_len=16, head_hidden=32,
@@ -144,7 +152,7 @@ def test_generate_follows_the_token_head_and_feeds_back_values(tiny):
     # force [NUM]: every emitted token is [NUM] and carries the number head's value, which
     # feeds back into the next step's input
     model.token_head.down.bias[...] = model.token_head.down.bias[...].at[NUM].set(1e4)
-    out_t, out_v = _generate(model, tokens, values, start, 2)
+    out_t, out_v = _generate(model, tokens, values, start, 3)  # same static steps: no recompile
     _, nums = _forward(model, out_t, out_v)
     for b in range(4):
         p = int(start[b])
@@ -204,3 +212,25 @@ def test_xval_learns_addition_far_better_than_a_constant():
     const = answer_metrics(np.full_like(pred, train["answer"].mean()), ev["answer"])
     assert got["valid"] == 1.0
     assert got["mse"] < 0.05 * const["mse"], (got, const)
+
+
+@pytest.mark.slow  # three gradient compilations; only the study script depends on it
+def test_side_by_side_models_get_exactly_their_own_gradients(tiny):
+    """The joint loss of SideBySideTask gives each model the gradient of its own loss."""
+    cfgs = {"a": TINY, "b": dataclasses.replace(TINY, vocab_size=50)}
+    joint = SideBySideTask(cfgs)
+    ens = nnx.jit(lambda: joint.build_model(nnx.Rngs(7)))()
+    rng = np.random.default_rng(8)
+    batch = {}
+    for name, vocab in (("a", 40), ("b", 50)):
+        tokens, values, mask = _batch(rng, l=16, vocab=vocab)
+        batch.update({f"{name}/tokens": jnp.asarray(tokens), f"{name}/values": jnp.asarray(values),
+                      f"{name}/loss_mask": jnp.asarray(mask)})
+    grads = _grads(joint, ens, batch)
+    for name in cfgs:
+        alone = _grads(XValTask(cfgs[name]), ens.models[name], SideBySideTask._sub(batch, name))
+        for g1, g2 in zip(jax.tree.leaves(grads["models"][name]), jax.tree.leaves(alone)):
+            # same float32 graph per model; the sum only adds exact zeros from the other model
+            np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-6, atol=1e-9)
+    loss, metrics = joint.loss(ens, batch, nnx.Rngs(dropout=0))
+    assert float(loss) == pytest.approx(float(metrics["a/loss"] + metrics["b/loss"]), rel=1e-6)
