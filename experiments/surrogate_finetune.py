@@ -44,7 +44,8 @@ def smoke() -> SurrogateExperiment:
         model=dataclasses.replace(_task("smoke", 4, 16),
                                   fno=FNOConfig(n_channels=4, n_steps_input=4, width=8, modes=4,
                                                 depth=2)),
-        data=PDEDataConfig(systems=("compressible_m1",), n_train=2, n_eval=1, resolution=32,
+        # 2 held-out trajectories x 6 windows = 12 eval examples >= 8 data-parallel shards
+        data=PDEDataConfig(systems=("compressible_m1",), n_train=2, n_eval=2, resolution=32,
                            n_steps=10, epoch_batches=200),
         train=TrainConfig(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5,
                           eval_batches=2),
