@@ -10,8 +10,9 @@ MaxText. Changing strategy changes one table, never a layer.
 * ``fsdp_ep``: fsdp plus experts split over the ``expert`` axis.
 
 A dimension whose size does not divide over its mesh axes is replicated rather than failing,
-and a mesh axis is used at most once per array. Parameters without logical names get the
-big_vision-style fallback under fsdp: their largest divisible dimension is split.
+and a mesh axis is used at most once per array. Under fsdp, an array of at least 1024
+elements that the names could not split over ``fsdp`` (no names, or an indivisible ``embed``)
+gets the big_vision-style fallback: its largest divisible free dimension is split.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def logical_to_spec(names: tuple[str | None, ...] | None, shape: tuple[int, ...]
     if len(names) != len(shape):
         raise ValueError(f"logical names {names} do not match shape {shape}")
     used: set[str] = set()
-    spec = []
+    spec: list = []
     for name, size in zip(names, shape):
         if name is not None and name not in rules:
             raise ValueError(f"unknown logical axis {name!r}; rule table has {sorted(rules)}")
@@ -71,6 +72,14 @@ def logical_to_spec(names: tuple[str | None, ...] | None, shape: tuple[int, ...]
             spec.append(axes[0] if len(axes) == 1 else axes)
         else:
             spec.append(None)
+    if fsdp_fallback and "fsdp" not in used and math.prod(shape) >= _FALLBACK_MIN_SIZE:
+        # FSDP should split every big array: when the named axes could not take the fsdp
+        # axis (e.g. an embed dim of 3), split the largest free divisible dimension instead.
+        n = mesh.shape["fsdp"]
+        for d in sorted(range(len(shape)), key=lambda d: -shape[d]):
+            if spec[d] is None and n > 1 and shape[d] % n == 0:
+                spec[d] = "fsdp"
+                break
     return PartitionSpec(*spec)
 
 

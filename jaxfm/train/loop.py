@@ -142,8 +142,9 @@ def evaluate(engine: Engine, state: State, source: Any, *, batch_size: int,
     n = 0
     it = iter(ds)
     for batch in it:
+        batch = engine.put_batch(batch)  # the explicit copy, outside the guard
         with jax.transfer_guard("disallow"):
-            metrics = step_fn(state, engine.put_batch(batch))
+            metrics = step_fn(state, batch)
         for k, v in jax.device_get(metrics).items():
             sums[k] = sums.get(k, 0.0) + np.asarray(v, np.float64)
         n += 1
@@ -317,13 +318,18 @@ def _mark_absl_flags_parsed() -> None:
         pass
 
 
-def load_state(workdir: str, task: Task, cfg: Any) -> tuple[Engine, State, int]:
-    """(engine, state, step) of the newest readable checkpoint in ``workdir``, on this host.
+def load_state(workdir: str, task: Task, cfg: Any,
+               devices=None) -> tuple[Engine, State, int]:
+    """(engine, state, step) of the newest readable checkpoint in ``workdir``.
 
-    ``cfg`` is the run's config (e.g. ``jaxfm.config.load_json(Config, workdir/config.json)``)
-    with any ``parallel`` override for the current devices.
+    Args:
+      workdir: a run directory (or its checkpoints/ directory).
+      task: the model family that wrote it.
+      cfg: the run's config (e.g. ``jaxfm.config.load_json(Config, WORKDIR/config.json)``),
+        with any ``parallel`` override for the devices at hand.
+      devices: devices of the mesh to restore onto (default: all).
     """
-    mesh = make_mesh(cfg.parallel)
+    mesh = make_mesh(cfg.parallel, devices)
     tx, schedule = make_optimizer(cfg.train)
     engine = Engine(task, cfg.train, tx, schedule, mesh, cfg.parallel.strategy)
     ckpt = Checkpointer(checkpoint_dir(workdir), read_only=True)
@@ -334,9 +340,9 @@ def load_state(workdir: str, task: Task, cfg: Any) -> tuple[Engine, State, int]:
     return engine, state, step
 
 
-def load_model(workdir: str, task: Task, cfg: Any):
+def load_model(workdir: str, task: Task, cfg: Any, devices=None):
     """The trained NNX model of the newest readable checkpoint in ``workdir``."""
-    engine, state, _ = load_state(workdir, task, cfg)
+    engine, state, _ = load_state(workdir, task, cfg, devices)
     return engine.model(state)
 
 

@@ -157,7 +157,7 @@ class Engine:
         params = optax.apply_updates(state["params"], updates)
         new = {**state, "params": params, "opt_state": opt_state, "rest": rest,
                "step": state["step"] + 1}
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
                    "lr": jnp.asarray(self.schedule(state["step"]), jnp.float32)}
         return new, metrics
 
@@ -205,7 +205,7 @@ class Engine:
             specs_batch = jax.tree.map(lambda _: PartitionSpec(axes), batch)
             specs_state = jax.tree.map(lambda _: PartitionSpec(), state)
             fn = jax.shard_map(local, mesh=self.mesh, in_specs=(specs_state, specs_batch),
-                               out_specs=(specs_state, PartitionSpec()), check_vma=False)
+                               out_specs=(specs_state, PartitionSpec()))
             return fn(state, batch)
 
         return jax.jit(step, out_shardings=(self.state_sharding, replicated(self.mesh)),
