@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
+from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import AViT, avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
 from jaxfm.train.pde_metrics import surrogate_loss  # noqa: E402
@@ -62,9 +62,11 @@ class BenchOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class BenchConfig(ExperimentConfig):
-    """Benchmark (train/ckpt sections unused)."""
+class BenchConfig:
+    """Benchmark (no training run: no train/ckpt sections)."""
 
+    workdir: str = "runs/bench-surrogate"
+    """Where bench.json is written."""
     bench: BenchOptions = dataclasses.field(default_factory=BenchOptions)
     """Benchmark settings."""
 

@@ -57,7 +57,8 @@ def m1() -> SurrogateExperiment:
     return SurrogateExperiment(
         workdir="runs/surrogate-finetune-m1",
         model=_task("tiny", 4, 32),
-        data=PDEDataConfig(systems=("compressible_m1",), n_train=16, n_eval=8, resolution=64),
+        data=PDEDataConfig(systems=("compressible_m1",), n_train=16, n_eval=8, resolution=64,
+                           cache_dir="runs/pde_cache"),
         train=TrainConfig(steps=600, batch_size=8, lr=1e-3, warmup_steps=30, log_every=25,
                           eval_every=200, eval_batches=16),
         ckpt=CkptConfig(every=200))

@@ -59,8 +59,8 @@ class PDEDataConfig:
     """Channels every example is padded to (>= the most fields of any system)."""
     seed: int = 1234
     """Simulation seed (initial conditions); fixed across training seeds."""
-    cache_dir: str = "runs/pde_cache"
-    """Where simulated trajectories are cached (Well-layout HDF5)."""
+    cache_dir: str = ""
+    """Where simulated trajectories are cached (Well-layout HDF5); empty: WORKDIR/pde_cache."""
     epoch_batches: int = 2000
     """Micro-batches per epoch of the system mixture (MPP: 2000)."""
 
@@ -78,15 +78,15 @@ class SurrogateExperiment(ExperimentConfig):
 # ----------------------------------------------------------------------------- data
 
 
-def load_system(name: str, n_traj: int, d: PDEDataConfig) -> TrajectorySet:
-    """``n_traj`` trajectories of system ``name``, simulated once and cached."""
+def load_system(name: str, n_traj: int, d: PDEDataConfig, cache_dir: str) -> TrajectorySet:
+    """``n_traj`` trajectories of system ``name``, simulated once and cached in ``cache_dir``."""
     over = {"resolution": d.resolution, **({"n_steps": d.n_steps} if d.n_steps else {})}
     tag = f"{name}_r{d.resolution}_t{d.n_steps or 'def'}_n{n_traj}_s{d.seed}.h5"
-    path = os.path.join(d.cache_dir, tag)
+    path = os.path.join(cache_dir, tag)
     if os.path.exists(path):
         return read_well(path)
     ts = simulate(name, n_traj, d.seed, **over)
-    os.makedirs(d.cache_dir, exist_ok=True)
+    os.makedirs(cache_dir, exist_ok=True)
     write_well(ts, path)
     return ts
 
@@ -141,9 +141,10 @@ class PDEData:
     periodic: np.ndarray
 
 
-def build_data(d: PDEDataConfig, batch_size: int, seed: int) -> PDEData:
+def build_data(d: PDEDataConfig, batch_size: int, seed: int, workdir: str) -> PDEData:
     """Simulates (or loads) every system and builds the sources."""
-    sets = {name: load_system(name, d.n_train + d.n_eval, d) for name in d.systems}
+    cache = d.cache_dir or os.path.join(workdir, "pde_cache")
+    sets = {name: load_system(name, d.n_train + d.n_eval, d, cache) for name in d.systems}
     train, evals, held = [], [], {}
     for name, ts in sets.items():
         tr, ev = ts.subset(slice(0, d.n_train)), ts.subset(slice(d.n_train, None))
@@ -160,7 +161,7 @@ def build_data(d: PDEDataConfig, batch_size: int, seed: int) -> PDEData:
 
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
-    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed)
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     registry = default_field_registry()
     results = run(cfg, task, data.train, data.eval,
@@ -201,7 +202,7 @@ def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=N
     ``rollout.json`` and, with ``plot_dir``, plots per system.
     """
     d = cfg.data
-    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed)
+    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = task or SurrogateTask(cfg.model, data.periodic)
     model = model or load_model(cfg.workdir, task, cfg)
     reg = default_system_registry()

@@ -43,7 +43,7 @@ def tiny() -> SurrogateExperiment:
     return SurrogateExperiment(
         workdir="runs/surrogate-pretrain-tiny",
         model=SurrogateTaskConfig(avit=avit_config("tiny")),
-        data=PDEDataConfig(n_train=48, n_eval=8, resolution=64),
+        data=PDEDataConfig(n_train=48, n_eval=8, resolution=64, cache_dir="runs/pde_cache"),
         train=TrainConfig(steps=3000, batch_size=8, lr=1e-3, warmup_steps=100, log_every=50,
                           eval_every=500, eval_batches=16),
         ckpt=CkptConfig(every=500))

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
 from experiments.surrogate_pipeline import SurrogateExperiment  # noqa: E402
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
+from jaxfm.config import cli  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
 
 ARMS = ("pretrained", "scratch", "fno", "unet")
@@ -54,14 +54,16 @@ class StudyOptions:
     """Override the pretraining preset's steps (0: keep)."""
     finetune_steps: int = 0
     """Override the fine-tuning preset's steps (0: keep)."""
-    cache_dir: str = "runs/pde_cache"
-    """Simulated-data cache shared by every run."""
+    cache_dir: str = ""
+    """Simulated-data cache shared by every run (empty: WORKDIR/pde_cache)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class TransferConfig(ExperimentConfig):
-    """Transfer study; the train/ckpt sections are not used (each run uses its preset's)."""
+class TransferConfig:
+    """Transfer study; each run takes train/ckpt settings from its preset (see StudyOptions)."""
 
+    workdir: str = "runs/surrogate-transfer"
+    """Root of the study: pretrain/, one directory per fine-tuning run, report.md."""
     study: StudyOptions = dataclasses.field(default_factory=StudyOptions)
     """The grid."""
 
@@ -98,6 +100,8 @@ def _with(cfg: SurrogateExperiment, workdir: str, steps: int, cache: str, **kw):
 def run_study(cfg: TransferConfig) -> dict:
     """Runs (or resumes) every arm of the grid; returns and writes the summary."""
     s, root = cfg.study, cfg.workdir
+    if not s.cache_dir:
+        s = dataclasses.replace(s, cache_dir=os.path.join(root, "pde_cache"))
     t0 = time.time()
     pre = _with(surrogate_pretrain.PRESETS[s.pretrain_preset](), os.path.join(root, "pretrain"),
                 s.pretrain_steps, s.cache_dir)
@@ -177,11 +181,15 @@ def demo(workdir: str = "runs/demo-surrogate") -> dict:
     """``make demo``: the smoke study end to end (pretrain -> fine-tune -> rollout, report)."""
     base = smoke()
     return run_study(dataclasses.replace(base, workdir=workdir, study=dataclasses.replace(
-        base.study, arms=("pretrained", "scratch"),
-        cache_dir=os.path.join(workdir, "pde_cache"))))
+        base.study, arms=("pretrained", "scratch"))))
+
+
+def main(cfg: TransferConfig) -> dict:
+    """Runs the study and prints the table."""
+    out = run_study(cfg)
+    print(open(os.path.join(cfg.workdir, "report.md")).read())
+    return out
 
 
 if __name__ == "__main__":
-    config = cli(TransferConfig, PRESETS, doc=__doc__)
-    run_study(config)
-    print(open(os.path.join(config.workdir, "report.md")).read())
+    main(cli(TransferConfig, PRESETS, doc=__doc__))
