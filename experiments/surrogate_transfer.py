@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
-from experiments.surrogate_pipeline import SurrogateExperiment  # noqa: E402
+from experiments._surrogate_pipeline import SurrogateExperiment  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
 

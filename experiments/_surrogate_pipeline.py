@@ -227,7 +227,7 @@ def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=N
                           for m, e in errs.items()}
         out[name] = res
         if plot_dir:
-            from experiments.surrogate_plots import plot_error_vs_step, plot_rollout
+            from experiments._surrogate_plots import plot_error_vs_step, plot_rollout
 
             plot_rollout(os.path.join(plot_dir, f"rollout_{name}.png"), truth[0], pred[0],
                          ts.field_names, title=name)
