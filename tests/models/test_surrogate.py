@@ -43,8 +43,16 @@ def batch():
     return x, jnp.array([[0, 4, 7], [0, 4, 7]], jnp.int32)
 
 
+_JIT_APPLY = nnx.jit(lambda m, x, i, p: m(x, i, periodic=p))  # one cache for every test
+
+
 def _apply(model, x, ids, periodic=(False, False)):
-    return nnx.jit(lambda m, x, i, p: m(x, i, periodic=p))(model, x, ids, jnp.asarray(periodic))
+    return _JIT_APPLY(model, x, ids, jnp.asarray(periodic))
+
+
+# layer_scale 1 (not MPP's 1e-6) so the blocks, not just stem/de-stem, shape the output;
+# one config for the full-state tests so they share compiled programs
+_FULL = dict(delta=False, n_fields=8, layer_scale=1.0)
 
 
 def test_delta_model_starts_as_persistence(batch):
@@ -58,8 +66,7 @@ def test_delta_model_starts_as_persistence(batch):
 
 def test_full_state_model_expansion_and_field_permutation(batch):
     x, ids = batch
-    # layer_scale 1 (not MPP's 1e-6) so the blocks, not just stem/de-stem, shape the output
-    model = AViT(avit_config("smoke", delta=False, n_fields=8, layer_scale=1.0), rngs=nnx.Rngs(1))
+    model = AViT(avit_config("smoke", **_FULL), rngs=nnx.Rngs(1))
     y = np.asarray(_apply(model, x, ids))
     assert np.all(np.isfinite(y)) and not np.allclose(y, np.asarray(x[:, -1]), atol=1e-2)
     # permuting the fields of the input permutes the output the same way
@@ -77,7 +84,7 @@ def test_full_state_model_expansion_and_field_permutation(batch):
 
 def test_periodic_flags_per_sample(batch):
     x, ids = batch
-    model = AViT(avit_config("smoke", delta=False, layer_scale=1.0), rngs=nnx.Rngs(3))
+    model = AViT(avit_config("smoke", **_FULL), rngs=nnx.Rngs(3))
     open_ = np.asarray(_apply(model, x, ids, (False, False)))
     per = np.asarray(_apply(model, x, ids, (True, True)))
     assert not np.allclose(open_, per, atol=1e-4)  # the bias really depends on the BCs
