@@ -151,8 +151,9 @@ def build_data(d: PDEDataConfig, batch_size: int, seed: int, workdir: str) -> PD
         train.append(WindowSource(tr, d.n_steps_input, 1))
         evals.append(WindowSource(ev, d.n_steps_input, 1))
         held[name] = ev
-    mix = MixtureWindows(train, micro_batch=batch_size, seed=seed, length=d.epoch_batches,
-                         pad_fields=d.pad_fields)
+    mix = MixtureWindows(
+        train, micro_batch=batch_size, seed=seed, length=d.epoch_batches, pad_fields=d.pad_fields
+    )
     return PDEData(mix, PaddedWindows(evals, d.pad_fields), held, periodic_table(sets))
 
 
@@ -164,8 +165,13 @@ def train(cfg: SurrogateExperiment) -> dict:
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     registry = default_field_registry()
-    results = run(cfg, task, data.train, data.eval,
-                  meta={"fields": list(registry.names), "systems": list(cfg.data.systems)})
+    results = run(
+        cfg,
+        task,
+        data.train,
+        data.eval,
+        meta={"fields": list(registry.names), "systems": list(cfg.data.systems)},
+    )
     roll = evaluate_rollouts(cfg, task=task, data=data)
     return write_results(cfg.workdir, {"rollout": roll, **results})
 
@@ -180,8 +186,9 @@ def _padded_trajectories(ts: TrajectorySet, k: int) -> tuple[np.ndarray, np.ndar
     return data.astype(np.float32), ids
 
 
-def rollout_predictions(model, traj: np.ndarray, ids: np.ndarray, periodic, n_in: int,
-                        n_steps: int) -> np.ndarray:
+def rollout_predictions(
+    model, traj: np.ndarray, ids: np.ndarray, periodic, n_in: int, n_steps: int
+) -> np.ndarray:
     """(N, n_steps, H, W, C) autoregressive predictions from the first ``n_in`` frames."""
     n = traj.shape[0]
     ids_b = jnp.broadcast_to(jnp.asarray(ids), (n, ids.shape[0]))
@@ -194,8 +201,15 @@ def rollout_predictions(model, traj: np.ndarray, ids: np.ndarray, periodic, n_in
     return np.asarray(go(model, jnp.asarray(traj[:, :n_in])))
 
 
-def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=None,
-                      max_steps: int = 12, plot_dir: str | None = None) -> dict:
+def evaluate_rollouts(
+    cfg: SurrogateExperiment,
+    *,
+    task=None,
+    data=None,
+    model=None,
+    max_steps: int = 12,
+    plot_dir: str | None = None,
+) -> dict:
     """Rollout errors (NRMSE, VRMSE; per window) of the model and of persistence, per system.
 
     Loads the newest checkpoint of ``cfg.workdir`` when ``model`` is None; writes
@@ -212,27 +226,37 @@ def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=N
         steps = min(max_steps, traj.shape[1] - d.n_steps_input)
         if steps < 1:
             continue
-        truth = traj[:, d.n_steps_input:d.n_steps_input + steps]
-        pred = rollout_predictions(model, traj, ids, data.periodic[reg.id(name)],
-                                   d.n_steps_input, steps)
-        persist = np.repeat(traj[:, d.n_steps_input - 1:d.n_steps_input], steps, axis=1)
+        truth = traj[:, d.n_steps_input : d.n_steps_input + steps]
+        pred = rollout_predictions(
+            model, traj, ids, data.periodic[reg.id(name)], d.n_steps_input, steps
+        )
+        persist = np.repeat(traj[:, d.n_steps_input - 1 : d.n_steps_input], steps, axis=1)
         valid = np.broadcast_to(ids >= 0, (traj.shape[0], ids.shape[0]))
         res = {}
         for label, p in (("model", pred), ("persistence", persist)):
             errs = per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse", "vrmse"))
-            res[label] = {m: {"windows": window_means(e, valid=valid),
-                              "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
-                              "mean_5": float(e[:, :5][np.broadcast_to(
-                                  valid[:, None], e[:, :5].shape)].mean())}
-                          for m, e in errs.items()}
+            res[label] = {
+                m: {
+                    "windows": window_means(e, valid=valid),
+                    "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
+                    "mean_5": float(
+                        e[:, :5][np.broadcast_to(valid[:, None], e[:, :5].shape)].mean()
+                    ),
+                }
+                for m, e in errs.items()
+            }
         out[name] = res
         if plot_dir:
             from experiments._surrogate_plots import plot_error_vs_step, plot_rollout
 
-            plot_rollout(os.path.join(plot_dir, f"rollout_{name}.png"), truth[0], pred[0],
-                         ts.field_names, title=name)
-            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res,
-                               title=name)
+            plot_rollout(
+                os.path.join(plot_dir, f"rollout_{name}.png"),
+                truth[0],
+                pred[0],
+                ts.field_names,
+                title=name,
+            )
+            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res, title=name)
     if jax.process_index() == 0:
         with open(os.path.join(cfg.workdir, "rollout.json"), "w") as f:
             json.dump(out, f, indent=1)

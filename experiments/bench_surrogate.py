@@ -36,7 +36,10 @@ from jaxfm.nn.trunk import count_params  # noqa: E402
 from jaxfm.train.pde_metrics import surrogate_loss  # noqa: E402
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
-    "H100": (67.0, 989.0), "H200": (67.0, 989.0), "A100": (19.5, 312.0)}
+    "H100": (67.0, 989.0),
+    "H200": (67.0, 989.0),
+    "A100": (19.5, 312.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,15 +81,25 @@ def cpu() -> BenchConfig:
 
 def smoke() -> BenchConfig:
     """Seconds: the smoke preset only, 32x32, 2 timed steps."""
-    return BenchConfig(workdir="runs/bench-surrogate-smoke", bench=BenchOptions(
-        presets=("smoke",), batch=2, grid=32, repeats=2))
+    return BenchConfig(
+        workdir="runs/bench-surrogate-smoke",
+        bench=BenchOptions(presets=("smoke",), batch=2, grid=32, repeats=2),
+    )
 
 
 def gpu() -> BenchConfig:
     """GPU: Ti, S, B at 128x128, T 16, batch 8, float32 and bfloat16."""
-    return BenchConfig(workdir="runs/bench-surrogate-gpu", bench=BenchOptions(
-        presets=("Ti", "S", "B"), batch=8, grid=128, n_steps_input=16,
-        dtypes=("float32", "bfloat16"), repeats=10))
+    return BenchConfig(
+        workdir="runs/bench-surrogate-gpu",
+        bench=BenchOptions(
+            presets=("Ti", "S", "B"),
+            batch=8,
+            grid=128,
+            n_steps_input=16,
+            dtypes=("float32", "bfloat16"),
+            repeats=10,
+        ),
+    )
 
 
 PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu}
@@ -94,8 +107,12 @@ PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu}
 
 def _git_sha() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
     except OSError:
         return "unknown"
 
@@ -114,13 +131,15 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     """Compiles and times one training step of preset ``name``."""
     cfg = avit_config(name)
     model = AViT(cfg, rngs=nnx.Rngs(0))
-    opt = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)),
-                        wrt=nnx.Param)
+    opt = nnx.Optimizer(
+        model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)), wrt=nnx.Param
+    )
     graph, state = nnx.split((model, opt))
     cdt = jnp.dtype(dtype)
     key = jax.random.key(0)
-    x = jax.random.normal(key, (opts.batch, opts.n_steps_input, opts.grid, opts.grid,
-                                opts.n_fields))
+    x = jax.random.normal(
+        key, (opts.batch, opts.n_steps_input, opts.grid, opts.grid, opts.n_fields)
+    )
     y = jax.random.normal(key, (opts.batch, opts.grid, opts.grid, opts.n_fields))
     ids = jnp.arange(opts.n_fields, dtype=jnp.int32)
 
@@ -144,8 +163,12 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     mem = compiled.memory_analysis()
     peak_bytes = None
     if mem is not None:
-        peak_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes
-                         + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+        peak_bytes = int(
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        )
     times = []
     for i in range(opts.repeats + 2):
         t = time.perf_counter()
@@ -156,31 +179,51 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     step_s = float(np.median(times))
     tokens = opts.batch * opts.n_steps_input * (opts.grid // cfg.patch) ** 2
     peak = _peak(opts, dtype)
-    return {"preset": name, "dtype": dtype, "params": count_params(model),
-            "batch": opts.batch, "grid": opts.grid, "n_steps_input": opts.n_steps_input,
-            "tokens_per_step": tokens, "compile_s": compile_s, "step_s": step_s,
-            "tokens_per_s": tokens / step_s, "flops_per_step": flops,
-            "achieved_tflops": flops / step_s / 1e12,
-            "mfu": (flops / step_s / peak) if peak and flops else None,
-            "peak_memory_bytes": peak_bytes, "loss": float(loss)}
+    return {
+        "preset": name,
+        "dtype": dtype,
+        "params": count_params(model),
+        "batch": opts.batch,
+        "grid": opts.grid,
+        "n_steps_input": opts.n_steps_input,
+        "tokens_per_step": tokens,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "tokens_per_s": tokens / step_s,
+        "flops_per_step": flops,
+        "achieved_tflops": flops / step_s / 1e12,
+        "mfu": (flops / step_s / peak) if peak and flops else None,
+        "peak_memory_bytes": peak_bytes,
+        "loss": float(loss),
+    }
 
 
 def main(cfg: BenchConfig) -> dict:
     """Measures every preset and dtype; writes WORKDIR/bench.json."""
     dev = jax.devices()[0]
-    out = {"device": dev.device_kind, "platform": dev.platform, "n_devices": jax.device_count(),
-           "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-           "git_sha": _git_sha(), "options": dataclasses.asdict(cfg.bench), "results": []}
+    out = {
+        "device": dev.device_kind,
+        "platform": dev.platform,
+        "n_devices": jax.device_count(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "git_sha": _git_sha(),
+        "options": dataclasses.asdict(cfg.bench),
+        "results": [],
+    }
     for name in cfg.bench.presets:
         for dtype in cfg.bench.dtypes:
             r = bench_preset(name, dtype, cfg.bench)
             out["results"].append(r)
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-            mem = (f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"]
-                   else "n/a")
-            print(f"{name:6s} {dtype:8s} {r['params']:>12,d} params | step {r['step_s']:.4f} s | "
-                  f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
-                  f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s", flush=True)
+            mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
+            print(
+                f"{name:6s} {dtype:8s} {r['params']:>12,d} params | step {r['step_s']:.4f} s | "
+                f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
+                f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
+                flush=True,
+            )
     os.makedirs(cfg.workdir, exist_ok=True)
     with open(os.path.join(cfg.workdir, "bench.json"), "w") as f:
         json.dump(out, f, indent=1)

@@ -50,8 +50,7 @@ def default() -> RolloutConfig:
 
 def smoke() -> RolloutConfig:
     """The fine-tuning smoke run's workdir, 5 steps."""
-    return RolloutConfig(workdir="runs/surrogate-finetune-smoke",
-                         rollout=RolloutOptions(steps=5))
+    return RolloutConfig(workdir="runs/surrogate-finetune-smoke", rollout=RolloutOptions(steps=5))
 
 
 PRESETS = {"default": default, "smoke": smoke}
@@ -59,8 +58,14 @@ PRESETS = {"default": default, "smoke": smoke}
 
 def report(workdir: str, res: dict) -> str:
     """A markdown table of the rollout windows, model beside persistence."""
-    lines = ["# Rollout evaluation", "", f"run: `{workdir}`", "",
-             "| system | metric | window | model | persistence |", "|---|---|---|---|---|"]
+    lines = [
+        "# Rollout evaluation",
+        "",
+        f"run: `{workdir}`",
+        "",
+        "| system | metric | window | model | persistence |",
+        "|---|---|---|---|---|",
+    ]
     for system, r in res.items():
         for metric in ("nrmse", "vrmse"):
             for win, v in r["model"][metric]["windows"].items():

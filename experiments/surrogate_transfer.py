@@ -1,7 +1,7 @@
 """The transfer study: does multi-physics pretraining help on unseen compressible flow?
 
     python experiments/surrogate_transfer.py smoke --workdir runs/sur-transfer-smoke
-    python experiments/surrogate_transfer.py cpu --workdir runs/sur-transfer     # ~1 h, 2 idle cores
+    python experiments/surrogate_transfer.py cpu --workdir runs/sur-transfer  # ~1 h, 2 idle cores
     python experiments/surrogate_transfer.py gpu --workdir runs/sur-transfer-gpu
 
 Pretrain the AViT once on {shallow water, FitzHugh-Nagumo, incompressible NS, Gray-Scott};
@@ -70,22 +70,37 @@ class TransferConfig:
 
 def smoke() -> TransferConfig:
     """A few minutes on a loaded CPU: smoke presets, M=1.0, 2 trajectories, one seed."""
-    return TransferConfig(workdir="runs/surrogate-transfer-smoke", study=StudyOptions(
-        pretrain_preset="smoke", finetune_preset="smoke", targets=("compressible_m1",),
-        n_trains=(2,), seeds=(0,)))
+    return TransferConfig(
+        workdir="runs/surrogate-transfer-smoke",
+        study=StudyOptions(
+            pretrain_preset="smoke",
+            finetune_preset="smoke",
+            targets=("compressible_m1",),
+            n_trains=(2,),
+            seeds=(0,),
+        ),
+    )
 
 
 def cpu() -> TransferConfig:
     """The CPU study (reference note section 11 sizes): about an hour on 2 idle cores."""
-    return TransferConfig(workdir="runs/surrogate-transfer", study=StudyOptions(
-        pretrain_steps=3000, finetune_steps=600))
+    return TransferConfig(
+        workdir="runs/surrogate-transfer",
+        study=StudyOptions(pretrain_steps=3000, finetune_steps=600),
+    )
 
 
 def gpu() -> TransferConfig:
     """A larger study for one GPU: longer pretraining and fine-tuning, 5 seeds."""
-    return TransferConfig(workdir="runs/surrogate-transfer-gpu", study=StudyOptions(
-        pretrain_steps=20_000, finetune_steps=3000, seeds=(0, 1, 2, 3, 4),
-        n_trains=(2, 4, 8, 16)))
+    return TransferConfig(
+        workdir="runs/surrogate-transfer-gpu",
+        study=StudyOptions(
+            pretrain_steps=20_000,
+            finetune_steps=3000,
+            seeds=(0, 1, 2, 3, 4),
+            n_trains=(2, 4, 8, 16),
+        ),
+    )
 
 
 PRESETS = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
@@ -103,8 +118,12 @@ def run_study(cfg: TransferConfig) -> dict:
     if not s.cache_dir:
         s = dataclasses.replace(s, cache_dir=os.path.join(root, "pde_cache"))
     t0 = time.time()
-    pre = _with(surrogate_pretrain.PRESETS[s.pretrain_preset](), os.path.join(root, "pretrain"),
-                s.pretrain_steps, s.cache_dir)
+    pre = _with(
+        surrogate_pretrain.PRESETS[s.pretrain_preset](),
+        os.path.join(root, "pretrain"),
+        s.pretrain_steps,
+        s.cache_dir,
+    )
     surrogate_pretrain.main(pre)
     runs = []
     for target in s.targets:
@@ -112,21 +131,35 @@ def run_study(cfg: TransferConfig) -> dict:
             for seed in s.seeds:
                 for arm in s.arms:
                     base = surrogate_finetune.PRESETS[s.finetune_preset]()
-                    model = dataclasses.replace(base.model, arch="avit" if arm in (
-                        "pretrained", "scratch") else arm)
-                    ft = _with(base, os.path.join(root, f"{target}_n{n}_{arm}_s{seed}"),
-                               s.finetune_steps, s.cache_dir, model=model,
-                               init_from=pre.workdir if arm == "pretrained" else None,
-                               data={"systems": (target,), "n_train": n})
+                    model = dataclasses.replace(
+                        base.model, arch="avit" if arm in ("pretrained", "scratch") else arm
+                    )
+                    ft = _with(
+                        base,
+                        os.path.join(root, f"{target}_n{n}_{arm}_s{seed}"),
+                        s.finetune_steps,
+                        s.cache_dir,
+                        model=model,
+                        init_from=pre.workdir if arm == "pretrained" else None,
+                        data={"systems": (target,), "n_train": n},
+                    )
                     ft = dataclasses.replace(ft, train=dataclasses.replace(ft.train, seed=seed))
                     res = surrogate_finetune.main(ft)
                     roll = res["rollout"][target]
-                    runs.append({"target": target, "n_train": n, "seed": seed, "arm": arm,
-                                 "nrmse_1": res["eval/nrmse"], "vrmse_1": res["eval/vrmse"],
-                                 "nrmse_5": roll["model"]["nrmse"]["mean_5"],
-                                 "persist_nrmse_1": res["eval/persistence_nrmse"],
-                                 "persist_vrmse_1": res["eval/persistence_vrmse"],
-                                 "persist_nrmse_5": roll["persistence"]["nrmse"]["mean_5"]})
+                    runs.append(
+                        {
+                            "target": target,
+                            "n_train": n,
+                            "seed": seed,
+                            "arm": arm,
+                            "nrmse_1": res["eval/nrmse"],
+                            "vrmse_1": res["eval/vrmse"],
+                            "nrmse_5": roll["model"]["nrmse"]["mean_5"],
+                            "persist_nrmse_1": res["eval/persistence_nrmse"],
+                            "persist_vrmse_1": res["eval/persistence_vrmse"],
+                            "persist_nrmse_5": roll["persistence"]["nrmse"]["mean_5"],
+                        }
+                    )
     wall = time.time() - t0
     table = summarize(runs)
     report(root, table, cfg, wall)
@@ -160,16 +193,24 @@ def report(root: str, table: list[dict], cfg: TransferConfig, wall: float) -> st
     """WORKDIR/report.md: the table with its command, seeds and wall time."""
     fmt = lambda ms: f"{ms[0]:.4f} ± {ms[1]:.4f}" if np.isfinite(ms[1]) else f"{ms[0]:.4f}"
     s = cfg.study
-    lines = ["# Surrogate transfer study", "",
-             f"command: `python experiments/surrogate_transfer.py ... --workdir {root}` "
-             f"(study: {json.dumps(dataclasses.asdict(s))})", "",
-             f"seeds: {list(s.seeds)}; wall time: {wall / 60:.1f} min", "",
-             "held-out target trajectories; mean ± standard error over seeds", "",
-             "| target | traj | arm | NRMSE 1-step | VRMSE 1-step | NRMSE 5-step mean |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Surrogate transfer study",
+        "",
+        f"command: `python experiments/surrogate_transfer.py ... --workdir {root}` "
+        f"(study: {json.dumps(dataclasses.asdict(s))})",
+        "",
+        f"seeds: {list(s.seeds)}; wall time: {wall / 60:.1f} min",
+        "",
+        "held-out target trajectories; mean ± standard error over seeds",
+        "",
+        "| target | traj | arm | NRMSE 1-step | VRMSE 1-step | NRMSE 5-step mean |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in table:
-        lines.append(f"| {r['target']} | {r['n_train']} | {r['arm']} | {fmt(r['nrmse_1'])} | "
-                     f"{fmt(r['vrmse_1'])} | {fmt(r['nrmse_5'])} |")
+        lines.append(
+            f"| {r['target']} | {r['n_train']} | {r['arm']} | {fmt(r['nrmse_1'])} | "
+            f"{fmt(r['vrmse_1'])} | {fmt(r['nrmse_5'])} |"
+        )
     path = os.path.join(root, "report.md")
     os.makedirs(root, exist_ok=True)
     with open(path, "w") as f:
@@ -180,8 +221,13 @@ def report(root: str, table: list[dict], cfg: TransferConfig, wall: float) -> st
 def demo(workdir: str = "runs/demo-surrogate") -> dict:
     """``make demo``: the smoke study end to end (pretrain -> fine-tune -> rollout, report)."""
     base = smoke()
-    return run_study(dataclasses.replace(base, workdir=workdir, study=dataclasses.replace(
-        base.study, arms=("pretrained", "scratch"))))
+    return run_study(
+        dataclasses.replace(
+            base,
+            workdir=workdir,
+            study=dataclasses.replace(base.study, arms=("pretrained", "scratch")),
+        )
+    )
 
 
 def main(cfg: TransferConfig) -> dict:

@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -24,12 +23,17 @@ def _advected(n, seed, size=32, frames=6):
     out = np.zeros((n, frames, size, size, 2), np.float32)
     for i in range(n):
         for c in range(2):
-            f = sum(rng.normal() * np.cos(rng.integers(0, 3) * X + rng.integers(0, 3) * Y
-                                          + rng.uniform(0, 2 * np.pi)) for _ in range(3))
+            f = sum(
+                rng.normal()
+                * np.cos(
+                    rng.integers(0, 3) * X + rng.integers(0, 3) * Y + rng.uniform(0, 2 * np.pi)
+                )
+                for _ in range(3)
+            )
             for t in range(frames):
                 out[i, t, ..., c] = np.roll(f, t, axis=1) + 5.0 * c
-    x = np.concatenate([out[:, s:s + 3] for s in range(frames - 3)])
-    y = np.concatenate([out[:, s + 3:s + 4] for s in range(frames - 3)])
+    x = np.concatenate([out[:, s : s + 3] for s in range(frames - 3)])
+    y = np.concatenate([out[:, s + 3 : s + 4] for s in range(frames - 3)])
     return x, y
 
 
@@ -42,9 +46,12 @@ def test_avit_learns_advection_and_beats_persistence():
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
 
     def batch(x, y):
-        return {"x": jnp.asarray(x), "y": jnp.asarray(y),
-                "field_ids": jnp.broadcast_to(jnp.array([0, 1]), (x.shape[0], 2)),
-                "system": jnp.zeros(x.shape[0], jnp.int32)}
+        return {
+            "x": jnp.asarray(x),
+            "y": jnp.asarray(y),
+            "field_ids": jnp.broadcast_to(jnp.array([0, 1]), (x.shape[0], 2)),
+            "system": jnp.zeros(x.shape[0], jnp.int32),
+        }
 
     @nnx.jit
     def step(model, opt, b, rngs):
@@ -71,9 +78,17 @@ def test_smoke_transfer_study_end_to_end(tmp_path):
     from experiments import surrogate_rollout, surrogate_transfer
 
     base = surrogate_transfer.smoke()
-    cfg = dataclasses.replace(base, workdir=str(tmp_path / "study"), study=dataclasses.replace(
-        base.study, arms=("pretrained", "scratch"), cache_dir=str(tmp_path / "cache"),
-        pretrain_steps=30, finetune_steps=10))
+    cfg = dataclasses.replace(
+        base,
+        workdir=str(tmp_path / "study"),
+        study=dataclasses.replace(
+            base.study,
+            arms=("pretrained", "scratch"),
+            cache_dir=str(tmp_path / "cache"),
+            pretrain_steps=30,
+            finetune_steps=10,
+        ),
+    )
     out = surrogate_transfer.run_study(cfg)
     arms = {r["arm"] for r in out["summary"]}
     assert arms == {"pretrained", "scratch", "persistence"}
@@ -90,8 +105,11 @@ def test_smoke_transfer_study_end_to_end(tmp_path):
     ft = tmp_path / "study" / "compressible_m1_n2_pretrained_s0"
     assert json.load(open(ft / "config.json"))["init_from"].endswith("pretrain")
     # rollout evaluation of a finished run, with plots and report
-    res = surrogate_rollout.main(surrogate_rollout.RolloutConfig(
-        workdir=str(ft), rollout=surrogate_rollout.RolloutOptions(steps=5)))
+    res = surrogate_rollout.main(
+        surrogate_rollout.RolloutConfig(
+            workdir=str(ft), rollout=surrogate_rollout.RolloutOptions(steps=5)
+        )
+    )
     assert set(res["rollout_eval"]["compressible_m1"]["model"]["nrmse"]["windows"]) == {"1", "2-5"}
     assert os.path.exists(ft / "rollout_compressible_m1.png")
     assert os.path.exists(ft / "error_vs_step_compressible_m1.png")

@@ -14,15 +14,30 @@ from jaxfm.nn.trunk import count_params
 def _mpp_closed_form(d: int, heads: int, depth: int, n: int = 12) -> int:
     """MPP AViT parameter count (reference note, section 2), patch 16 = three stem stages."""
     q, dh = d // 4, d // heads
-    return ((n + 1) * q + 20 * q * q + 4 * q * d + 4 * q + 2 * d
-            + depth * (16 * d * d + 26 * d + 8 * dh + 64 * heads)
-            + 4 * q * d + 4 * q * q + 4 * q + 16 * q * n + n)
+    return (
+        (n + 1) * q
+        + 20 * q * q
+        + 4 * q * d
+        + 4 * q
+        + 2 * d
+        + depth * (16 * d * d + 26 * d + 8 * dh + 64 * heads)
+        + 4 * q * d
+        + 4 * q * q
+        + 4 * q
+        + 16 * q * n
+        + n
+    )
 
 
-@pytest.mark.parametrize("name,dims,published", [
-    ("Ti", (192, 3, 12), 7_285_884), ("S", (384, 6, 12), 28_979_436),
-    pytest.param("B", (768, 12, 12), None, marks=pytest.mark.slow),
-    pytest.param("L", (1024, 16, 24), None, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name,dims,published",
+    [
+        ("Ti", (192, 3, 12), 7_285_884),
+        ("S", (384, 6, 12), 28_979_436),
+        pytest.param("B", (768, 12, 12), None, marks=pytest.mark.slow),
+        pytest.param("L", (1024, 16, 24), None, marks=pytest.mark.slow),
+    ],
+)
 def test_parameter_counts_match_mpp(name, dims, published):
     cfg = avit_config(name)
     model = nnx.eval_shape(lambda: AViT(cfg, rngs=nnx.Rngs(0)))
@@ -38,8 +53,9 @@ def test_parameter_counts_match_mpp(name, dims, published):
 def batch():
     k1, k2 = jax.random.split(jax.random.key(0))
     # offsets and scales per field, as in physical data
-    x = (jax.random.normal(k1, (2, 3, 16, 16, 3)) * jnp.array([1.0, 0.1, 5.0]).reshape(1, 1, 1, 1, 3)
-         + jnp.array([0.0, 2.0, 60.0]).reshape(1, 1, 1, 1, 3))
+    x = jax.random.normal(k1, (2, 3, 16, 16, 3)) * jnp.array([1.0, 0.1, 5.0]).reshape(
+        1, 1, 1, 1, 3
+    ) + jnp.array([0.0, 2.0, 60.0]).reshape(1, 1, 1, 1, 3)
     return x, jnp.array([[0, 4, 7], [0, 4, 7]], jnp.int32)
 
 

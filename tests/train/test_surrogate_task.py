@@ -39,8 +39,9 @@ def _source(n=32):
     x = rng.normal(size=(n, 3, 16, 16, 3)).astype(np.float32) + np.float32(2.0)
     y = (x[:, -1:] + 0.1 * rng.normal(size=(n, 1, 16, 16, 3))).astype(np.float32)
     ids = np.tile(np.array([[0, 5, -1]], np.int32), (n, 1))  # one padding channel
-    return ArraySource({"x": x, "y": y, "field_ids": ids,
-                        "system": np.zeros((n,), np.int32)}, "synthetic-windows")
+    return ArraySource(
+        {"x": x, "y": y, "field_ids": ids, "system": np.zeros((n,), np.int32)}, "synthetic-windows"
+    )
 
 
 def _train(task, tc, mesh, strategy, steps=2):
@@ -57,29 +58,37 @@ def _train(task, tc, mesh, strategy, steps=2):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy, pc", [("dp", ParallelConfig(data=8)),
-                                          ("fsdp", ParallelConfig(data=2, fsdp=4))])
+@pytest.mark.parametrize(
+    "strategy, pc", [("dp", ParallelConfig(data=8)), ("fsdp", ParallelConfig(data=2, fsdp=4))]
+)
 def test_sharded_avit_step_equals_single_device(strategy, pc):
     # layer_scale 1 and no drop-path so every block contributes to the gradient
-    task = SurrogateTask(SurrogateTaskConfig(avit=avit_config("smoke", layer_scale=1.0)),
-                         np.array([[True, False]]))
+    task = SurrogateTask(
+        SurrogateTaskConfig(avit=avit_config("smoke", layer_scale=1.0)), np.array([[True, False]])
+    )
     tc = TrainConfig(batch_size=16, lr=1e-3, warmup_steps=0, seed=1)
-    one = Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1, 1),
-               ("data", "fsdp", "tensor", "expert"))
+    one = Mesh(
+        np.array(jax.devices()[:1]).reshape(1, 1, 1, 1), ("data", "fsdp", "tensor", "expert")
+    )
     ref_state, ref = _train(task, tc, one, "dp")
     state, got = _train(task, tc, make_mesh(pc), strategy)
     # same math, different reduction order across devices: float32 round-off only
     np.testing.assert_allclose(got, ref, rtol=2e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 jax.device_get(state["params"]), jax.device_get(ref_state["params"]))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        jax.device_get(state["params"]),
+        jax.device_get(ref_state["params"]),
+    )
 
 
 def test_eval_metrics_report_persistence_and_skip_padding():
     task = SurrogateTask(SurrogateTaskConfig(avit=avit_config("smoke")))
     model = task.build_model(nnx.Rngs(0))
     src = _source(4)
-    batch = {k: jnp.asarray(np.stack([src[i][k] for i in range(4)])) for k in
-             ("x", "y", "field_ids", "system")}
+    batch = {
+        k: jnp.asarray(np.stack([src[i][k] for i in range(4)]))
+        for k in ("x", "y", "field_ids", "system")
+    }
     m = nnx.jit(task.eval_metrics)(model, batch)
     # untrained delta model = persistence; the zero padding channel (NRMSE 0/0) is skipped
     assert np.isfinite(float(m["nrmse"]))
