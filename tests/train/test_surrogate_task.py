@@ -66,7 +66,9 @@ def test_sharded_avit_step_equals_single_device(strategy, pc):
     task = SurrogateTask(
         SurrogateTaskConfig(avit=avit_config("smoke", layer_scale=1.0)), np.array([[True, False]])
     )
-    tc = TrainConfig(batch_size=16, lr=1e-3, warmup_steps=0, seed=1)
+    # SGD, not Adam: Adam divides by |g|, which turns float round-off in parameters whose
+    # gradient is ~0 into O(lr) differences; SGD keeps the comparison on the gradients.
+    tc = TrainConfig(batch_size=16, lr=1e-2, warmup_steps=0, seed=1, optimizer="sgd")
     one = Mesh(
         np.array(jax.devices()[:1]).reshape(1, 1, 1, 1), ("data", "fsdp", "tensor", "expert")
     )
