@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo test test-slow test-triton test-all bench lint format clean
+.PHONY: help venv demo data test test-slow test-triton bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ venv: $(VENV)/.installed  ## create .venv with jaxfm installed editable (+ dev t
 demo: venv  ## run the main job end to end on built-in data; prints where results and plots are
 	$(PY) -m jaxfm.demo --workdir runs/demo
 
+data: venv  ## generate the small multi-system PDE corpus (The Well layout) into runs/data
+	$(PY) -m jaxfm.data.generate corpus --n-traj 16 --resolution 32 --out runs/data
+
 test: venv  ## the CI test suite (8 simulated CPU devices, < 15 min on 2 cores)
 	$(PY) -m pytest -m "not slow and not gpu and not triton_interpret" -q
 
@@ -45,6 +48,7 @@ test-triton:  ## Triton kernels under TRITON_INTERPRET=1 in a Python 3.11 venv w
 
 bench: venv  ## microbenchmarks (small sizes on CPU); JSON lands in runs/bench
 	$(PY) -m kernels.bench --smoke --out runs/bench
+	$(PY) -m jaxfm.data.bench --resolution 32 --n-traj 4 --out runs/bench/data.json
 
 lint: venv  ## ruff lint + format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

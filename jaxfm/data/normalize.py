@@ -26,6 +26,23 @@ KEYS = ("mean", "std", "mean_delta", "std_delta")
 """Statistics stored per channel."""
 
 
+def _per_channel(values: dict) -> dict[str, float]:
+    """``{name: value}``, with The Well's per-field component lists expanded to channels.
+
+    A vector field's list ``[vx, vy]`` becomes ``name_x``, ``name_y``; a tensor field's nested
+    ``[[xx, xy], [yx, yy]]`` becomes ``name_xx``, ``name_xy``, ... (axes named x, y, z).
+    """
+    out = {}
+    for name, v in values.items():
+        a = np.asarray(v, np.float64)
+        if a.ndim == 0:
+            out[name] = float(a)
+            continue
+        for comp in np.ndindex(*a.shape):
+            out[f"{name}_{''.join('xyz'[c] for c in comp)}"] = float(a[comp])
+    return out
+
+
 class FieldStats:
     """Per-channel statistics.
 
@@ -37,7 +54,7 @@ class FieldStats:
         for k in KEYS:
             if k not in stats:
                 raise ValueError(f"field statistics need key {k!r}, got {sorted(stats)}")
-        self.stats = {k: {n: float(v) for n, v in stats[k].items()} for k in KEYS}
+        self.stats = {k: _per_channel(stats[k]) for k in KEYS}
 
     def __repr__(self) -> str:
         return f"FieldStats(channels={sorted(self.stats['mean'])})"

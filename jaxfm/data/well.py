@@ -219,26 +219,35 @@ class WellFile:
                     bc[axes.index(a)] = kind
         self.bc = tuple(bc)
         # Channels: (group, dataset, component index or None, channel name).
+        # Channels: (dataset key, component index, channel name, sample_varying, time_varying).
         channels = []
         for order, group in enumerate(("t0_fields", "t1_fields", "t2_fields")):
             g = self._need(f, group)
             for name in _str_list(self._attr(g, "field_names", group)):
                 d = self._need(f, f"{group}/{name}")
-                expect = (self.n_traj, self.n_steps, *self.spatial_shape) + (n_sp,) * order
+                # The Well allows fields constant over trajectories or time (attrs say which).
+                per_sample = bool(d.attrs.get("sample_varying", True))
+                per_time = bool(d.attrs.get("time_varying", True))
+                expect = (
+                    (self.n_traj,) * per_sample
+                    + (self.n_steps,) * per_time
+                    + self.spatial_shape
+                    + (n_sp,) * order
+                )
                 if d.shape != expect:
+                    lead = "n_trajectories, " * per_sample + "time, " * per_time
                     raise WellFormatError(
                         f"{self.path}: {group}/{name} has shape {d.shape}, expected {expect} "
-                        f"(n_trajectories, time, {', '.join(axes)}{', d' * order})"
+                        f"({lead}{', '.join(axes)}{', d' * order})"
                     )
-                if order == 0:
-                    channels.append((group, name, (), name))
-                else:
-                    for comp in np.ndindex(*(n_sp,) * order):
-                        suffix = "".join(axes[c] for c in comp)
-                        channels.append((group, name, comp, f"{name}_{suffix}"))
+                key = f"{group}/{name}"
+                for comp in np.ndindex(*(n_sp,) * order):
+                    suffix = "".join(axes[c] for c in comp)
+                    label = f"{name}_{suffix}" if order else name
+                    channels.append((key, comp, label, per_sample, per_time))
         if "jaxfm_channel_order" in f.attrs:
             order = _str_list(f.attrs["jaxfm_channel_order"])
-            by_name = {c[3]: c for c in channels}
+            by_name = {c[2]: c for c in channels}
             if sorted(order) != sorted(by_name):
                 raise WellFormatError(
                     f"{self.path}: jaxfm_channel_order {order} does not match fields "
@@ -246,7 +255,7 @@ class WellFile:
                 )
             channels = [by_name[n] for n in order]
         self._channels = channels
-        self.field_names = tuple(c[3] for c in channels)
+        self.field_names = tuple(c[2] for c in channels)
         params = {}
         if "scalars" in f:
             for name in f["scalars"]:
@@ -273,11 +282,15 @@ class WellFile:
             raise IndexError(f"{self.path}: trajectory {traj} out of range [0, {self.n_traj})")
         f = self._file()
         sl = slice(start, stop, stride)
+        n_frames = len(range(*sl.indices(self.n_steps)))
         cache, out = {}, []
-        for group, name, comp, _ in self._channels:
-            key = f"{group}/{name}"
+        for key, comp, _, per_sample, per_time in self._channels:
             if key not in cache:
-                cache[key] = np.asarray(f[key][traj, sl], np.float32)
+                index = (traj,) * per_sample + (sl,) * per_time
+                a = np.asarray(f[key][index] if index else f[key][...], np.float32)
+                if not per_time:  # constant in time: repeat for every frame
+                    a = np.broadcast_to(a, (n_frames, *a.shape))
+                cache[key] = a
             a = cache[key]
             out.append(a[(..., *comp)] if comp else a)
         return np.stack(out, -1)

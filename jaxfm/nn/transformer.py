@@ -48,9 +48,13 @@ class MultiHeadAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, *, context: jax.Array | None = None,
                  mask: jax.Array | None = None, bias: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+                 key_padding_mask: jax.Array | None = None, deterministic: bool = True,
+                 rngs: nnx.Rngs | None = None) -> jax.Array:
         """Args: x (B, Lq, dim); context (B, Lk, context_dim); mask bool, True = attend,
-        broadcastable to (B, heads, Lq, Lk); bias additive, broadcastable likewise."""
+        broadcastable to (B, heads, Lq, Lk); bias additive, broadcastable likewise;
+        key_padding_mask (B, Lk) bool, True = a real key. Prefer ``key_padding_mask`` to an
+        equivalent ``mask`` for padding: the fused kernels take it, a general mask falls back
+        to XLA."""
         del deterministic, rngs  # attention dropout is not used by jaxfm's models
         ctx = x if context is None else context
         b, lq, _ = x.shape
@@ -61,7 +65,7 @@ class MultiHeadAttention(nnx.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         o = dot_product_attention(q, k, v, bias=bias, mask=mask, causal=self.causal,
-                                  impl=self.impl)
+                                  impl=self.impl, key_padding_mask=key_padding_mask)
         return self.out(o.reshape(b, lq, self.heads * self.head_dim))
 
 

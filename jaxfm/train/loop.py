@@ -206,7 +206,7 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
     engine = Engine(task, tc, tx, schedule, mesh, cfg.parallel.strategy)
 
     train_ds = make_dataset(train_source, batch_size=tc.batch_size, seed=tc.seed,
-                            process_index=jax.process_index(),
+                            shuffle=tc.shuffle, process_index=jax.process_index(),
                             process_count=jax.process_count(), worker_count=tc.data_workers)
     if tc.data_workers > 0:
         _mark_absl_flags_parsed()

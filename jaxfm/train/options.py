@@ -56,3 +56,6 @@ class TrainConfig:
     """Also write TensorBoard event files (needs tensorboardX)."""
     data_workers: int = 0
     """Grain worker processes for the input pipeline (0: load in the main process)."""
+    shuffle: bool = True
+    """Shuffle training examples (reseeded each epoch). False keeps the source's order, for
+    sources that arrange batches themselves (e.g. one PDE system per micro-batch)."""

@@ -427,9 +427,13 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, x - 1).bit_length()
+
+
 def _fit_block(block: int, length: int) -> int:
     # Never tile wider than the (power-of-two rounded) sequence: less padding for short inputs.
-    return max(16, min(block, pl.next_power_of_2(length)))
+    return max(16, min(block, _next_pow2(length)))
 
 
 def flash_attention_pallas(
@@ -474,7 +478,7 @@ def flash_attention_pallas(
     bq_bwd, bk_bwd = _fit_block(bs.block_q_bwd, lq), _fit_block(bs.block_k_bwd, lk)
     lq_pad = _round_up(lq, max(bq, bq_bwd))
     lk_pad = _round_up(lk, max(bk, bk_bwd))
-    d_pad = max(16, pl.next_power_of_2(d))
+    d_pad = max(16, _next_pow2(d))
     st = _Static(
         causal=bool(causal),
         scale=1.0 / math.sqrt(d) if scale is None else float(scale),

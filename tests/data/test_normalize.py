@@ -55,6 +55,25 @@ def test_stats_file_errors(tmp_path):
         FieldStats.load(tmp_path / "nothere.yaml")
     real_yaml = tmp_path / "well.yaml"  # The Well's own files are YAML, not JSON
     real_yaml.write_text(
-        "mean: {h: 1.0}\nstd: {h: 2.0}\nmean_delta: {h: 0.0}\nstd_delta: {h: 0.5}\n"
+        "mean: {h: 1.0, velocity: [0.1, 0.2]}\nstd: {h: 2.0, velocity: [3.0, 4.0]}\n"
+        "mean_delta: {h: 0.0, velocity: [0, 0]}\nstd_delta: {h: 0.5, velocity: [1, 1]}\n"
     )
-    np.testing.assert_allclose(FieldStats.load(real_yaml).arrays(["h"])[1], [2.0])
+    mean, std = FieldStats.load(real_yaml).arrays(["h", "velocity_x", "velocity_y"])
+    np.testing.assert_allclose(std, [2.0, 3.0, 4.0])
+    np.testing.assert_allclose(mean, [1.0, 0.1, 0.2])
+
+
+def test_normalize_window_transform_matches_source_normalisation():
+    import grain
+
+    from jaxfm.data.normalize import NormalizeWindow
+
+    ts = random_set()
+    stats = FieldStats.from_trajectories(ts)
+    raw = WindowSource(ts, 2, 1)
+    ds = grain.MapDataset.source(raw).map(NormalizeWindow(Normalizer(stats, ts.field_names)))
+    inside = WindowSource(ts, 2, 1, stats=stats)
+    for i in (0, 7, len(raw) - 1):
+        np.testing.assert_array_equal(ds[i]["x"], inside[i]["x"])
+        np.testing.assert_array_equal(ds[i]["y"], inside[i]["y"])
+        np.testing.assert_array_equal(ds[i]["field_ids"], raw[i]["field_ids"])

@@ -103,3 +103,57 @@ def test_lazy_reader_pickles_without_handle(tmp_path):
     clone = pickle.loads(pickle.dumps(wf))
     np.testing.assert_array_equal(clone.read(4), ts.data[4])
     assert repr(clone) == repr(wf)
+
+
+def test_reads_a_file_written_by_the_wells_own_conventions(tmp_path):
+    # No jaxfm attributes; upper-case bc_type; a time-constant field; constants as root attrs.
+    rng = np.random.default_rng(0)
+    b, t, nx, ny = 2, 4, 6, 5
+    rho = rng.normal(size=(b, t, nx, ny)).astype(np.float32)
+    vel = rng.normal(size=(b, t, nx, ny, 2)).astype(np.float32)
+    mask = rng.normal(size=(b, nx, ny)).astype(np.float32)
+    path = tmp_path / "well_native.hdf5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(
+            dataset_name="shear_flow",
+            grid_type="cartesian",
+            n_spatial_dims=2,
+            n_trajectories=b,
+            simulation_parameters=["Reynolds"],
+            Reynolds=1e4,
+        )
+        f.create_group("dimensions").attrs["spatial_dims"] = ["x", "y"]
+        f["dimensions/time"] = np.arange(t, dtype=np.float32) * 0.5
+        f["dimensions/x"] = np.linspace(0, 1, nx, dtype=np.float32)
+        f["dimensions/y"] = np.linspace(0, 1, ny, dtype=np.float32)
+        g = f.create_group("boundary_conditions/x_periodic")
+        g.attrs.update(bc_type="PERIODIC", associated_dims=["x"])
+        g = f.create_group("boundary_conditions/y_wall")
+        g.attrs.update(bc_type="WALL", associated_dims=["y"])
+        f.create_group("scalars").attrs["field_names"] = []
+        t0 = f.create_group("t0_fields")
+        t0.attrs["field_names"] = ["density", "obstacle"]
+        t0["density"] = rho
+        t0["obstacle"] = mask
+        t0["obstacle"].attrs.update(sample_varying=True, time_varying=False)
+        t1 = f.create_group("t1_fields")
+        t1.attrs["field_names"] = ["velocity"]
+        t1["velocity"] = vel
+        f.create_group("t2_fields").attrs["field_names"] = []
+    ts = read_well(path)
+    assert ts.field_names == ("density", "obstacle", "velocity_x", "velocity_y")
+    assert ts.bc == ("periodic", "wall") and ts.dt == pytest.approx(0.5)
+    np.testing.assert_array_equal(ts.data[..., 0], rho)
+    np.testing.assert_array_equal(ts.data[..., 1], np.broadcast_to(mask[:, None], rho.shape))
+    np.testing.assert_array_equal(ts.data[..., 3], vel[..., 1])
+    np.testing.assert_allclose(ts.params["Reynolds"], 1e4)
+    np.testing.assert_array_equal(WellFile(path).read(1, 1, 4, 2)[..., 1], np.stack([mask[1]] * 2))
+
+
+def test_one_dimensional_round_trip(tmp_path):
+    ts = random_set(shape=(16,), system="burgers", fields=("velocity_x",))
+    back = read_well(write_well(ts, tmp_path / "b.hdf5"))
+    assert back.field_names == ("velocity_x",) and back.spatial_shape == (16,)
+    np.testing.assert_array_equal(back.data, ts.data)
+    with h5py.File(tmp_path / "b.hdf5") as f:
+        assert f["t1_fields/velocity"].shape == (5, 8, 16, 1)

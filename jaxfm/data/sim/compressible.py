@@ -103,7 +103,8 @@ def rhs(q, dx, gamma, eta=0.0, zeta=0.0, limiter: str = "minmod", viscous: bool 
         return jnp.abs(w[1 + axis]) + jnp.sqrt(gamma * w[3] / w[0])
 
     w = primitive(q, gamma)
-    out = sum(fv.rusanov_divergence(w, ax, dx, "periodic", limiter, flux, speed) for ax in (0, 1))
+    # Velocity components (1, 2) swap places in the y pass (primitive and conservative alike).
+    out = fv.rusanov_divergence_2d(w, dx, "periodic", limiter, flux, speed, swap=(1, 2))
     if viscous:
         out = out + _viscous_flux_divergence(w, dx, eta, zeta)
     return out

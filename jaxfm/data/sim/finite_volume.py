@@ -131,3 +131,44 @@ def ssp_rk2(rhs: Callable, q, dt):
         return a[i] * q + (1 - a[i]) * (qs + dt * rhs(qs))
 
     return jax.lax.fori_loop(0, 2, stage, q)
+
+
+def rusanov_divergence_2d(
+    w,
+    dx: float,
+    bc: str,
+    limiter: str,
+    flux_fn: Callable,
+    speed_fn: Callable,
+    swap: tuple[int, int],
+):
+    """Sum of the x and y flux divergences of a 2-D ``(n_var, n, n)`` state, traced once.
+
+    The y pass is the x pass applied to the transposed state with the vector components
+    ``swap`` (e.g. the x and y velocity) exchanged, then mapped back (the map is its own
+    inverse). Looping over the two orientations traces ``flux_fn`` once instead of twice, which
+    roughly halves XLA compile time. Non-square grids fall back to one pass per axis.
+
+    Args:
+        w: ``(n_var, nx, ny)`` variables to reconstruct.
+        dx: cell width (equal on both axes).
+        bc: boundary condition of both axes.
+        limiter: one of :data:`LIMITERS`.
+        flux_fn: ``flux_fn(w_face, 0) -> (F, U)`` along x.
+        speed_fn: ``speed_fn(w_face, 0) -> |λ|_max`` along x.
+        swap: indices of the x and y components among the variables.
+    """
+    if w.shape[1] != w.shape[2]:
+        return sum(rusanov_divergence(w, ax, dx, bc, limiter, flux_fn, speed_fn) for ax in (0, 1))
+    perm = list(range(w.shape[0]))
+    perm[swap[0]], perm[swap[1]] = swap[1], swap[0]
+    perm = jnp.asarray(perm)
+
+    def orient(i, a):
+        return jnp.where(i == 0, a, jnp.swapaxes(a[perm], 1, 2))
+
+    def body(i, acc):
+        d = rusanov_divergence(orient(i, w), 0, dx, bc, limiter, flux_fn, speed_fn)
+        return acc + orient(i, d)
+
+    return jax.lax.fori_loop(0, 2, body, jnp.zeros_like(w))

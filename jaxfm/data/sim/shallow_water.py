@@ -75,7 +75,7 @@ def rhs(q, dx, g, limiter: str = "minmod"):
     def speed(w, axis):
         return jnp.abs(w[1 + axis] / w[0]) + jnp.sqrt(g * w[0])
 
-    return sum(fv.rusanov_divergence(q, ax, dx, "open", limiter, flux, speed) for ax in (0, 1))
+    return fv.rusanov_divergence_2d(q, dx, "open", limiter, flux, speed, swap=(1, 2))
 
 
 @partial(jax.jit, static_argnames=("n_frames", "limiter"))
