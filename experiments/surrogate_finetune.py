@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments._surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
+from jaxfm.train.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.fno import FNOConfig  # noqa: E402

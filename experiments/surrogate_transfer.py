@@ -10,13 +10,14 @@ trajectories and each seed, fine-tune it and train the controls from scratch (sa
 U-Net) with the same budget. Every arm is scored on the same held-out trajectories: one-step
 NRMSE/VRMSE and the 5-step rollout NRMSE, beside persistence (copy the last frame).
 Writes WORKDIR/results.json (every run) and WORKDIR/report.md (mean +- standard error over
-seeds, with the command and wall time). :func:`demo` is the small end-to-end run of
+seeds, with the command and wall time). The ``demo`` preset is the small end-to-end run of
 ``make demo``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
-from experiments._surrogate_pipeline import SurrogateExperiment  # noqa: E402
+from jaxfm.train.surrogate_pipeline import SurrogateExperiment  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
 
@@ -103,7 +104,14 @@ def gpu() -> TransferConfig:
     )
 
 
-PRESETS = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
+def demo() -> TransferConfig:
+    """`make demo`: the smoke study end to end, pretrained vs scratch (minutes on a CPU)."""
+    base = smoke()
+    return dataclasses.replace(base, workdir="runs/demo",
+                               study=dataclasses.replace(base.study, arms=("pretrained", "scratch")))
+
+
+PRESETS = {"smoke": smoke, "demo": demo, "cpu": cpu, "gpu": gpu}
 
 
 def _with(cfg: SurrogateExperiment, workdir: str, steps: int, cache: str, **kw):
@@ -196,8 +204,9 @@ def report(root: str, table: list[dict], cfg: TransferConfig, wall: float) -> st
     lines = [
         "# Surrogate transfer study",
         "",
-        f"command: `python experiments/surrogate_transfer.py ... --workdir {root}` "
-        f"(study: {json.dumps(dataclasses.asdict(s))})",
+        f"command: `{' '.join(['python'] + sys.argv) if sys.argv[0].endswith('.py') else '...'}`",
+        "",
+        f"study: `{json.dumps(dataclasses.asdict(s))}`",
         "",
         f"seeds: {list(s.seeds)}; wall time: {wall / 60:.1f} min",
         "",
@@ -218,22 +227,14 @@ def report(root: str, table: list[dict], cfg: TransferConfig, wall: float) -> st
     return path
 
 
-def demo(workdir: str = "runs/demo-surrogate") -> dict:
-    """``make demo``: the smoke study end to end (pretrain -> fine-tune -> rollout, report)."""
-    base = smoke()
-    return run_study(
-        dataclasses.replace(
-            base,
-            workdir=workdir,
-            study=dataclasses.replace(base.study, arms=("pretrained", "scratch")),
-        )
-    )
-
-
 def main(cfg: TransferConfig) -> dict:
-    """Runs the study and prints the table."""
+    """Runs the study, prints the table and where the results and plots are."""
     out = run_study(cfg)
-    print(open(os.path.join(cfg.workdir, "report.md")).read())
+    root = os.path.abspath(cfg.workdir)
+    print(open(os.path.join(root, "report.md")).read())
+    print(f"results: {root}/results.json\nreport:  {root}/report.md")
+    for png in sorted(glob.glob(os.path.join(root, "**", "*.png"), recursive=True)):
+        print(f"plot:    {png}")
     return out
 
 

@@ -247,7 +247,7 @@ def evaluate_rollouts(
             }
         out[name] = res
         if plot_dir:
-            from experiments._surrogate_plots import plot_error_vs_step, plot_rollout
+            from jaxfm.train.rollout_plots import plot_error_vs_step, plot_rollout
 
             plot_rollout(
                 os.path.join(plot_dir, f"rollout_{name}.png"),
