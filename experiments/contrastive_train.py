@@ -104,7 +104,7 @@ def smoke() -> Config:
                   train=TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5,
                                     log_every=10, eval_every=15),
                   ckpt=CkptConfig(every=15),
-                  eval=EvalConfig(probe_epochs=3))
+                  eval=EvalConfig(probe_epochs=1))
 
 
 PRESETS = {"default": default, "long": long, "smoke": smoke}
