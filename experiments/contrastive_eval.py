@@ -6,8 +6,8 @@
 The model and data sections come from WORKDIR/config.json (the run being evaluated); this
 script's own options are ``--workdir``, ``--seed`` and the ``eval`` section. It trains
 nothing, so its config has no ``train``/``ckpt`` sections (the experiment test suite runs
-every config with a ``train`` section as a training script). Updates WORKDIR/results.json (``final/``,
-``control/`` and ``supervised_*`` keys), report.md and the plots.
+every config with a ``train`` section as a training script). Updates WORKDIR/results.json
+(``final/``, ``control/`` and ``supervised_*`` keys), report.md and the plots.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     python experiments/contrastive_train.py smoke --workdir runs/contrastive-smoke
     python experiments/contrastive_train.py default --workdir runs/contrastive
-    python experiments/contrastive_train.py default --spectrum_init runs/specformer/spectrum_encoder.npz
+    python experiments/contrastive_train.py default \
+        --spectrum_init runs/specformer/spectrum_encoder.npz
     python experiments/contrastive_train.py default --model.loss siglip --model.init_bias -5
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json, report.md (the AstroCLIP-shaped

@@ -75,7 +75,7 @@ class ContrastiveTask:
         self.spectrum_params = spectrum_params
 
     def build_model(self, rngs: nnx.Rngs) -> ContrastiveModel:
-        """A freshly initialised :class:`ContrastiveModel` (pretrained spectrum encoder if given)."""
+        """A fresh :class:`ContrastiveModel` (with the pretrained spectrum encoder if given)."""
         model = ContrastiveModel(self.cfg, rngs=rngs)
         if self.spectrum_params is not None:
             state = nnx.state(model.spectrum_encoder, nnx.Param)
