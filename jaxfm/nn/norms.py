@@ -17,8 +17,8 @@ from flax import nnx
 NormKind = Literal["rmsnorm", "layernorm"]
 
 
-def _last_axis(v: jax.Array, ndim: int) -> jax.Array:
-    """(dim,) -> (1, ..., 1, dim): explicit broadcast (silent rank promotion raises in tests)."""
+def _channels(v: jax.Array, ndim: int) -> jax.Array:
+    """A (C,) vector shaped (1, ..., 1, C) to broadcast explicitly against rank ``ndim``."""
     return v.reshape((1,) * (ndim - 1) + (-1,))
 
 
@@ -33,7 +33,7 @@ class RMSNorm(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)
         y = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
-        return (y * _last_axis(self.scale[...], y.ndim)).astype(x.dtype)
+        return (y * _channels(self.scale[...], x.ndim)).astype(x.dtype)
 
 
 class LayerNorm(nnx.Module):
@@ -50,8 +50,8 @@ class LayerNorm(nnx.Module):
         mean = jnp.mean(xf, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-        scale, bias = _last_axis(self.scale[...], y.ndim), _last_axis(self.bias[...], y.ndim)
-        return (y * scale + bias).astype(x.dtype)
+        return (y * _channels(self.scale[...], x.ndim)
+                + _channels(self.bias[...], x.ndim)).astype(x.dtype)
 
 
 def make_norm(kind: NormKind, dim: int) -> nnx.Module:

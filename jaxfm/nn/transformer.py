@@ -72,8 +72,7 @@ class LayerScale(nnx.Module):
         self.gamma = nnx.Param(jnp.full((dim,), init, jnp.float32), out_sharding=("embed",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        gamma = self.gamma[...].astype(x.dtype)
-        return x * gamma.reshape((1,) * (x.ndim - 1) + (-1,))  # explicit broadcast
+        return x * self.gamma[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def drop_path(x: jax.Array, rate: float, *, deterministic: bool,

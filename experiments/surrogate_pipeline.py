@@ -1,0 +1,243 @@
+"""The multi-physics surrogate pipeline: data, pretraining, fine-tuning, rollout evaluation.
+
+Shared by ``experiments/surrogate_{pretrain,finetune,rollout,transfer}.py`` and by the demo
+(:func:`demo`): the scripts hold presets and a few lines of main, this module the steps.
+
+Data: each system is simulated once by ``jaxfm.data.sim`` (cached as a Well-layout HDF5 file
+under ``data.cache_dir``), split by trajectory into train and held-out sets, and windowed
+(``n_steps_input`` frames -> the next). Pretraining mixes systems with
+``jaxfm.data.mixture.MixtureWindows`` (one system per micro-batch, uniform over systems, as
+MPP's ``MultisetSampler``); every example is padded to ``data.pad_fields`` channels (field id
+-1) so batches that the engine shuffles across systems still stack. Boundary conditions come
+from the simulators (``TrajectorySet.bc``) through a system -> periodic table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxfm.config import ExperimentConfig, load_json
+from jaxfm.data.fields import default_field_registry, default_system_registry
+from jaxfm.data.mixture import MixtureWindows
+from jaxfm.data.sim.registry import simulate
+from jaxfm.data.trajectories import TrajectorySet
+from jaxfm.data.well import read_well, write_well
+from jaxfm.data.windows import WindowSource
+from jaxfm.train import load_model, run, write_results
+from jaxfm.train.rollout import per_step_errors, rollout, window_means
+from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig
+
+PRETRAIN_SYSTEMS = ("shallow_water", "diffusion_reaction", "navier_stokes", "gray_scott")
+"""MPP's pretraining mix without compressible flow (the transfer target)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PDEDataConfig:
+    """Simulated multi-system PDE data."""
+
+    systems: tuple[str, ...] = PRETRAIN_SYSTEMS
+    """Systems (names in jaxfm.data.sim.registry.SIMULATORS)."""
+    n_train: int = 48
+    """Training trajectories per system."""
+    n_eval: int = 8
+    """Held-out trajectories per system (one-step eval windows and rollouts)."""
+    resolution: int = 64
+    """Grid points per axis."""
+    n_steps: int = 0
+    """Frames per trajectory (0: the simulator's default)."""
+    n_steps_input: int = 4
+    """Input frames per window."""
+    pad_fields: int = 4
+    """Channels every example is padded to (>= the most fields of any system)."""
+    seed: int = 1234
+    """Simulation seed (initial conditions); fixed across training seeds."""
+    cache_dir: str = "runs/pde_cache"
+    """Where simulated trajectories are cached (Well-layout HDF5)."""
+    epoch_batches: int = 2000
+    """Micro-batches per epoch of the system mixture (MPP: 2000)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateExperiment(ExperimentConfig):
+    """A surrogate training run (pretraining or fine-tuning)."""
+
+    model: SurrogateTaskConfig = dataclasses.field(default_factory=SurrogateTaskConfig)
+    """Architecture, loss and freezing."""
+    data: PDEDataConfig = dataclasses.field(default_factory=PDEDataConfig)
+    """Systems and windows."""
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_system(name: str, n_traj: int, d: PDEDataConfig) -> TrajectorySet:
+    """``n_traj`` trajectories of system ``name``, simulated once and cached."""
+    over = {"resolution": d.resolution, **({"n_steps": d.n_steps} if d.n_steps else {})}
+    tag = f"{name}_r{d.resolution}_t{d.n_steps or 'def'}_n{n_traj}_s{d.seed}.h5"
+    path = os.path.join(d.cache_dir, tag)
+    if os.path.exists(path):
+        return read_well(path)
+    ts = simulate(name, n_traj, d.seed, **over)
+    os.makedirs(d.cache_dir, exist_ok=True)
+    write_well(ts, path)
+    return ts
+
+
+class PaddedWindows:
+    """Deterministic concatenation of window sources, each example padded to ``pad`` fields."""
+
+    def __init__(self, sources: list, pad: int):
+        self.sources, self.pad = sources, pad
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __repr__(self) -> str:
+        return f"PaddedWindows({[repr(s) for s in self.sources]}, pad={self.pad})"
+
+    def __getitem__(self, i: int) -> dict:
+        k = int(np.searchsorted(self.offsets, int(i), side="right") - 1)
+        return pad_example(self.sources[k][int(i) - int(self.offsets[k])], self.pad)
+
+
+def pad_example(el: dict, k: int) -> dict:
+    """Zero-pads x/y to ``k`` channels and field ids with -1."""
+    el = dict(el)
+    c = el["x"].shape[-1]
+    if c > k:
+        raise ValueError(f"example has {c} fields but data.pad_fields = {k}; raise pad_fields")
+    pad = [(0, 0)] * (el["x"].ndim - 1) + [(0, k - c)]
+    el["x"], el["y"] = np.pad(el["x"], pad), np.pad(el["y"], pad)
+    el["field_ids"] = np.pad(el["field_ids"], (0, k - c), constant_values=-1)
+    el["field_mask"] = np.arange(k) < c
+    return el
+
+
+def periodic_table(sets: dict[str, TrajectorySet]) -> np.ndarray:
+    """(n_systems, 2) bool: periodic (H, W) of each system id of the default registry."""
+    reg = default_system_registry()
+    table = np.zeros((len(reg), 2), bool)
+    for name, ts in sets.items():
+        table[reg.id(name)] = [b == "periodic" for b in ts.bc[:2]]
+    return table
+
+
+@dataclasses.dataclass
+class PDEData:
+    """Train/eval sources and held-out trajectories of a data config."""
+
+    train: Any
+    eval: Any
+    held_out: dict[str, TrajectorySet]
+    periodic: np.ndarray
+
+
+def build_data(d: PDEDataConfig, batch_size: int, seed: int) -> PDEData:
+    """Simulates (or loads) every system and builds the sources."""
+    sets = {name: load_system(name, d.n_train + d.n_eval, d) for name in d.systems}
+    train, evals, held = [], [], {}
+    for name, ts in sets.items():
+        tr, ev = ts.subset(slice(0, d.n_train)), ts.subset(slice(d.n_train, None))
+        train.append(WindowSource(tr, d.n_steps_input, 1))
+        evals.append(WindowSource(ev, d.n_steps_input, 1))
+        held[name] = ev
+    mix = MixtureWindows(train, micro_batch=batch_size, seed=seed, length=d.epoch_batches,
+                         pad_fields=d.pad_fields)
+    return PDEData(mix, PaddedWindows(evals, d.pad_fields), held, periodic_table(sets))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(cfg: SurrogateExperiment) -> dict:
+    """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed)
+    task = SurrogateTask(cfg.model, data.periodic)
+    registry = default_field_registry()
+    results = run(cfg, task, data.train, data.eval,
+                  meta={"fields": list(registry.names), "systems": list(cfg.data.systems)})
+    roll = evaluate_rollouts(cfg, task=task, data=data)
+    return write_results(cfg.workdir, {"rollout": roll, **results})
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+
+def _padded_trajectories(ts: TrajectorySet, k: int) -> tuple[np.ndarray, np.ndarray]:
+    c = ts.data.shape[-1]
+    data = np.pad(ts.data, [(0, 0)] * (ts.data.ndim - 1) + [(0, k - c)])
+    ids = np.pad(default_field_registry().ids(ts.field_names), (0, k - c), constant_values=-1)
+    return data.astype(np.float32), ids
+
+
+def rollout_predictions(model, traj: np.ndarray, ids: np.ndarray, periodic, n_in: int,
+                        n_steps: int) -> np.ndarray:
+    """(N, n_steps, H, W, C) autoregressive predictions from the first ``n_in`` frames."""
+    n = traj.shape[0]
+    ids_b = jnp.broadcast_to(jnp.asarray(ids), (n, ids.shape[0]))
+    per = jnp.broadcast_to(jnp.asarray(periodic, bool), (n, 2))
+
+    @nnx.jit
+    def go(m, ctx):
+        return rollout(lambda w: m(w, ids_b, periodic=per), ctx, n_steps)
+
+    return np.asarray(go(model, jnp.asarray(traj[:, :n_in])))
+
+
+def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=None,
+                      max_steps: int = 12, plot_dir: str | None = None) -> dict:
+    """Rollout errors (NRMSE, VRMSE; per window) of the model and of persistence, per system.
+
+    Loads the newest checkpoint of ``cfg.workdir`` when ``model`` is None; writes
+    ``rollout.json`` and, with ``plot_dir``, plots per system.
+    """
+    d = cfg.data
+    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed)
+    task = task or SurrogateTask(cfg.model, data.periodic)
+    model = model or load_model(cfg.workdir, task, cfg)
+    reg = default_system_registry()
+    out = {}
+    for name, ts in data.held_out.items():
+        traj, ids = _padded_trajectories(ts, d.pad_fields)
+        steps = min(max_steps, traj.shape[1] - d.n_steps_input)
+        if steps < 1:
+            continue
+        truth = traj[:, d.n_steps_input:d.n_steps_input + steps]
+        pred = rollout_predictions(model, traj, ids, data.periodic[reg.id(name)],
+                                   d.n_steps_input, steps)
+        persist = np.repeat(traj[:, d.n_steps_input - 1:d.n_steps_input], steps, axis=1)
+        valid = np.broadcast_to(ids >= 0, (traj.shape[0], ids.shape[0]))
+        res = {}
+        for label, p in (("model", pred), ("persistence", persist)):
+            errs = per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse", "vrmse"))
+            res[label] = {m: {"windows": window_means(e, valid=valid),
+                              "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
+                              "mean_5": float(e[:, :5][np.broadcast_to(
+                                  valid[:, None], e[:, :5].shape)].mean())}
+                          for m, e in errs.items()}
+        out[name] = res
+        if plot_dir:
+            from experiments.surrogate_plots import plot_error_vs_step, plot_rollout
+
+            plot_rollout(os.path.join(plot_dir, f"rollout_{name}.png"), truth[0], pred[0],
+                         ts.field_names, title=name)
+            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res,
+                               title=name)
+    if jax.process_index() == 0:
+        with open(os.path.join(cfg.workdir, "rollout.json"), "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+def load_run_config(workdir: str) -> SurrogateExperiment:
+    """The config a surrogate run was trained with (``WORKDIR/config.json``)."""
+    return load_json(SurrogateExperiment, os.path.join(workdir, "config.json"))

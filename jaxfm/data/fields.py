@@ -1,0 +1,141 @@
+"""Field and system registries: stable integer ids by name, append-only, saved with checkpoints.
+
+A model's field embedding has one row per registry id, so the same physical field (say
+``velocity_x``) shares a row across every system that has it (MPP, McCabe et al. 2023, keeps
+same-named fields of different systems apart; we tie them on purpose, by name). New names are
+only ever appended, so ids of a checkpoint stay valid after the registry grows:
+:meth:`NameRegistry.check_extends` refuses a registry that renumbers or drops names.
+
+The registry serialises to JSON (``{"kind": ..., "names": [...]}``); the trainer stores it with
+each checkpoint and restores it before building the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_FIELDS = (
+    "h",
+    "velocity_x",
+    "velocity_y",
+    "tracer",
+    "activator",
+    "inhibitor",
+    "density",
+    "pressure",
+    "concentration_A",
+    "concentration_B",
+    "u",
+)
+"""Fields of the built-in simulators, in the order their ids were first assigned."""
+
+DEFAULT_SYSTEMS = (
+    "shallow_water",
+    "navier_stokes",
+    "diffusion_reaction",
+    "gray_scott",
+    "compressible_m0.1",
+    "compressible_m1",
+    "advection",
+    "burgers",
+)
+"""Systems of the built-in simulators, in the order their ids were first assigned."""
+
+
+class NameRegistry:
+    """An append-only list of names; a name's id is its position.
+
+    Args:
+        names: initial names, in id order (duplicates are an error).
+        kind: what the names are (``field`` or ``system``), used in messages and the JSON.
+    """
+
+    def __init__(self, names: Iterable[str] = (), kind: str = "field"):
+        self.kind = kind
+        self._names: list[str] = []
+        self._ids: dict[str, int] = {}
+        self.extend(names, strict=True)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """All names, in id order."""
+        return tuple(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._ids
+
+    def __repr__(self) -> str:
+        return f"NameRegistry(kind={self.kind!r}, names={self._names!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, NameRegistry) and (self.kind, self.names) == (
+            other.kind,
+            other.names,
+        )
+
+    def extend(self, names: Iterable[str], strict: bool = False) -> NameRegistry:
+        """Append names not yet present (in order); returns ``self``.
+
+        Args:
+            names: names to add.
+            strict: raise on a name given twice or already present.
+        """
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}")
+            if name in self._ids:
+                if strict:
+                    raise ValueError(f"duplicate {self.kind} name {name!r}")
+                continue
+            self._ids[name] = len(self._names)
+            self._names.append(name)
+        return self
+
+    def id(self, name: str) -> int:
+        """The id of ``name``; an unknown name raises and lists the known ones."""
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; known: {self._names} (add it with extend())"
+            ) from None
+
+    def ids(self, names: Sequence[str]) -> np.ndarray:
+        """int32 ids of ``names``."""
+        return np.asarray([self.id(n) for n in names], np.int32)
+
+    def check_extends(self, older: NameRegistry) -> None:
+        """Raise unless ``self`` keeps every id of ``older`` (same names at the same positions)."""
+        if self._names[: len(older)] != list(older.names):
+            raise ValueError(
+                f"{self.kind} registry is not an append-only extension of the saved one: "
+                f"saved {list(older.names)}, current {self._names}"
+            )
+
+    def to_json(self) -> str:
+        """JSON text ``{"kind": ..., "names": [...]}``."""
+        return json.dumps({"kind": self.kind, "names": self._names})
+
+    @classmethod
+    def from_json(cls, text: str) -> NameRegistry:
+        """Inverse of :meth:`to_json`."""
+        obj = json.loads(text)
+        if not isinstance(obj, dict) or "names" not in obj:
+            raise ValueError(f"registry JSON needs a 'names' list, got {text[:80]!r}")
+        return cls(obj["names"], kind=obj.get("kind", "field"))
+
+
+def default_field_registry() -> NameRegistry:
+    """A fresh field registry holding :data:`DEFAULT_FIELDS`."""
+    return NameRegistry(DEFAULT_FIELDS, kind="field")
+
+
+def default_system_registry() -> NameRegistry:
+    """A fresh system registry holding :data:`DEFAULT_SYSTEMS`."""
+    return NameRegistry(DEFAULT_SYSTEMS, kind="system")

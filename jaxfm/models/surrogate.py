@@ -1,0 +1,306 @@
+"""AViT: the axial space-time transformer of Multiple Physics Pretraining (MPP).
+
+McCabe et al., "Multiple Physics Pretraining for Spatiotemporal Surrogate Models",
+NeurIPS 2024, arXiv 2310.02994; reference code PolymathicAI/multiple_physics_pretraining.
+
+Forward pass, x (B, T, H, W, C) with field ids (B, C) -> next state (B, H, W, C):
+
+1. RevIN: per sample and field, subtract the window's mean and divide by its std
+   (``jaxfm.nn.revin``); the prediction is mapped back with the same statistics.
+2. Shared field embedding over the global vocabulary -> dim/4 channels, then the hMLP stem
+   (strides 4, 2, 2 = patch 16) -> tokens (B, T, H/16, W/16, dim)  (``jaxfm.nn.field_embed``).
+3. ``depth`` space-time blocks. Time: instance norm -> mixer along T for every token -> instance
+   norm -> linear -> layer-scale -> drop-path -> residual. Space: RMS instance norm -> the same
+   mixer along each spatial axis (weights shared across axes), averaged -> RMS instance norm ->
+   linear -> layer-scale -> residual; then MLP (4x, GELU) -> RMS instance norm -> layer-scale ->
+   residual. The mixer is chosen by config: ``attention`` (default: multi-head attention with
+   LayerNorm QK-norm and a T5 relative position bias that wraps on periodic axes) or any mixer
+   of ``jaxfm.nn.trunk.MIXERS`` with the shared call shape (B, L, D) -> (B, L, D). The output
+   linear sits *after* the second norm (as in MPP), so the attention mixer has no projection
+   of its own.
+4. Only the last frame's tokens are decoded (MPP decodes all and keeps the last; the ops are
+   per frame, so this is the same result for a T-th of the cost) by the hMLP de-stem whose
+   output kernel is gathered by field ids.
+5. ``delta=False`` (MPP): the decoded frame *is* the next state, in RevIN units.
+   ``delta=True``: next = last input frame + decoded increment, with a zero-initialised output
+   kernel so the untrained model is the persistence baseline (see the reference note, section
+   11: at small scale the full-state head loses to persistence, the delta head beats it).
+
+Parameter counts. With ``n_fields=12`` our Ti/S/B/L count 4q + D + 3 D depth fewer parameters
+than MPP's (q = D/4): MPP's ``RMSInstanceNorm2d`` stores a bias that its forward pass never
+uses (its source says so), five in stem/de-stem and three per block. Adding them back gives
+MPP's published 7,285,884 (Ti) and 28,979,436 (S) exactly (``tests/models/test_surrogate.py``).
+
+Boundary conditions: ``periodic`` is a bool per spatial axis (H, W), for the batch or per
+sample, used only by the position bias. (MPP's ``bcs[0]`` lists the W axis first.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Float, Int
+
+from jaxfm.nn.field_embed import FieldEmbedding, PatchDestem, PatchStem
+from jaxfm.nn.instance_norm import InstanceNorm, RMSInstanceNorm
+from jaxfm.nn.mlp import MLP, dense
+from jaxfm.nn.norms import LayerNorm
+from jaxfm.nn.position_bias import RelativePositionBias
+from jaxfm.nn.revin import revin_denormalize, revin_normalize
+from jaxfm.nn.transformer import LayerScale, MultiHeadAttention, drop_path
+
+
+@dataclasses.dataclass(frozen=True)
+class AViTConfig:
+    """An MPP-style axial vision transformer for multi-physics next-step prediction."""
+
+    dim: int = 192
+    """Token width D (the field embedding and stem use D/4)."""
+    heads: int = 3
+    """Attention heads (head dim = D / heads)."""
+    depth: int = 12
+    """Number of space-time blocks."""
+    n_fields: int = 12
+    """Size of the global field vocabulary (grows with ``expand_fields``)."""
+    patch_strides: tuple[int, ...] = (4, 2, 2)
+    """Strides of the hMLP stem stages; the patch size is their product (16 in MPP)."""
+    mlp_ratio: float = 4.0
+    """Hidden width of the spatial MLP as a multiple of D."""
+    drop_path: float = 0.2
+    """Stochastic depth of the last block, linear from 0 (MPP's build uses 0.2)."""
+    layer_scale: float = 1e-6
+    """Initial LayerScale of every residual branch."""
+    num_buckets: int = 32
+    """Relative position buckets (both directions)."""
+    max_distance: int = 32
+    """Relative distances at or beyond this share the last bucket."""
+    periodic_wrap: str = "circular"
+    """Relative distance wrap on periodic axes: circular, or mpp (MPP's rule, for imported
+    checkpoints; differs only at distance exactly L/2)."""
+    delta: bool = False
+    """Predict the increment over the last input frame (zero-initialised output) instead of
+    the full next state (MPP)."""
+    time_mixer: str = "attention"
+    """Mixer along time: attention, or a name in jaxfm.nn.trunk.MIXERS."""
+    space_mixer: str = "attention"
+    """Mixer along each spatial axis: attention, or a name in jaxfm.nn.trunk.MIXERS."""
+    time_causal: bool = False
+    """Causal mask along time (MPP: bidirectional)."""
+    attn_impl: str = "auto"
+    """Attention implementation passed to jaxfm.nn.attention (auto, xla, cudnn, ...)."""
+
+    @property
+    def patch(self) -> int:
+        """Patch size = product of the stem strides."""
+        return int(np.prod(self.patch_strides))
+
+
+def _preset(dim, heads, depth, **kw) -> AViTConfig:
+    return AViTConfig(dim=dim, heads=heads, depth=depth, **kw)
+
+
+PRESETS: dict[str, AViTConfig] = {
+    # MPP's published sizes (config/mpp_avit_{ti,s,b,L}_config.yaml), patch 16.
+    "Ti": _preset(192, 3, 12),
+    "S": _preset(384, 6, 12),
+    "B": _preset(768, 12, 12),
+    "L": _preset(1024, 16, 24),
+    # CPU sizes: patch 8 (strides 2, 2, 2) so a 64x64 grid gives 8x8 tokens; delta head.
+    "tiny": _preset(64, 2, 4, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
+    "smoke": _preset(32, 2, 1, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
+}
+
+
+def avit_config(name: str, **overrides) -> AViTConfig:
+    """The preset ``name`` (Ti, S, B, L, tiny, smoke) with field ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown AViT preset {name!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def mpp_unused_params(cfg: AViTConfig) -> int:
+    """Parameters MPP stores but never uses (RMSInstanceNorm2d biases); see module doc."""
+    q = cfg.dim // 4
+    n_stem_norms = len(cfg.patch_strides)
+    return q * (n_stem_norms - 1) + cfg.dim + q * (n_stem_norms - 1) + 3 * cfg.dim * cfg.depth
+
+
+class _Identity(nnx.Module):
+    def __call__(self, x):
+        return x
+
+
+class AxisAttention(MultiHeadAttention):
+    """Attention along one axis without output projection (the block projects after a norm).
+
+    The shared :class:`MultiHeadAttention` with MPP's QK-norm (LayerNorm with bias, eps 1e-5,
+    over the head dim) and its output projection replaced by the identity.
+    """
+
+    def __init__(self, dim: int, heads: int, *, causal: bool, impl: str, rngs: nnx.Rngs):
+        """Args: dim, heads: width and heads; causal: mask; impl: attention backend."""
+        super().__init__(dim, heads, qk_norm=True, causal=causal, impl=impl, rngs=rngs)
+        self.q_norm = LayerNorm(self.head_dim, eps=1e-5)
+        self.k_norm = LayerNorm(self.head_dim, eps=1e-5)
+        self.out = _Identity()
+
+
+def build_axis_mixer(kind: str, cfg: AViTConfig, *, causal: bool, rngs: nnx.Rngs) -> nnx.Module:
+    """The mixer ``kind`` with call shape (B, L, D) -> (B, L, D)."""
+    if kind == "attention":
+        return AxisAttention(cfg.dim, cfg.heads, causal=causal, impl=cfg.attn_impl, rngs=rngs)
+    from jaxfm.nn.trunk import MIXERS, TrunkConfig  # the registry other mixers land in
+
+    if kind not in MIXERS:
+        raise ValueError(f"unknown AViT mixer {kind!r}; choose attention or one of "
+                         f"{sorted(MIXERS)}")
+    tcfg = TrunkConfig(kind=kind, dim=cfg.dim, heads=cfg.heads, causal=causal,
+                       attn_impl=cfg.attn_impl)
+    return MIXERS[kind][0](tcfg, rngs)
+
+
+class TimeBlock(nnx.Module):
+    """Mixing along time for every spatial token, (B, T, h, w, D) -> same."""
+
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
+        self.norm1, self.norm2 = InstanceNorm(cfg.dim), InstanceNorm(cfg.dim)
+        self.mixer = build_axis_mixer(cfg.time_mixer, cfg, causal=cfg.time_causal, rngs=rngs)
+        self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
+                                              max_distance=cfg.max_distance,
+                                              wrap=cfg.periodic_wrap, rngs=rngs)
+                         if cfg.time_mixer == "attention" else None)
+        self.proj = dense(cfg.dim, cfg.dim, ("embed", "embed"), rngs)
+        self.ls = LayerScale(cfg.dim, cfg.layer_scale)
+        self.drop_rate = drop_rate
+
+    def __call__(self, x, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+        b, t, h, w, d = x.shape
+        y = self.norm1(x.reshape(b * t, h, w, d)).reshape(b, t, h, w, d)
+        y = jnp.moveaxis(y, 1, 3).reshape(b * h * w, t, d)
+        kw = {} if self.rel_bias is None else {"bias": self.rel_bias(t)}
+        y = self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
+        y = jnp.moveaxis(y.reshape(b, h, w, t, d), 3, 1).reshape(b * t, h, w, d)
+        y = self.ls(self.proj(self.norm2(y))).reshape(b, t, h, w, d)
+        return x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+
+
+class SpaceBlock(nnx.Module):
+    """Axial mixing along H and W with shared weights, then the MLP; (N, h, w, D) -> same."""
+
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
+        d = cfg.dim
+        self.norm1, self.norm2 = RMSInstanceNorm(d), RMSInstanceNorm(d)
+        self.mixer = build_axis_mixer(cfg.space_mixer, cfg, causal=False, rngs=rngs)
+        self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
+                                              max_distance=cfg.max_distance,
+                                              wrap=cfg.periodic_wrap, rngs=rngs)
+                         if cfg.space_mixer == "attention" else None)
+        self.proj = dense(d, d, ("embed", "embed"), rngs)
+        self.ls_mix = LayerScale(d, cfg.layer_scale)
+        self.mlp = MLP(d, int(d * cfg.mlp_ratio), rngs=rngs)
+        self.mlp_norm = RMSInstanceNorm(d)
+        self.ls_mlp = LayerScale(d, cfg.layer_scale)
+        self.drop_rate = drop_rate
+
+    def _mix(self, y, axis_len: int, periodic, deterministic, rngs):
+        kw = {}
+        if self.rel_bias is not None:
+            bias = self.rel_bias(axis_len, periodic)  # (1 or B, heads, L, L)
+            # sequences are folded batch-major, (B, T, other axis) -> rows: repeat per sample
+            kw["bias"] = jnp.repeat(bias, y.shape[0] // bias.shape[0], axis=0)
+        return self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
+
+    def __call__(self, x, periodic, *, deterministic: bool = True,
+                 rngs: nnx.Rngs | None = None):
+        n, h, w, d = x.shape
+        y = self.norm1(x)
+        along_w = self._mix(y.reshape(n * h, w, d), w, periodic[..., 1], deterministic, rngs)
+        yt = jnp.swapaxes(y, 1, 2).reshape(n * w, h, d)
+        along_h = self._mix(yt, h, periodic[..., 0], deterministic, rngs)
+        mixed = (along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2))
+        y = self.ls_mix(self.proj(self.norm2(mixed / 2)))
+        x = x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+        y = self.ls_mlp(self.mlp_norm(self.mlp(x)))
+        return x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+
+
+class SpaceTimeBlock(nnx.Module):
+    """Time block then space block (MPP ``SpaceTimeBlock``), (B, T, h, w, D) -> same."""
+
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
+        self.time = TimeBlock(cfg, drop_rate, rngs=rngs)
+        self.space = SpaceBlock(cfg, drop_rate, rngs=rngs)
+
+    def __call__(self, x, periodic, *, deterministic: bool = True,
+                 rngs: nnx.Rngs | None = None):
+        x = self.time(x, deterministic=deterministic, rngs=rngs)
+        b, t, h, w, d = x.shape
+        x = self.space(x.reshape(b * t, h, w, d), periodic, deterministic=deterministic,
+                       rngs=rngs)
+        return x.reshape(b, t, h, w, d)
+
+
+class AViT(nnx.Module):
+    """Multi-physics next-step surrogate; see the module docstring for the design."""
+
+    def __init__(self, cfg: AViTConfig, *, rngs: nnx.Rngs):
+        """Args: cfg: architecture; rngs: parameter initialisation."""
+        if cfg.dim % 4 or cfg.dim % cfg.heads:
+            raise ValueError(f"AViT dim={cfg.dim} must be divisible by 4 and heads={cfg.heads}")
+        self.cfg = cfg
+        self.fields = FieldEmbedding(cfg.n_fields, cfg.dim // 4, rngs=rngs)
+        self.stem = PatchStem(cfg.dim, strides=cfg.patch_strides, rngs=rngs)
+        rates = np.linspace(0.0, cfg.drop_path, cfg.depth)
+        self.blocks = nnx.List([SpaceTimeBlock(cfg, float(r), rngs=rngs) for r in rates])
+        self.destem = PatchDestem(cfg.dim, cfg.n_fields, strides=cfg.patch_strides,
+                                  zero_init_output=cfg.delta, rngs=rngs)
+
+    @property
+    def n_fields(self) -> int:
+        """Current vocabulary size."""
+        return self.fields.n_fields
+
+    def expand_fields(self, extra: int, *, rngs: nnx.Rngs) -> None:
+        """Appends ``extra`` vocabulary entries (input rows, output kernels); old ones kept."""
+        if extra < 1:
+            raise ValueError(f"expand_fields needs extra >= 1, got {extra}")
+        self.fields.expand(extra, rngs=rngs)
+        self.destem.expand(extra, rngs=rngs, zero_init=self.cfg.delta)
+
+    def __call__(self, x: Float[Array, "b t h w c"],
+                 field_ids: Int[Array, "b c"] | Int[Array, "c"], *,
+                 periodic=(False, False), deterministic: bool = True,
+                 rngs: nnx.Rngs | None = None) -> Float[Array, "b h w c"]:
+        """Predicts the state after the last of the T input frames.
+
+        Args:
+          x: input window in physical units.
+          field_ids: vocabulary id of each of the C fields (< 0: padding channel).
+          periodic: per spatial axis (H, W): a pair of bools for the batch, or a bool array
+            of shape (2,) or (B, 2) (one pair per sample).
+          deterministic: disable stochastic depth.
+          rngs: needs a ``dropout`` stream when not deterministic.
+        """
+        if x.ndim != 5:
+            raise ValueError(f"AViT expects x of shape (B, T, H, W, C), got {x.shape}")
+        b, t, hh, ww, _ = x.shape
+        if hh % self.cfg.patch or ww % self.cfg.patch:
+            raise ValueError(f"grid {(hh, ww)} is not divisible by patch {self.cfg.patch}")
+        periodic = jnp.asarray(periodic, bool)
+        if periodic.shape not in ((2,), (b, 2)):
+            raise ValueError(f"periodic must have shape (2,) or ({b}, 2), got {periodic.shape}")
+        xn, stats = revin_normalize(x)
+        e = self.fields(xn, field_ids)  # (B, T, H, W, D/4)
+        tok = self.stem(e.reshape(b * t, hh, ww, e.shape[-1]))
+        tok = tok.reshape(b, t, *tok.shape[1:])
+        for block in self.blocks:
+            tok = block(tok, periodic, deterministic=deterministic, rngs=rngs)
+        out = self.destem(tok[:, -1], field_ids)  # (B, H, W, C) in RevIN units
+        if self.cfg.delta:
+            out = xn[:, -1] + out
+        return revin_denormalize(out, stats)

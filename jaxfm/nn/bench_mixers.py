@@ -1,0 +1,180 @@
+"""Mixer scaling benchmark: forward+backward time and compiled memory versus sequence length.
+
+    python -m jaxfm.nn.bench_mixers --smoke --out runs/bench        # CPU, about a minute
+    python -m jaxfm.nn.bench_mixers --out runs/bench                # 1k..64k tokens (GPU)
+
+For each mixer and length L it jits ``grad(sum(mixer(x)^2))`` with respect to the
+parameters and the input (batch ``--batch``, width ``--dim``), compiles it once (compile
+time and XLA's ``memory_analysis``: temporaries + arguments + outputs, the compiled peak),
+warms up twice and reports the median of ``--repeats`` timed runs. A point that fails
+(out of memory, say) is recorded with its error and the mixer skips longer lengths.
+
+Mixers: ``attention-<impl>`` (the shared attention module through
+``jaxfm.nn.attention.dot_product_attention``; fused impls on GPU only), ``mamba-chunked``,
+``mamba-assoc``, ``mamba-linear`` (Mamba-1 with each selective-scan backend) and
+``mamba2-ssd``. The log-log slope of time and memory over the longest lengths is printed
+per mixer: about 1 for the scans and SSD, about 2 for attention once L dominates.
+
+Output: ``OUT/bench_mixers.json`` with device, library versions, git SHA and one record per
+(mixer, length). Never collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxfm.nn.mamba import Mamba
+from jaxfm.nn.ssd import Mamba2
+from jaxfm.nn.transformer import MultiHeadAttention
+
+
+def build(name: str, dim: int, heads: int, rngs: nnx.Rngs) -> nnx.Module:
+    """The mixer called ``name`` (see the module docstring) at width ``dim``, causal."""
+    if name.startswith("attention-"):
+        return MultiHeadAttention(dim, heads, causal=True, impl=name.split("-", 1)[1],
+                                  rngs=rngs)
+    if name.startswith("mamba-"):
+        return Mamba(dim, scan=name.split("-", 1)[1], chunk=64, rngs=rngs)
+    if name == "mamba2-ssd":
+        return Mamba2(dim, d_state=64, headdim=min(64, 2 * dim), chunk=64, rngs=rngs)
+    raise ValueError(f"unknown mixer {name!r}")
+
+
+def measure(name: str, length: int, args) -> dict:
+    """One (mixer, length) point: compile time, compiled memory, median step time."""
+    module = build(name, args.dim, args.heads, nnx.Rngs(0))
+    graphdef, params = nnx.split(module)
+    x = jax.random.normal(jax.random.key(1), (args.batch, length, args.dim), args.dtype)
+
+    def loss(params, x):
+        y = nnx.merge(graphdef, params)(x)
+        return jnp.sum(jnp.square(y.astype(jnp.float32)))
+
+    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    t0 = time.perf_counter()
+    compiled = step.lower(params, x).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    peak = None
+    if mem is not None:
+        peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                   + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+    for _ in range(2):  # warm-up (the first Pallas call is traced again on its second use)
+        jax.block_until_ready(compiled(params, x))
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params, x))
+        times.append(time.perf_counter() - t0)
+    return dict(mixer=name, length=length, batch=args.batch, dim=args.dim,
+                time_ms=1e3 * statistics.median(times), time_min_ms=1e3 * min(times),
+                compile_s=compile_s, peak_bytes=peak,
+                temp_bytes=None if mem is None else int(mem.temp_size_in_bytes),
+                tokens_per_s=args.batch * length / statistics.median(times))
+
+
+def slope(records: list[dict], key: str, last: int = 3) -> float | None:
+    """Log-log slope of ``key`` over the ``last`` longest successful lengths."""
+    pts = [(r["length"], r[key]) for r in records if r.get(key)][-last:]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
+                                       stderr=subprocess.DEVNULL).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _versions() -> dict:
+    import flax
+
+    return dict(python=platform.python_version(), jax=jax.__version__,
+                jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
+                flax=flax.__version__, numpy=np.__version__)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parses flags, runs the sweep, prints a table and writes the JSON file."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="short CPU sweep (256..2048 tokens)")
+    p.add_argument("--out", default="runs/bench", help="output directory")
+    p.add_argument("--lengths", type=int, nargs="*", help="sequence lengths")
+    p.add_argument("--mixers", nargs="*", help="mixer names (default: all available)")
+    p.add_argument("--dim", type=int, default=None, help="model width (smoke 64, full 256)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads")
+    p.add_argument("--batch", type=int, default=1, help="batch size")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs (smoke 3, full 10)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="activation dtype (parameters stay float32)")
+    args = p.parse_args(argv)
+    gpu = jax.default_backend() == "gpu"
+    args.dim = args.dim or (64 if args.smoke else 256)
+    args.repeats = args.repeats or (3 if args.smoke else 10)
+    args.lengths = args.lengths or ([256, 512, 1024, 2048] if args.smoke
+                                    else [1024 * 2 ** i for i in range(7)])
+    args.dtype = getattr(jnp, args.dtype)
+    default = ["attention-xla"] + (["attention-cudnn", "attention-pallas"] if gpu else [])
+    default += ["mamba-chunked", "mamba-assoc", "mamba2-ssd"]
+    args.mixers = args.mixers or default
+
+    records = []
+    print(f"device {jax.devices()[0].device_kind}, dim {args.dim}, batch {args.batch}")
+    print(f"{'mixer':18s} {'L':>7s} {'ms':>10s} {'peak MB':>9s} {'compile s':>9s}")
+    for name in args.mixers:
+        for length in args.lengths:
+            try:
+                r = measure(name, length, args)
+            except Exception as e:  # noqa: BLE001 - OOM or unsupported impl: record, move on
+                msg = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                records.append(dict(mixer=name, length=length, error=msg))
+                print(f"{name:18s} {length:7d} failed: {msg}")
+                break
+            records.append(r)
+            mb = "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.1f}"
+            print(f"{name:18s} {length:7d} {r['time_ms']:10.2f} {mb:>9s} {r['compile_s']:9.2f}")
+            sys.stdout.flush()
+
+    summary = {}
+    for name in args.mixers:
+        ok = [r for r in records if r["mixer"] == name and "error" not in r]
+        summary[name] = dict(time_slope=slope(ok, "time_ms"), memory_slope=slope(ok, "peak_bytes"))
+        ts, ms = summary[name]["time_slope"], summary[name]["memory_slope"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"
+        print(f"{name:18s} log-log slope over the longest lengths: time {fmt(ts)}, "
+              f"memory {fmt(ms)}")
+    out = dict(
+        bench="mixers", device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
+        backend=jax.default_backend(), versions=_versions(), git_sha=_git_sha(),
+        time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), host_cpus=os.cpu_count(),
+        args=dict(smoke=args.smoke, lengths=args.lengths, mixers=args.mixers, dim=args.dim,
+                  heads=args.heads, batch=args.batch, repeats=args.repeats,
+                  dtype=jnp.dtype(args.dtype).name),
+        summary=summary, results=records)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "bench_mixers.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The training task of the next-step PDE surrogates (AViT, FNO, U-Net) for ``jaxfm.train.run``.
+
+Batches follow the physics-data contract (``jaxfm.data.windows`` / ``jaxfm.data.mixture``):
+``x (B, T_in, H, W, C)``, ``y (B, n_out, H, W, C)`` (the first target frame is scored),
+``field_ids (B, C)`` (-1 = padding channel), ``system (B,)`` and optionally ``field_mask``.
+Boundary conditions come from a per-system table (``periodic[system] = (H periodic, W
+periodic)``), so a batch may mix systems.
+
+Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``mse`` / ``l1``.
+Evaluation reports NRMSE, VRMSE and RMSE of the model and of the persistence baseline
+(copy the last input frame) on the same batch, so every number has its control beside it.
+
+Freezing (MPP's fine-tuning options, ``models/avit.py``): ``none`` trains everything;
+``middle`` only the field embedding and the per-field output kernel/bias (MPP ``frozen``);
+``processor`` also the stem and de-stem (MPP ``less_frozen``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxfm.models.fno import FNO, FNOConfig
+from jaxfm.models.surrogate import AViT, AViTConfig
+from jaxfm.models.unet import UNet, UNetConfig
+from jaxfm.train.pde_metrics import masked_mean, nrmse, rmse, surrogate_loss, vrmse
+
+FREEZE = ("none", "middle", "processor")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateTaskConfig:
+    """What to train and how to score it."""
+
+    arch: Literal["avit", "fno", "unet"] = "avit"
+    """Architecture: avit (MPP AViT), fno or unet (baselines)."""
+    avit: AViTConfig = dataclasses.field(default_factory=AViTConfig)
+    """AViT settings (used when arch = avit)."""
+    fno: FNOConfig = dataclasses.field(default_factory=FNOConfig)
+    """FNO settings (used when arch = fno)."""
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    """U-Net settings (used when arch = unet)."""
+    loss: Literal["nmse", "mse", "l1"] = "nmse"
+    """Training loss: MPP's normalised MSE, plain MSE, or L1."""
+    freeze: Literal["none", "middle", "processor"] = "none"
+    """Train everything, only embeddings + output head (middle), or also stem/de-stem."""
+
+
+def trainable_filter(freeze: str):
+    """The NNX filter of the parameters trained under ``freeze``."""
+    if freeze == "none":
+        return nnx.Param
+    heads = [nnx.PathContains("fields"), nnx.PathContains("out_kernel"),
+             nnx.PathContains("out_bias")]
+    if freeze == "processor":
+        heads += [nnx.PathContains("stem"), nnx.PathContains("destem")]
+    elif freeze != "middle":
+        raise ValueError(f"unknown freeze option {freeze!r}; choose one of {FREEZE}")
+    return nnx.All(nnx.Param, nnx.Any(*heads))
+
+
+def build_surrogate(cfg: SurrogateTaskConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """The model named by ``cfg.arch``."""
+    if cfg.arch == "avit":
+        return AViT(cfg.avit, rngs=rngs)
+    if cfg.arch == "fno":
+        return FNO(cfg.fno, rngs=rngs)
+    if cfg.arch == "unet":
+        return UNet(cfg.unet, rngs=rngs)
+    raise ValueError(f"unknown surrogate arch {cfg.arch!r}; choose avit, fno or unet")
+
+
+class SurrogateTask:
+    """Next-step prediction task (see module docstring)."""
+
+    def __init__(self, cfg: SurrogateTaskConfig, periodic_by_system: np.ndarray | None = None):
+        """Args:
+          cfg: model, loss and freezing.
+          periodic_by_system: (n_systems, 2) bool, system id -> (H, W) periodic; None: all
+            axes bounded.
+        """
+        self.cfg = cfg
+        self.periodic_table = (None if periodic_by_system is None
+                               else np.asarray(periodic_by_system, bool).reshape(-1, 2))
+        self.trainable = trainable_filter(cfg.freeze)
+
+    def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
+        """A freshly initialised surrogate."""
+        return build_surrogate(self.cfg, rngs)
+
+    def _periodic(self, batch) -> jax.Array:
+        b = batch["x"].shape[0]
+        if self.periodic_table is None:
+            return jnp.zeros((b, 2), bool)
+        return jnp.asarray(self.periodic_table)[batch["system"].reshape(b)]
+
+    @staticmethod
+    def _ids(batch) -> jax.Array:
+        ids = batch["field_ids"]
+        b, c = batch["x"].shape[0], batch["x"].shape[-1]
+        return jnp.broadcast_to(ids.reshape((-1, c)), (b, c)).astype(jnp.int32)
+
+    def predict(self, model, x, field_ids, periodic, *, deterministic=True, rngs=None):
+        """Next frame (B, H, W, C) from the window ``x`` (B, T, H, W, C)."""
+        return model(x, field_ids, periodic=periodic, deterministic=deterministic, rngs=rngs)
+
+    def loss(self, model, batch, rngs):
+        """(loss, metrics) of one training micro-batch."""
+        ids = self._ids(batch)
+        pred = self.predict(model, batch["x"], ids, self._periodic(batch), deterministic=False,
+                            rngs=rngs)
+        target, valid = batch["y"][:, 0], ids >= 0
+        loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)
+        return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}
+
+    def eval_metrics(self, model, batch):
+        """Model and persistence errors (NRMSE, VRMSE, RMSE) of one eval batch."""
+        ids = self._ids(batch)
+        pred = self.predict(model, batch["x"], ids, self._periodic(batch))
+        target, valid = batch["y"][:, 0], ids >= 0
+        last = batch["x"][:, -1]
+        out = {"loss": surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)}
+        for name, fn in (("nrmse", nrmse), ("vrmse", vrmse), ("rmse", rmse)):
+            out[name] = masked_mean(fn(pred, target), valid)
+            out[f"persistence_{name}"] = masked_mean(fn(last, target), valid)
+        return out
