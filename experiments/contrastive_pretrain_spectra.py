@@ -51,7 +51,7 @@ class Config(ExperimentConfig):
 
 
 def default() -> Config:
-    """About 10 minutes on 2 CPU cores: width 64, depth 2, 1500 steps, batch 64."""
+    """Width 64, depth 2 (the encoder of contrastive_train.py default), 1500 steps, batch 64."""
     return Config(workdir="runs/specformer",
                   model=SpecFormerConfig(trunk=TrunkConfig(depth=2, dim=64, heads=4)),
                   data=GalaxyConfig(n_train=4096, n_eval=1024),

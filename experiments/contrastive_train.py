@@ -2,7 +2,8 @@
 
     python experiments/contrastive_train.py smoke --workdir runs/contrastive-smoke
     python experiments/contrastive_train.py default --workdir runs/contrastive
-    python experiments/contrastive_train.py default --spectrum_init runs/specformer/spectrum_encoder.npz
+    python experiments/contrastive_train.py default \
+        --spectrum_init runs/specformer/spectrum_encoder.npz
     python experiments/contrastive_train.py default --model.loss siglip --model.init_bias -5
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json, report.md (the AstroCLIP-shaped
@@ -18,6 +19,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# XLA's CPU runtime (jax 0.12.0.1) deadlocked in its in-process all-gather rendezvous on this
+# model's train step with 8 simulated devices ("Expected 8 threads to join the rendezvous"),
+# every time, while the concurrency-optimised scheduler was on; with it off the step runs.
+# XLA reads the flag when the backend starts, so it must be set before the first computation.
+_XLA_FIX = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_FIX}".strip()
 
 from flax import nnx  # noqa: E402
 
@@ -104,7 +113,7 @@ def smoke() -> Config:
                   train=TrainConfig(steps=30, batch_size=32, lr=3e-3, warmup_steps=5,
                                     log_every=10, eval_every=15),
                   ckpt=CkptConfig(every=15),
-                  eval=EvalConfig(probe_epochs=3))
+                  eval=EvalConfig(probe_epochs=1))
 
 
 PRESETS = {"default": default, "long": long, "smoke": smoke}

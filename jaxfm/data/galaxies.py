@@ -244,11 +244,11 @@ def augment(example: dict[str, np.ndarray], rng: np.random.Generator, *,
 class GalaxySource:
     """Grain-compatible random-access source over in-memory AstroCLIP-layout records.
 
-    ``__getitem__`` returns one example (a dict of numpy arrays, the ``keys`` only: images and
-    spectra by default, what a training step needs; ``records`` keeps everything). With augmentation on, the
-    random state of example ``i`` is derived from ``(seed, i, epoch)`` where ``epoch`` counts
-    how often ``i`` was read modulo the source length, so runs are reproducible and indices
-    ``i + k * len`` (Grain's multi-epoch keys) get fresh augmentations.
+    ``__getitem__`` returns one example (a dict of numpy arrays, the ``keys`` only: images
+    and spectra by default, what a training step needs; ``records`` keeps everything). With
+    augmentation on, the random state of example ``i`` is derived from ``(seed, i, epoch)``
+    with ``epoch = index // len``, so runs are reproducible and indices ``i + k * len``
+    (Grain's multi-epoch keys) get fresh augmentations.
     """
 
     def __init__(self, records: dict[str, np.ndarray], *, flip_rotate: bool = False,
@@ -257,7 +257,8 @@ class GalaxySource:
         self._n = _validate(records, name)
         missing = [k for k in keys if k not in records]
         if missing:
-            raise ValueError(f"{name}: GalaxySource keys {missing} not in records {sorted(records)}")
+            raise ValueError(f"{name}: GalaxySource keys {missing} not in records "
+                             f"{sorted(records)}")
         self.records, self.keys = records, keys
         self.flip_rotate, self.aug_noise, self.seed, self.name = flip_rotate, aug_noise, seed, name
 

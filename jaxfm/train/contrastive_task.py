@@ -39,15 +39,18 @@ def bound_batch_axes() -> tuple[str, ...]:
     return tuple(axes)
 
 
-def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array
-                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array, *,
+                          accuracy: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The configured loss of paired embeddings and its metrics.
 
     Under ``jit`` (the engine's default step) ``za``/``zb`` are the global batch. Inside the
     engine's ``shard_map`` step they are this device's rows: the ``*_local`` losses then
     all-gather the other devices' embeddings, so the loss is still the global one (the engine's
-    ``pmean`` of an already global value leaves it unchanged). The in-batch accuracies are
-    per device in that case.
+    ``pmean`` of an already global value leaves it unchanged). The in-batch accuracies
+    (``accuracy=True``) are per device in that case. The training loss leaves them out: each
+    is another global similarity matrix, i.e. more cross-device collectives per step, and on
+    the CPU host platform concurrent independent collectives can deadlock XLA's in-process
+    rendezvous when the cores are oversubscribed (seen with 8 simulated devices).
     """
     scale = model.scale()
     axes = bound_batch_axes()
@@ -57,8 +60,10 @@ def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array
         loss = siglip_loss_local(za, zb, scale, model.logit_bias[...], axes)
     else:
         loss = siglip_loss(za, zb, scale, model.logit_bias[...])
-    metrics = {"scale": scale, "acc_i2s": in_batch_accuracy(za, zb),
-               "acc_s2i": in_batch_accuracy(zb, za)}
+    metrics = {"scale": scale}
+    if accuracy:
+        metrics["acc_i2s"] = in_batch_accuracy(za, zb)
+        metrics["acc_s2i"] = in_batch_accuracy(zb, za)
     if model.logit_bias is not None:
         metrics["bias"] = model.logit_bias[...]
     return loss, metrics
@@ -75,7 +80,7 @@ class ContrastiveTask:
         self.spectrum_params = spectrum_params
 
     def build_model(self, rngs: nnx.Rngs) -> ContrastiveModel:
-        """A freshly initialised :class:`ContrastiveModel` (pretrained spectrum encoder if given)."""
+        """A fresh :class:`ContrastiveModel` (with the pretrained spectrum encoder if given)."""
         model = ContrastiveModel(self.cfg, rngs=rngs)
         if self.spectrum_params is not None:
             state = nnx.state(model.spectrum_encoder, nnx.Param)
@@ -84,9 +89,9 @@ class ContrastiveTask:
         return model
 
     def loss(self, model: ContrastiveModel, batch: dict[str, jax.Array], rngs: nnx.Rngs):
-        """Contrastive loss of the batch (dropout on), with scale and in-batch accuracy."""
+        """Contrastive loss of the batch (dropout on) and the logit scale."""
         za, zb = model(batch["image"], batch["spectrum"], deterministic=False, rngs=rngs)
-        return contrastive_objective(model, za, zb)
+        return contrastive_objective(model, za, zb, accuracy=False)
 
     def eval_metrics(self, model: ContrastiveModel, batch: dict[str, jax.Array]):
         """Loss and in-batch retrieval accuracy without dropout."""

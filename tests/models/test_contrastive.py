@@ -80,13 +80,14 @@ def test_chunk_mask_runs():
 
 def test_encoders_shapes_and_batch_one():
     img, spec = _batch(1)
-    fwd = nnx.jit(lambda m, x: m(x))  # eager NNX dispatches op by op: slow on a busy CPU
-    assert fwd(ViT(CFG.vit, rngs=nnx.Rngs(0)), img).shape == (1, 16, 32)
-    assert fwd(ResNet(CFG.resnet, rngs=nnx.Rngs(0)), img).shape == (1, 64, 16)
-    assert fwd(SpecFormer(SPEC, rngs=nnx.Rngs(0)), spec).shape == (1, 16, 32)
-    for enc in ("vit", "resnet"):
+    # one jitted call per model (eager NNX dispatches op by op: slow on a busy CPU)
+    fwd = nnx.jit(lambda m, x, s: (m.image_encoder(x), m.spectrum_encoder(s), *m(x, s)))
+    tokens = {"vit": (1, 16, 32), "resnet": (1, 64, 16)}  # 4x4 patches; 16 -> 8 px, 16 ch
+    for enc, kind in (("vit", ViT), ("resnet", ResNet)):
         m = ContrastiveModel(dataclasses.replace(CFG, image_encoder=enc), rngs=nnx.Rngs(0))
-        za, zb = nnx.jit(lambda m, x, s: m(x, s))(m, img, spec)
+        assert isinstance(m.image_encoder, kind) and isinstance(m.spectrum_encoder, SpecFormer)
+        ti, ts, za, zb = fwd(m, img, spec)
+        assert ti.shape == tokens[enc] and ts.shape == (1, 16, 32)
         assert za.shape == (1, 24) and zb.shape == (1, 24)
     with pytest.raises(ValueError, match="image_encoder='cnn'"):
         ContrastiveModel(dataclasses.replace(CFG, image_encoder="cnn"), rngs=nnx.Rngs(0))
