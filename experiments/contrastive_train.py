@@ -20,14 +20,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# XLA's CPU runtime (jax 0.12.0.1) deadlocked in its in-process all-gather rendezvous on this
-# model's train step with 8 simulated devices ("Expected 8 threads to join the rendezvous"),
-# every time, while the concurrency-optimised scheduler was on; with it off the step runs.
-# XLA reads the flag when the backend starts, so it must be set before the first computation.
-_XLA_FIX = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_FIX}".strip()
-
 from flax import nnx  # noqa: E402
 
 from jaxfm.ckpt import CkptConfig  # noqa: E402
