@@ -172,7 +172,9 @@ def train(cfg: SurrogateExperiment) -> dict:
         data.eval,
         meta={"fields": list(registry.names), "systems": list(cfg.data.systems)},
     )
-    roll = evaluate_rollouts(cfg, task=task, data=data)
+    # Rollout plots (truth / prediction / error over time; error vs step) for every held-out
+    # system, next to the run's other outputs.
+    roll = evaluate_rollouts(cfg, task=task, data=data, plot_dir=cfg.workdir)
     return write_results(cfg.workdir, {"rollout": roll, **results})
 
 
