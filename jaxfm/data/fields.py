@@ -74,8 +74,10 @@ class NameRegistry:
         return f"NameRegistry(kind={self.kind!r}, names={self._names!r})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, NameRegistry) and (self.kind, self.names) == (other.kind,
-                                                                                 other.names)
+        return isinstance(other, NameRegistry) and (self.kind, self.names) == (
+            other.kind,
+            other.names,
+        )
 
     def extend(self, names: Iterable[str], strict: bool = False) -> NameRegistry:
         """Append names not yet present (in order); returns ``self``.

@@ -51,7 +51,11 @@ def dataset_paths(out: str | Path, system: str) -> dict[str, Path]:
 
 
 def simulate_chunked(
-    system: str, n_traj: int, seed: int = 0, chunk: int = 16, progress: bool = True,
+    system: str,
+    n_traj: int,
+    seed: int = 0,
+    chunk: int = 16,
+    progress: bool = True,
     **overrides,
 ) -> TrajectorySet:
     """Simulate ``n_traj`` trajectories of ``system`` in chunks, printing progress and ETA.
@@ -89,9 +93,16 @@ def simulate_chunked(
 
 
 def generate_system(
-    system: str, out: str | Path, n_traj: int, resolution: int | None = None,
-    steps: int | None = None, seed: int = 0, chunk: int = 16, overwrite: bool = False,
-    progress: bool = True, **overrides,
+    system: str,
+    out: str | Path,
+    n_traj: int,
+    resolution: int | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    chunk: int = 16,
+    overwrite: bool = False,
+    progress: bool = True,
+    **overrides,
 ) -> dict[str, Path]:
     """Simulate ``system`` and write its train/valid/test files and statistics under ``out``.
 
@@ -108,15 +119,24 @@ def generate_system(
     if steps is not None:
         overrides["n_steps"] = steps
     ts = simulate_chunked(system, n_traj, seed, chunk, progress, **overrides)
-    settings = {"system": system, "n_traj": n_traj, "seed": seed, "chunk": chunk,
-                "overrides": {k: list(v) if isinstance(v, tuple) else v
-                              for k, v in overrides.items()}}
+    settings = {
+        "system": system,
+        "n_traj": n_traj,
+        "seed": seed,
+        "chunk": chunk,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+    }
     return write_dataset(ts, out, settings)
 
 
 def generate_corpus(
-    out_dir: str | Path, systems: Sequence[str] = CORPUS_SYSTEMS, n_traj: int = 16,
-    resolution: int = 32, steps: int | None = None, seed: int = 0, overwrite: bool = False,
+    out_dir: str | Path,
+    systems: Sequence[str] = CORPUS_SYSTEMS,
+    n_traj: int = 16,
+    resolution: int = 32,
+    steps: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, dict[str, Path]]:
     """Generate the multi-system corpus (one dataset per system) under ``out_dir``.
@@ -137,8 +157,16 @@ def generate_corpus(
     out = {}
     t0 = time.perf_counter()
     for i, system in enumerate(systems):
-        out[system] = generate_system(system, out_dir, n_traj, resolution, steps, seed + i,
-                                      overwrite=overwrite, progress=progress)
+        out[system] = generate_system(
+            system,
+            out_dir,
+            n_traj,
+            resolution,
+            steps,
+            seed + i,
+            overwrite=overwrite,
+            progress=progress,
+        )
     if progress:
         _log(f"corpus of {len(systems)} systems in {out_dir}: {time.perf_counter() - t0:.1f} s")
     return out
@@ -165,19 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-traj 32 --resolution 64 --steps 33 --out data/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("system", help="system to simulate (listed below), or 'corpus' for the "
-                   "default multi-system corpus")
+    p.add_argument(
+        "system",
+        help="system to simulate (listed below), or 'corpus' for the default multi-system corpus",
+    )
     p.add_argument("--n-traj", type=int, default=16, help="trajectories (split 80/10/10)")
-    p.add_argument("--resolution", type=int, default=None, help="grid cells per side "
-                   "(default: the system's own, 64 in 2-D)")
-    p.add_argument("--steps", type=int, default=None, help="stored frames per trajectory, "
-                   "initial frame included (default: the system's own)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="grid cells per side (default: the system's own, 64 in 2-D)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="stored frames per trajectory, initial frame included (default: the system's own)",
+    )
     p.add_argument("--out", required=True, help="output root; files go to OUT/SYSTEM/...")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--chunk", type=int, default=16, help="trajectories simulated at once")
-    p.add_argument("--param", action="append", type=_parse_param, default=[],
-                   metavar="KEY=VALUE", help="other config field, e.g. --param frame_dt=0.1 "
-                   "(repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=_parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="other config field, e.g. --param frame_dt=0.1 (repeatable)",
+    )
     p.add_argument("--overwrite", action="store_true", help="regenerate a complete dataset")
     return p
 
@@ -187,12 +230,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.system == "corpus":
-            generate_corpus(args.out, n_traj=args.n_traj, resolution=args.resolution or 32,
-                            steps=args.steps, seed=args.seed, overwrite=args.overwrite)
+            generate_corpus(
+                args.out,
+                n_traj=args.n_traj,
+                resolution=args.resolution or 32,
+                steps=args.steps,
+                seed=args.seed,
+                overwrite=args.overwrite,
+            )
         else:
-            paths = generate_system(args.system, args.out, args.n_traj, args.resolution,
-                                    args.steps, args.seed, args.chunk, args.overwrite,
-                                    **dict(args.param))
+            paths = generate_system(
+                args.system,
+                args.out,
+                args.n_traj,
+                args.resolution,
+                args.steps,
+                args.seed,
+                args.chunk,
+                args.overwrite,
+                **dict(args.param),
+            )
             for k, v in paths.items():
                 print(f"{k}: {v}")
     except ValueError as e:

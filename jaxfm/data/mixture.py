@@ -66,8 +66,9 @@ class MixtureWindows:
             raise ValueError(f"micro_batch ({micro_batch}) and length ({length}) must be >= 1")
         w = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
         if w.shape != (len(sources),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights {weights} must be {len(sources)} non-negative numbers, "
-                             "not all zero")
+            raise ValueError(
+                f"weights {weights} must be {len(sources)} non-negative numbers, not all zero"
+            )
         if pad_fields is not None:
             widest = max(len(s.field_names) for s in sources)
             if pad_fields < widest:
@@ -113,9 +114,17 @@ class MixtureWindows:
 
 
 def mixture_dataset(
-    sources: Sequence, batch_size: int, seed: int = 0, weights=None, grad_accum: int = 1,
-    length: int = 2000, pad_fields: int | None = None, num_epochs: int | None = None,
-    process_index: int = 0, process_count: int = 1, worker_count: int = 0,
+    sources: Sequence,
+    batch_size: int,
+    seed: int = 0,
+    weights=None,
+    grad_accum: int = 1,
+    length: int = 2000,
+    pad_fields: int | None = None,
+    num_epochs: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    worker_count: int = 0,
 ) -> grain.IterDataset:
     """Per-process batched mixture stream through the team pipeline (unshuffled, see above).
 
@@ -136,12 +145,23 @@ def mixture_dataset(
         resume it.
     """
     if batch_size % grad_accum:
-        raise ValueError(f"batch_size {batch_size} is not divisible by grad_accum {grad_accum} "
-                         f"({batch_size / grad_accum:g} per micro-batch)")
+        raise ValueError(
+            f"batch_size {batch_size} is not divisible by grad_accum {grad_accum} "
+            f"({batch_size / grad_accum:g} per micro-batch)"
+        )
     if grad_accum > 1 and pad_fields is None and len({len(s.field_names) for s in sources}) > 1:
-        raise ValueError("grad_accum > 1 mixes systems with different numbers of fields in one "
-                         "batch: pass pad_fields (e.g. the largest field count)")
+        raise ValueError(
+            "grad_accum > 1 mixes systems with different numbers of fields in one "
+            "batch: pass pad_fields (e.g. the largest field count)"
+        )
     src = MixtureWindows(sources, batch_size // grad_accum, seed, weights, length, pad_fields)
-    return make_dataset(src, batch_size=batch_size, seed=seed, shuffle=False,
-                        num_epochs=num_epochs, process_index=process_index,
-                        process_count=process_count, worker_count=worker_count)
+    return make_dataset(
+        src,
+        batch_size=batch_size,
+        seed=seed,
+        shuffle=False,
+        num_epochs=num_epochs,
+        process_index=process_index,
+        process_count=process_count,
+        worker_count=worker_count,
+    )

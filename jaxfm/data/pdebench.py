@@ -54,8 +54,14 @@ class PDEBenchFormatError(ValueError):
 def detect_kind(path: str | os.PathLike) -> str:
     """Guess the layout from the file name (see the module table)."""
     name = Path(path).name
-    rules = [("2D_rdb", "rdb"), ("diff-react", "diff_react"), ("CFD", "cfd"),
-             ("ns_incom", "ns_incom"), ("1D_Advection", "tensor_1d"), ("1D_Burgers", "tensor_1d")]
+    rules = [
+        ("2D_rdb", "rdb"),
+        ("diff-react", "diff_react"),
+        ("CFD", "cfd"),
+        ("ns_incom", "ns_incom"),
+        ("1D_Advection", "tensor_1d"),
+        ("1D_Burgers", "tensor_1d"),
+    ]
     for pattern, kind in rules:
         if pattern in name:
             return kind
@@ -102,7 +108,9 @@ def _read_seed_groups(path, f, max_traj, n_ch):
 
 
 def read_pdebench(
-    path: str | os.PathLike, kind: str | None = None, max_traj: int | None = None,
+    path: str | os.PathLike,
+    kind: str | None = None,
+    max_traj: int | None = None,
     check_finite: bool = True,
 ) -> TrajectorySet:
     """Read a PDEBench file into a :class:`TrajectorySet`.
@@ -128,15 +136,21 @@ def read_pdebench(
                 system="shallow_water" if kind == "rdb" else "diffusion_reaction",
                 data=data,
                 field_names=("h",) if kind == "rdb" else ("activator", "inhibitor"),
-                dt=dt, coords=coords,
+                dt=dt,
+                coords=coords,
                 bc=("open", "open") if kind == "rdb" else ("wall", "wall"),
-                params={"seed": np.array([int(s) if s.isdigit() else i
-                                          for i, s in enumerate(seeds)])},
+                params={
+                    "seed": np.array([int(s) if s.isdigit() else i for i, s in enumerate(seeds)])
+                },
                 constants={"source": str(path), "pdebench_kind": kind},
             )
         elif kind == "cfd":
-            names = {"Vx": "velocity_x", "Vy": "velocity_y", "density": "density",
-                     "pressure": "pressure"}
+            names = {
+                "Vx": "velocity_x",
+                "Vy": "velocity_y",
+                "density": "density",
+                "pressure": "pressure",
+            }
             arrays = [np.asarray(_need(path, f, k)[:n], np.float32) for k in names]
             shape = arrays[0].shape
             for k, a in zip(names, arrays):
@@ -144,21 +158,27 @@ def read_pdebench(
                     raise PDEBenchFormatError(
                         f"{path}: {k!r} has shape {a.shape}, expected (N, T, X, Y) = {shape}"
                     )
-            coords = (np.asarray(_need(path, f, "x-coordinate")),
-                      np.asarray(_need(path, f, "y-coordinate")))
+            coords = (
+                np.asarray(_need(path, f, "x-coordinate")),
+                np.asarray(_need(path, f, "y-coordinate")),
+            )
             dt = _dt(_need(path, f, "t-coordinate"), path, "t-coordinate")
             mach = re.search(r"_M([0-9.]+?)_", path.name)
             params = {}
             for key in ("Eta", "Zeta", "M"):
                 m = re.search(rf"_{key}([0-9.e-]+?)_", path.name)
                 if m:
-                    params[key.lower() if key != "M" else "mach"] = np.full(shape[0],
-                                                                            float(m.group(1)))
+                    params[key.lower() if key != "M" else "mach"] = np.full(
+                        shape[0], float(m.group(1))
+                    )
             ts = TrajectorySet(
                 system=f"compressible_m{float(mach.group(1)):g}" if mach else "compressible",
                 data=np.stack(arrays, -1),
                 field_names=tuple(names.values()),
-                dt=dt, coords=coords, bc=("periodic", "periodic"), params=params,
+                dt=dt,
+                coords=coords,
+                bc=("periodic", "periodic"),
+                params=params,
                 constants={"source": str(path), "pdebench_kind": kind},
             )
         elif kind == "ns_incom":
@@ -180,7 +200,8 @@ def read_pdebench(
                 system="navier_stokes",
                 data=np.concatenate([vel, part[..., :1]], -1),
                 field_names=("velocity_x", "velocity_y", "tracer"),
-                dt=dt, coords=(cell_centres(nx, 0, 1), cell_centres(ny, 0, 1)),
+                dt=dt,
+                coords=(cell_centres(nx, 0, 1), cell_centres(ny, 0, 1)),
                 bc=("wall", "wall"),
                 params={"force_rms": np.sqrt((force**2).reshape(len(force), -1).mean(1))},
                 constants={"source": str(path), "pdebench_kind": kind},
@@ -188,8 +209,9 @@ def read_pdebench(
         else:
             u = np.asarray(_need(path, f, "tensor")[:n], np.float32)
             if u.ndim != 3:
-                raise PDEBenchFormatError(f"{path}: 'tensor' has shape {u.shape}, expected "
-                                          "(N, T, X)")
+                raise PDEBenchFormatError(
+                    f"{path}: 'tensor' has shape {u.shape}, expected (N, T, X)"
+                )
             x = np.asarray(_need(path, f, "x-coordinate"))
             dt = _dt(_need(path, f, "t-coordinate"), path, "t-coordinate")
             burgers = "Burgers" in path.name
@@ -197,7 +219,9 @@ def read_pdebench(
                 system="burgers" if burgers else "advection",
                 data=u[..., None],
                 field_names=("velocity_x",) if burgers else ("u",),
-                dt=dt, coords=(x,), bc=("periodic",),
+                dt=dt,
+                coords=(x,),
+                bc=("periodic",),
                 constants={"source": str(path), "pdebench_kind": kind},
             )
     if check_finite:

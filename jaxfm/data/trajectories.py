@@ -151,7 +151,9 @@ def concat(sets: list[TrajectorySet]) -> TrajectorySet:
     first = sets[0]
     for s in sets[1:]:
         if (s.system, s.field_names, s.data.shape[1:]) != (
-            first.system, first.field_names, first.data.shape[1:]
+            first.system,
+            first.field_names,
+            first.data.shape[1:],
         ):
             raise ValueError(
                 f"cannot concatenate {s.system} {s.field_names} {s.data.shape} with "

@@ -297,8 +297,14 @@ class WellFile:
         """All trajectories as a :class:`TrajectorySet`."""
         data = np.stack([self.read(i) for i in range(self.n_traj)]) if self.n_traj else None
         ts = TrajectorySet(
-            system=self.system, data=data, field_names=self.field_names, dt=self.dt,
-            coords=self.coords, bc=self.bc, params=self.params, constants=self.constants,
+            system=self.system,
+            data=data,
+            field_names=self.field_names,
+            dt=self.dt,
+            coords=self.coords,
+            bc=self.bc,
+            params=self.params,
+            constants=self.constants,
             axis_names=self.axis_names,
         )
         if check_finite:
@@ -331,7 +337,9 @@ def split_counts(n_traj: int, fractions=(0.8, 0.1, 0.1)) -> tuple[int, int, int]
 
 
 def write_dataset(
-    ts: TrajectorySet, root: str | os.PathLike, settings: dict | None = None,
+    ts: TrajectorySet,
+    root: str | os.PathLike,
+    settings: dict | None = None,
     fractions=(0.8, 0.1, 0.1),
 ) -> dict[str, Path]:
     """Split ``ts`` by trajectory order into train/valid/test files plus ``stats.yaml``.

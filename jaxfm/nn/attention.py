@@ -1,44 +1,239 @@
-"""The one attention entry point of jaxfm.
+"""The one attention entry point of jaxfm, and axial attention built on it.
 
 Every model calls attention through :func:`dot_product_attention`, so fused kernels
-(``kernels/flash_attention``) plug in everywhere by changing ``impl``.
+(``kernels/flash_attention``) plug in everywhere by changing ``impl``:
+
+* ``xla``: ``jax.nn.dot_product_attention(implementation="xla")``, materialised logits; runs
+  everywhere and takes everything (additive ``bias``, arbitrary boolean ``mask``).
+* ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``; NVIDIA GPU, bf16/fp16,
+  head_dim % 8 == 0 and <= 128 (<= 256 from compute capability 9.0 on).
+* ``pallas`` / ``triton``: the flash-attention kernels of ``kernels/flash_attention``
+  (FlashAttention-2, arXiv:2307.08691): causal or not, GQA, ``segment_ids`` and
+  ``key_padding_mask``, but no additive ``bias`` and no arbitrary ``mask``. ``pallas`` asked for
+  by name on CPU runs in interpret mode (slow; for tests); ``triton`` needs a GPU.
+* ``auto``: on a GPU the first of cuDNN, Pallas, XLA that supports the call (cuDNN is the
+  fastest measured baseline in the reference note; ``kernels.bench`` measures ours against it);
+  on CPU, XLA.
+
+An impl that cannot take a call falls back to ``xla`` and logs the reason once per distinct
+reason (never per call, never an error).
 
 Layout: q (batch, q_len, heads, head_dim); k, v (batch, kv_len, kv_heads, head_dim) with
-heads % kv_heads == 0 (grouped-query attention).
+heads % kv_heads == 0 (grouped-query attention). ``causal`` is top-left aligned (query i sees
+keys j <= i), as in ``jax.nn``. Rows that see no key return 0 on every path.
 """
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from kernels.flash_attention.ops import fallback_reason, log_once
+from kernels.flash_attention.reference import check_shapes, segments_from_padding
 
 IMPLS = ("auto", "xla", "cudnn", "pallas", "triton")
+_logger = logging.getLogger(__name__)
+
+SegmentIds = Int[Array, "b l"] | tuple[Int[Array, "b lq"], Int[Array, "b lk"]]
+
+
+def _split_segments(segment_ids, lq: int, lk: int):
+    if segment_ids is None:
+        return None, None
+    if isinstance(segment_ids, tuple | list):
+        if len(segment_ids) != 2:
+            raise ValueError("attention: segment_ids must be one (B, L) array or a (q, kv) pair")
+        return segment_ids[0], segment_ids[1]
+    if lq != lk:
+        raise ValueError(
+            f"attention: one segment_ids array needs q_len == kv_len (got {lq} and {lk}); "
+            "pass a (q_segment_ids, kv_segment_ids) pair"
+        )
+    return segment_ids, segment_ids
+
+
+def _cudnn_reason(q: jax.Array) -> str | None:
+    if jax.default_backend() != "gpu":
+        return f"cudnn needs a GPU (backend is {jax.default_backend()!r})"
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        return f"cudnn takes bf16/fp16 only (got {q.dtype})"
+    d = q.shape[-1]
+    cc = getattr(jax.devices()[0], "compute_capability", "0")
+    max_d = 256 if float(cc) >= 9.0 else 128
+    if d % 8 or d > max_d:
+        return f"cudnn needs head_dim % 8 == 0 and <= {max_d} on this GPU (got {d})"
+    return None
+
+
+def _reason(impl, q, k, v, bias, mask) -> str | None:
+    """Why ``impl`` cannot run this call, or None."""
+    if impl == "xla":
+        return None
+    if impl == "cudnn":
+        return _cudnn_reason(q)
+    if bias is not None:
+        return f"{impl} takes no additive bias"
+    if mask is not None:
+        return f"{impl} takes no arbitrary mask (use segment_ids or key_padding_mask)"
+    return fallback_reason(impl, q, k, v)
+
+
+def _as_4d(x, name: str):
+    # jax.nn wants 4-D bias/mask; accept (Lq, Lk) or (H, Lq, Lk) as the usual broadcasts.
+    if x is None or x.ndim == 4:
+        return x
+    if x.ndim > 4 or x.ndim < 2:
+        raise ValueError(f"attention: {name} must broadcast to (B, H, Lq, Lk), got {x.shape}")
+    return x.reshape((1,) * (4 - x.ndim) + x.shape)
+
+
+def _combined_mask(mask, q_seg, kv_seg):
+    """Boolean (B|1, H|1, Lq, Lk) mask from ``mask`` and segment ids, or None."""
+    if q_seg is not None:
+        seg = (q_seg[:, :, None] == kv_seg[:, None, :])[:, None]
+        mask = seg if mask is None else jnp.logical_and(mask, seg)
+    return mask
+
+
+def _jax_nn(q, k, v, bias, mask, causal, scale, implementation):
+    out = jax.nn.dot_product_attention(
+        q,
+        k,
+        v,
+        bias=bias,
+        mask=mask,
+        scale=scale,
+        is_causal=causal,
+        implementation=implementation,
+    )
+    if mask is not None:
+        # jax.nn gives a row that sees no key the mean of V; the kernels give 0. Agree on 0.
+        visible = jnp.broadcast_to(mask, mask.shape[:-1] + (k.shape[1],))
+        if causal:
+            lq, lk = q.shape[1], k.shape[1]
+            visible = jnp.logical_and(visible, jnp.tril(jnp.ones((lq, lk), bool))[None, None])
+        any_visible = jnp.any(visible, axis=-1)  # (B|1, H|1, Lq)
+        any_visible = jnp.transpose(any_visible, (0, 2, 1))[..., None]  # (B|1, Lq, H|1, 1)
+        out = jnp.where(any_visible, out, jnp.zeros((), out.dtype))
+    return out
 
 
 def dot_product_attention(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
+    q: Float[Array, "b lq h d"],
+    k: Float[Array, "b lk hkv d"],
+    v: Float[Array, "b lk hkv d"],
     *,
-    bias: jax.Array | None = None,
-    mask: jax.Array | None = None,
+    bias: Float[Array, ...] | None = None,
+    mask: Bool[Array, ...] | None = None,
     causal: bool = False,
     scale: float | None = None,
     impl: str = "auto",
-) -> jax.Array:
+    segment_ids: SegmentIds | None = None,
+    key_padding_mask: Bool[Array, "b lk"] | None = None,
+) -> Float[Array, "b lq h d"]:
     """Scaled dot-product attention, (B, Lq, H, D) x (B, Lk, Hkv, D) -> (B, Lq, H, D).
 
     Args:
-      q, k, v: queries, keys and values.
-      bias: additive logits bias broadcastable to (B, H, Lq, Lk).
-      mask: boolean, True where attention is allowed, broadcastable to (B, H, Lq, Lk).
-      causal: mask keys after each query.
+      q, k, v: queries, keys and values (H % Hkv == 0).
+      bias: additive logits bias broadcastable to (B, H, Lq, Lk) (xla/cudnn only).
+      mask: boolean, True where attention is allowed, broadcastable to (B, H, Lq, Lk)
+        (xla/cudnn only; prefer ``segment_ids``/``key_padding_mask``, which every impl takes).
+      causal: mask keys after each query (top-left aligned).
       scale: logits scale; defaults to 1/sqrt(head_dim).
-      impl: one of ``IMPLS``.
+      impl: one of ``IMPLS``; see the module docstring.
+      segment_ids: (B, L) int ids (self-attention) or a (q_ids (B, Lq), kv_ids (B, Lk)) pair;
+        a query sees only keys with its id (packed sequences). Ids must be >= 0.
+      key_padding_mask: (B, Lk) booleans, True for real keys.
+
+    Returns:
+      (B, Lq, H, D) in q's dtype.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown attention impl {impl!r}; choose one of {IMPLS}")
-    out = jax.nn.dot_product_attention(
-        q, k, v, bias=bias, mask=mask, scale=scale, is_causal=causal, implementation="xla"
+    check_shapes(q, k, v)
+    lq, lk = q.shape[1], k.shape[1]
+    bias, mask = _as_4d(bias, "bias"), _as_4d(mask, "mask")
+    q_seg, kv_seg = segments_from_padding(
+        key_padding_mask, *_split_segments(segment_ids, lq, lk), q_len=lq
     )
-    return out.astype(jnp.result_type(q))
+    if impl == "auto":
+        order = ("cudnn", "pallas") if jax.default_backend() == "gpu" else ()
+    else:
+        order = () if impl == "xla" else (impl,)
+    chosen = "xla"
+    for cand in order:
+        reason = _reason(cand, q, k, v, bias, mask)
+        if reason is None:
+            chosen = cand
+            break
+        level = logging.INFO if impl == "auto" else logging.WARNING
+        log_once(_logger, f"attention impl={cand} unavailable: {reason}; falling back", level)
+    if chosen in ("pallas", "triton"):
+        from kernels.flash_attention.ops import flash_attention
+
+        out = flash_attention(
+            q,
+            k,
+            v,
+            causal=causal,
+            scale=scale,
+            q_segment_ids=q_seg,
+            kv_segment_ids=kv_seg,
+            impl=chosen,
+        )
+    else:
+        full_mask = _combined_mask(mask, q_seg, kv_seg)
+        out = _jax_nn(q, k, v, bias, full_mask, causal, scale, chosen)
+    return out.astype(q.dtype)
+
+
+def axial_attention(
+    q: Float[Array, "b *axes h d"],
+    k: Float[Array, "b *axes hkv d"],
+    v: Float[Array, "b *axes hkv d"],
+    *,
+    axis: int,
+    bias: Float[Array, ...] | None = None,
+    causal: bool = False,
+    impl: str = "auto",
+) -> Float[Array, "b *axes h d"]:
+    """Attention along one token axis of (B, *axes, heads, D) arrays, e.g. (B, T, H, W, h, D).
+
+    Every other token axis is folded into the batch, so the same kernels serve time, height and
+    width attention of the surrogate (axial attention, Ho et al. 2019, arXiv:1912.12180).
+
+    Args:
+      q, k, v: (B, *axes, heads, D) and (B, *axes, kv_heads, D), same token axes.
+      axis: the attended token axis, an index into q's shape in ``[1, q.ndim - 3]`` (negative
+        values count from the end as usual, so -3 is the last token axis).
+      bias: additive logits bias broadcastable to (B * prod(other axes), heads, L, L), e.g.
+        (heads, L, L) for a relative-position bias.
+      causal: causal along ``axis`` (e.g. time).
+      impl: as in :func:`dot_product_attention`.
+
+    Returns:
+      Same shape and dtype as q.
+    """
+    if q.ndim < 4:
+        raise ValueError(f"axial_attention: q must be (B, *axes, heads, D), got {q.shape}")
+    if k.shape[:-2] != q.shape[:-2] or v.shape != k.shape:
+        raise ValueError(
+            f"axial_attention: token axes of q{q.shape}, k{k.shape}, v{v.shape} must agree"
+        )
+    ax = axis + q.ndim if axis < 0 else axis
+    if not 1 <= ax <= q.ndim - 3:
+        raise ValueError(
+            f"axial_attention: axis={axis} is not a token axis of q{q.shape} "
+            f"(valid: 1..{q.ndim - 3} or {-(q.ndim - 2)}..-3)"
+        )
+
+    def fold(x):
+        x = jnp.moveaxis(x, ax, -3)  # (B, *others, L, heads, D)
+        return x.reshape((-1,) + x.shape[-3:]), x.shape
+
+    (qf, moved_shape), (kf, _), (vf, _) = fold(q), fold(k), fold(v)
+    out = dot_product_attention(qf, kf, vf, bias=bias, causal=causal, impl=impl)
+    return jnp.moveaxis(out.reshape(moved_shape), -3, ax)

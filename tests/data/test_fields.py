@@ -41,6 +41,17 @@ def test_every_simulator_field_is_registered():
     systems = default_system_registry()
     for name in SIMULATORS:
         assert name in systems
-    for name in ("h", "velocity_x", "velocity_y", "tracer", "activator", "inhibitor", "density",
-                 "pressure", "concentration_A", "concentration_B", "u"):
+    for name in (
+        "h",
+        "velocity_x",
+        "velocity_y",
+        "tracer",
+        "activator",
+        "inhibitor",
+        "density",
+        "pressure",
+        "concentration_A",
+        "concentration_B",
+        "u",
+    ):
         assert name in reg

@@ -8,14 +8,31 @@ from jaxfm.data.well import WellFile, read_well
 
 
 def test_cli_writes_splits_stats_and_progress(tmp_path, capsys):
-    rc = main(["diffusion_reaction", "--n-traj", "5", "--resolution", "8", "--steps", "4",
-               "--chunk", "2", "--out", str(tmp_path), "--param", "frame_dt=0.05"])
+    rc = main(
+        [
+            "diffusion_reaction",
+            "--n-traj",
+            "5",
+            "--resolution",
+            "8",
+            "--steps",
+            "4",
+            "--chunk",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--param",
+            "frame_dt=0.05",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "[diffusion_reaction] 2/5 trajectories" in err and "ETA" in err
     root = tmp_path / "diffusion_reaction"
-    counts = {s: read_well(root / "data" / s / "diffusion_reaction.hdf5").n_traj
-              for s in ("train", "valid", "test")}
+    counts = {
+        s: read_well(root / "data" / s / "diffusion_reaction.hdf5").n_traj
+        for s in ("train", "valid", "test")
+    }
     assert counts == {"train": 3, "valid": 1, "test": 1}
     wf = WellFile(root / "data/train/diffusion_reaction.hdf5")
     assert wf.n_steps == 4 and wf.spatial_shape == (8, 8) and wf.dt == pytest.approx(0.05)
@@ -25,10 +42,12 @@ def test_cli_writes_splits_stats_and_progress(tmp_path, capsys):
 
 
 def test_chunking_is_reproducible(tmp_path):
-    a = simulate_chunked("diffusion_reaction", 5, seed=3, chunk=2, progress=False,
-                         resolution=8, n_steps=3)
-    b = simulate_chunked("diffusion_reaction", 5, seed=3, chunk=2, progress=False,
-                         resolution=8, n_steps=3)
+    a = simulate_chunked(
+        "diffusion_reaction", 5, seed=3, chunk=2, progress=False, resolution=8, n_steps=3
+    )
+    b = simulate_chunked(
+        "diffusion_reaction", 5, seed=3, chunk=2, progress=False, resolution=8, n_steps=3
+    )
     np.testing.assert_array_equal(a.data, b.data)
     assert a.n_traj == 5 and len(set(a.constants["seed"])) == 3  # one seed per chunk
 

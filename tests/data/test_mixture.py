@@ -10,10 +10,19 @@ from tests.data.fixtures import random_set
 
 def _sources(same_grid=False):
     a = WindowSource(random_set(system="navier_stokes", seed=1), 2, 1)
-    b = WindowSource(random_set(system="shallow_water", fields=("h", "velocity_x", "velocity_y"),
-                                shape=(6, 5) if same_grid else (4, 4), seed=2), 2, 1)
-    c = WindowSource(random_set(system="diffusion_reaction", fields=("activator", "inhibitor"),
-                                seed=3), 2, 1)
+    b = WindowSource(
+        random_set(
+            system="shallow_water",
+            fields=("h", "velocity_x", "velocity_y"),
+            shape=(6, 5) if same_grid else (4, 4),
+            seed=2,
+        ),
+        2,
+        1,
+    )
+    c = WindowSource(
+        random_set(system="diffusion_reaction", fields=("activator", "inhibitor"), seed=3), 2, 1
+    )
     return [a, b, c]
 
 
@@ -55,15 +64,19 @@ def test_deterministic_and_resumable_through_iterator_state():
     for a in first:
         np.testing.assert_array_equal(a["x"], next(again)["x"])
     other = iter(mixture_dataset(_sources(), batch_size=4, seed=8, length=50))
-    assert any(not np.array_equal(a["traj"], b["traj"]) or a["x"].shape != b["x"].shape
-               for a, b in zip(first, [next(other) for _ in range(3)]))
+    assert any(
+        not np.array_equal(a["traj"], b["traj"]) or a["x"].shape != b["x"].shape
+        for a, b in zip(first, [next(other) for _ in range(3)])
+    )
 
 
 def test_process_shards_partition_the_global_batch():
     srcs = _sources()
     whole = iter(mixture_dataset(srcs, batch_size=6, seed=1))
-    parts = [iter(mixture_dataset(srcs, batch_size=6, seed=1, process_index=p, process_count=3))
-             for p in range(3)]
+    parts = [
+        iter(mixture_dataset(srcs, batch_size=6, seed=1, process_index=p, process_count=3))
+        for p in range(3)
+    ]
     for _ in range(6):
         w = next(whole)
         got = [next(p) for p in parts]
@@ -100,5 +113,6 @@ def test_bad_arguments():
         MixtureWindows(_sources(), 2, pad_fields=3)
     with pytest.raises(ValueError, match="weights"):
         MixtureWindows(_sources(), 2, weights=[1, 2])
-    assert repr(MixtureWindows(_sources(), 2, seed=3)) == repr(MixtureWindows(_sources(), 2,
-                                                                              seed=3))
+    assert repr(MixtureWindows(_sources(), 2, seed=3)) == repr(
+        MixtureWindows(_sources(), 2, seed=3)
+    )

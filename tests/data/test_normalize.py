@@ -16,8 +16,9 @@ def test_statistics_match_numpy():
     for i, n in enumerate(ts.field_names):
         assert st.stats["mean"][n] == pytest.approx(d[..., i].mean(), rel=1e-12)
         assert st.stats["std"][n] == pytest.approx(d[..., i].std(), rel=1e-12)
-        assert st.stats["std_delta"][n] == pytest.approx(np.diff(d[..., i], axis=1).std(),
-                                                         rel=1e-12)
+        assert st.stats["std_delta"][n] == pytest.approx(
+            np.diff(d[..., i], axis=1).std(), rel=1e-12
+        )
 
 
 def test_normalizer_round_trip_and_train_zscore(tmp_path):
@@ -42,8 +43,7 @@ def test_every_split_uses_the_stored_train_statistics(tmp_path):
         el = src[0]
         raw = ts.data[rows][0, :3]
         expect = (raw - train_mean) / train_std
-        np.testing.assert_allclose(np.concatenate([el["x"], el["y"]]), expect, rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(np.concatenate([el["x"], el["y"]]), expect, rtol=1e-5, atol=1e-5)
 
 
 def test_stats_file_errors(tmp_path):
@@ -54,6 +54,7 @@ def test_stats_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.yaml"):
         FieldStats.load(tmp_path / "nothere.yaml")
     real_yaml = tmp_path / "well.yaml"  # The Well's own files are YAML, not JSON
-    real_yaml.write_text("mean: {h: 1.0}\nstd: {h: 2.0}\nmean_delta: {h: 0.0}\n"
-                         "std_delta: {h: 0.5}\n")
+    real_yaml.write_text(
+        "mean: {h: 1.0}\nstd: {h: 2.0}\nmean_delta: {h: 0.0}\nstd_delta: {h: 0.5}\n"
+    )
     np.testing.assert_allclose(FieldStats.load(real_yaml).arrays(["h"])[1], [2.0])

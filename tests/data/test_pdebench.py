@@ -46,8 +46,10 @@ def test_diff_react(tmp_path):
 def test_cfd(tmp_path):
     path = tmp_path / "2D_CFD_Turb_M0.1_Eta1e-08_Zeta1e-08_periodic_512_Train.hdf5"
     n, t, nx = 2, 4, 8
-    arrays = {k: RNG.normal(size=(n, t, nx, nx)).astype(np.float32)
-              for k in ("density", "pressure", "Vx", "Vy")}
+    arrays = {
+        k: RNG.normal(size=(n, t, nx, nx)).astype(np.float32)
+        for k in ("density", "pressure", "Vx", "Vy")
+    }
     with h5py.File(path, "w") as f:
         for k, v in arrays.items():
             f.create_dataset(k, data=v)

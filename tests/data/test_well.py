@@ -26,8 +26,13 @@ def test_layout_matches_the_well(tmp_path):
     ts = random_set(fields=("velocity_x", "velocity_y", "tracer"))
     path = write_well(ts, tmp_path / "a.hdf5")
     with h5py.File(path) as f:
-        for key in ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories",
-                    "simulation_parameters"):
+        for key in (
+            "dataset_name",
+            "grid_type",
+            "n_spatial_dims",
+            "n_trajectories",
+            "simulation_parameters",
+        ):
             assert key in f.attrs
         assert f.attrs["n_trajectories"] == 5 and f.attrs["n_spatial_dims"] == 2
         assert list(f["t0_fields"].attrs["field_names"]) == ["tracer"]

@@ -24,8 +24,7 @@ def test_windows_match_direct_slicing():
         assert el["x"].shape == (2, 6, 5, 3) and el["x"].dtype == np.float32
         assert el["y"].shape == (3, 6, 5, 3)
         assert (el["traj"], el["start"]) == (traj, start)
-    np.testing.assert_array_equal(src[0]["field_ids"],
-                                  default_field_registry().ids(ts.field_names))
+    np.testing.assert_array_equal(src[0]["field_ids"], default_field_registry().ids(ts.field_names))
     assert src[0]["field_ids"].dtype == np.int32 and src[0]["system"].dtype == np.int32
     assert src[0]["system"] == default_system_registry().id("navier_stokes")
     with pytest.raises(IndexError):
@@ -41,8 +40,9 @@ def test_lazy_file_source_equals_memory_source_and_plugs_into_grain(tmp_path):
     assert sorted(order) == list(range(len(lazy)))
     for e, i in zip(ds, order):
         np.testing.assert_array_equal(e["x"], mem[i]["x"])
-    assert "a.hdf5" in repr(lazy) and repr(lazy) == repr(WindowSource(WellFile(lazy.data.path),
-                                                                         4, 1))
+    assert "a.hdf5" in repr(lazy) and repr(lazy) == repr(
+        WindowSource(WellFile(lazy.data.path), 4, 1)
+    )
 
 
 def test_bad_configuration_and_nan_are_reported():
@@ -65,3 +65,21 @@ def test_window_source_through_team_pipeline(tmp_path):
     for row in range(4):
         i = int(batch["traj"][row]) * src.per_traj + int(batch["start"][row])
         np.testing.assert_array_equal(batch["y"][row], src[i]["y"])
+
+
+@pytest.mark.slow
+def test_lazy_source_in_grain_worker_processes(tmp_path):
+    # Worker processes receive the pickled source (no open h5py handle) and open the file
+    # themselves; batches must equal the in-process ones.
+    import absl.flags
+
+    from jaxfm.data.pipeline import make_dataset
+
+    absl.flags.FLAGS.mark_as_parsed()
+    ts = random_set(n_traj=4)
+    src = WindowSource(WellFile(write_well(ts, tmp_path / "a.hdf5")), 3, 1)
+    local = iter(make_dataset(src, batch_size=4, seed=0))
+    remote = iter(make_dataset(src, batch_size=4, seed=0, worker_count=1))
+    for _ in range(3):
+        a, b = next(local), next(remote)
+        np.testing.assert_array_equal(a["x"], b["x"])

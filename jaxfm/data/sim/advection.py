@@ -88,9 +88,7 @@ def simulate(config: AdvectionConfig, n_traj: int, seed: int) -> TrajectorySet:
     u0 = np.einsum("tk,tkx->tx", amp * sinc, np.sin(kappa[None, :, None] * x + phase[..., None]))
     c = sample_uniform(rng, config.speed_range, n_traj)
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / max(np.abs(c).max(), 1e-12))
-    run = jax.vmap(
-        lambda u, cc: solve(u, cc, dx, dt, config.n_steps, sub, config.limiter)
-    )
+    run = jax.vmap(lambda u, cc: solve(u, cc, dx, dt, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(u0, jnp.float32), jnp.asarray(c, jnp.float32))
     return TrajectorySet(
         system="advection",
@@ -100,7 +98,10 @@ def simulate(config: AdvectionConfig, n_traj: int, seed: int) -> TrajectorySet:
         coords=(x,),
         bc=("periodic",),
         params={"speed": c},
-        constants={"seed": seed, "scheme": "MUSCL-Rusanov-SSPRK2", "substeps": sub,
-                   **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "MUSCL-Rusanov-SSPRK2",
+            "substeps": sub,
+            **config_record(config),
+        },
     )
-

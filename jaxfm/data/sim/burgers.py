@@ -71,7 +71,8 @@ def simulate(config: BurgersConfig, n_traj: int, seed: int) -> TrajectorySet:
     k = np.arange(1, config.n_modes + 1)
     amp = rng.normal(size=(n_traj, config.n_modes)) / k
     phase = rng.uniform(0, 2 * np.pi, size=(n_traj, config.n_modes))
-    u0 = np.einsum("tk,tkx->tx", amp, np.sin(2 * np.pi * k[None, :, None] * x / L + phase[..., None]))
+    waves = np.sin(2 * np.pi * k[None, :, None] * x / L + phase[..., None])
+    u0 = np.einsum("tk,tkx->tx", amp, waves)
     u0 *= config.amplitude / np.abs(u0).max(axis=1, keepdims=True)
     lo, hi = np.log(config.nu_range[0]), np.log(config.nu_range[1])
     nu = np.exp(rng.uniform(lo, hi, size=n_traj))
@@ -89,6 +90,10 @@ def simulate(config: BurgersConfig, n_traj: int, seed: int) -> TrajectorySet:
         coords=(x,),
         bc=("periodic",),
         params={"nu": nu},
-        constants={"seed": seed, "scheme": "MUSCL-Rusanov-SSPRK2", "substeps": sub,
-                   **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "MUSCL-Rusanov-SSPRK2",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

@@ -24,7 +24,6 @@ import numpy as np
 
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
-
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -90,12 +89,14 @@ def rhs(q, dx, gamma, eta=0.0, zeta=0.0, limiter: str = "minmod", viscous: bool 
         rho, u, v, p = w
         un = (u, v)[axis]
         qf = conservative(w, gamma)
-        f = jnp.stack([
-            rho * un,
-            qf[1] * un + (p if axis == 0 else 0.0),
-            qf[2] * un + (p if axis == 1 else 0.0),
-            (qf[3] + p) * un,
-        ])
+        f = jnp.stack(
+            [
+                rho * un,
+                qf[1] * un + (p if axis == 0 else 0.0),
+                qf[2] * un + (p if axis == 1 else 0.0),
+                (qf[3] + p) * un,
+            ]
+        )
         return f, qf
 
     def speed(w, axis):
@@ -109,8 +110,18 @@ def rhs(q, dx, gamma, eta=0.0, zeta=0.0, limiter: str = "minmod", viscous: bool 
 
 
 @partial(jax.jit, static_argnames=("n_frames", "limiter", "viscous"))
-def solve(w0, dx, dt, gamma, eta, zeta, n_frames: int, substeps: int, limiter: str = "minmod",
-          viscous: bool = False):
+def solve(
+    w0,
+    dx,
+    dt,
+    gamma,
+    eta,
+    zeta,
+    n_frames: int,
+    substeps: int,
+    limiter: str = "minmod",
+    viscous: bool = False,
+):
     """Evolve primitive ``w0 = (ρ, u, v, p)`` (``(4, nx, ny)``).
 
     Returns:
@@ -159,8 +170,11 @@ def simulate(config: CompressibleConfig, n_traj: int, seed: int) -> TrajectorySe
     umax = np.sqrt((vel**2).sum(1)).max()
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / (1.25 * umax + cs))
     viscous = config.eta > 0 or config.zeta > 0
-    run = jax.vmap(lambda w: solve(w, dx, dt, g, config.eta, config.zeta, config.n_steps, sub,
-                                   config.limiter, viscous))
+    run = jax.vmap(
+        lambda w: solve(
+            w, dx, dt, g, config.eta, config.zeta, config.n_steps, sub, config.limiter, viscous
+        )
+    )
     out = run(jnp.asarray(w0, jnp.float32))
     x = cell_centres(n, 0.0, 1.0)
     return TrajectorySet(
@@ -171,6 +185,10 @@ def simulate(config: CompressibleConfig, n_traj: int, seed: int) -> TrajectorySe
         coords=(x, x),
         bc=("periodic", "periodic"),
         params={"mach": np.full(n_traj, config.mach)},
-        constants={"seed": seed, "scheme": "MUSCL(primitive)-Rusanov-SSPRK2", "substeps": sub,
-                   **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "MUSCL(primitive)-Rusanov-SSPRK2",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

@@ -98,6 +98,10 @@ def simulate(config: DiffusionReactionConfig, n_traj: int, seed: int) -> Traject
         coords=(x, x),
         bc=("wall", "wall"),
         params={"du": du, "dv": dv, "k": k},
-        constants={"seed": seed, "scheme": "FV 5-point Laplacian, Neumann, Heun",
-                   "substeps": sub, **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "FV 5-point Laplacian, Neumann, Heun",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

@@ -20,6 +20,7 @@ variables change only by float32 round-off.
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 
 LIMITERS = ("minmod", "mc", "none")
@@ -111,12 +112,22 @@ def rusanov_divergence(
     flux = 0.5 * (fl + fr) - 0.5 * a[None] * (ur - ul)
     ax = axis + 1
     m = flux.shape[ax]
-    return -(
-        jnp.take(flux, jnp.arange(1, m), axis=ax) - jnp.take(flux, jnp.arange(0, m - 1), axis=ax)
-    ) / dx
+    return (
+        -(jnp.take(flux, jnp.arange(1, m), axis=ax) - jnp.take(flux, jnp.arange(0, m - 1), axis=ax))
+        / dx
+    )
 
 
 def ssp_rk2(rhs: Callable, q, dt):
-    """One step of the strong-stability-preserving RK2 (Heun) scheme for ``dq/dt = rhs(q)``."""
-    q1 = q + dt * rhs(q)
-    return 0.5 * (q + q1 + dt * rhs(q1))
+    """One step of the strong-stability-preserving RK2 (Heun) scheme for ``dq/dt = rhs(q)``.
+
+    ``q1 = q + dt f(q)``, ``q2 = (q + q1 + dt f(q1)) / 2``, written as a two-pass loop
+    ``q_s <- a_s q + (1 - a_s)(q_s + dt f(q_s))`` with ``a = (0, 1/2)`` so that ``rhs`` is traced
+    once: XLA compile time of the finite-volume solvers roughly halves.
+    """
+    a = jnp.asarray([0.0, 0.5], q.dtype)
+
+    def stage(i, qs):
+        return a[i] * q + (1 - a[i]) * (qs + dt * rhs(qs))
+
+    return jax.lax.fori_loop(0, 2, stage, q)

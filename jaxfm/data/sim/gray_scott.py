@@ -117,6 +117,10 @@ def simulate(config: GrayScottConfig, n_traj: int, seed: int) -> TrajectorySet:
         coords=(x, x),
         bc=("periodic", "periodic"),
         params={"F": fk[:, 0], "k": fk[:, 1]},
-        constants={"seed": seed, "scheme": "IMEX spectral (explicit reaction)", "substeps": sub,
-                   **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "IMEX spectral (explicit reaction)",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

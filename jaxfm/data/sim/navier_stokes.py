@@ -135,8 +135,11 @@ def simulate(config: NavierStokesConfig, n_traj: int, seed: int) -> TrajectorySe
     # 2-D decaying turbulence: max|u| stays close to its initial value; 0.5 of CFL headroom.
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / umax)
     run = jax.vmap(lambda w, c, v: solve(w, c, v, dt, n, config.n_steps, sub))
-    out = run(jnp.asarray(np.stack(w0), jnp.float32), jnp.asarray(np.stack(c0), jnp.float32),
-              jnp.asarray(nu, jnp.float32))
+    out = run(
+        jnp.asarray(np.stack(w0), jnp.float32),
+        jnp.asarray(np.stack(c0), jnp.float32),
+        jnp.asarray(nu, jnp.float32),
+    )
     x = cell_centres(n, 0.0, 2 * np.pi)
     return TrajectorySet(
         system="navier_stokes",
@@ -146,6 +149,10 @@ def simulate(config: NavierStokesConfig, n_traj: int, seed: int) -> TrajectorySe
         coords=(x, x),
         bc=("periodic", "periodic"),
         params={"nu": nu, "k0": k0},
-        constants={"seed": seed, "scheme": "pseudo-spectral, 2/3 dealiasing, IF-RK4",
-                   "substeps": sub, **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "pseudo-spectral, 2/3 dealiasing, IF-RK4",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

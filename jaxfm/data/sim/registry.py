@@ -33,25 +33,42 @@ class Simulator:
 
 
 SIMULATORS: dict[str, Simulator] = {
-    "advection": Simulator(advection.AdvectionConfig(), advection.simulate,
-                           "1-D linear advection, periodic (field u)"),
-    "burgers": Simulator(burgers.BurgersConfig(), burgers.simulate,
-                         "1-D viscous Burgers, periodic (velocity_x)"),
-    "navier_stokes": Simulator(navier_stokes.NavierStokesConfig(), navier_stokes.simulate,
-                               "2-D incompressible NS + passive tracer, spectral, periodic"),
-    "shallow_water": Simulator(shallow_water.ShallowWaterConfig(), shallow_water.simulate,
-                               "2-D shallow-water radial dam break, FV, open boundaries"),
-    "diffusion_reaction": Simulator(diffusion_reaction.DiffusionReactionConfig(),
-                                    diffusion_reaction.simulate,
-                                    "2-D FitzHugh-Nagumo, FV, no-flux boundaries"),
-    "gray_scott": Simulator(gray_scott.GrayScottConfig(), gray_scott.simulate,
-                            "2-D Gray-Scott reaction-diffusion, IMEX spectral, periodic"),
-    "compressible_m0.1": Simulator(compressible.CompressibleConfig(mach=0.1),
-                                   compressible.simulate,
-                                   "2-D compressible Euler, turbulent IC, Mach 0.1, periodic"),
-    "compressible_m1": Simulator(compressible.CompressibleConfig(mach=1.0),
-                                 compressible.simulate,
-                                 "2-D compressible Euler, turbulent IC, Mach 1.0, periodic"),
+    "advection": Simulator(
+        advection.AdvectionConfig(), advection.simulate, "1-D linear advection, periodic (field u)"
+    ),
+    "burgers": Simulator(
+        burgers.BurgersConfig(), burgers.simulate, "1-D viscous Burgers, periodic (velocity_x)"
+    ),
+    "navier_stokes": Simulator(
+        navier_stokes.NavierStokesConfig(),
+        navier_stokes.simulate,
+        "2-D incompressible NS + passive tracer, spectral, periodic",
+    ),
+    "shallow_water": Simulator(
+        shallow_water.ShallowWaterConfig(),
+        shallow_water.simulate,
+        "2-D shallow-water radial dam break, FV, open boundaries",
+    ),
+    "diffusion_reaction": Simulator(
+        diffusion_reaction.DiffusionReactionConfig(),
+        diffusion_reaction.simulate,
+        "2-D FitzHugh-Nagumo, FV, no-flux boundaries",
+    ),
+    "gray_scott": Simulator(
+        gray_scott.GrayScottConfig(),
+        gray_scott.simulate,
+        "2-D Gray-Scott reaction-diffusion, IMEX spectral, periodic",
+    ),
+    "compressible_m0.1": Simulator(
+        compressible.CompressibleConfig(mach=0.1),
+        compressible.simulate,
+        "2-D compressible Euler, turbulent IC, Mach 0.1, periodic",
+    ),
+    "compressible_m1": Simulator(
+        compressible.CompressibleConfig(mach=1.0),
+        compressible.simulate,
+        "2-D compressible Euler, turbulent IC, Mach 1.0, periodic",
+    ),
 }
 """All systems, by name. Held out for transfer experiments: the two compressible ones."""
 

@@ -102,9 +102,7 @@ def simulate(config: ShallowWaterConfig, n_traj: int, seed: int) -> TrajectorySe
     # Fastest wave of a dam break from rest: below 2 sqrt(g h_in) (the dry-bed front speed).
     smax = 2 * np.sqrt(config.gravity * config.h_in)
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / smax)
-    run = jax.vmap(
-        lambda h: solve(h, dx, dt, config.gravity, config.n_steps, sub, config.limiter)
-    )
+    run = jax.vmap(lambda h: solve(h, dx, dt, config.gravity, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(h0, jnp.float32))
     return TrajectorySet(
         system="shallow_water",
@@ -114,6 +112,10 @@ def simulate(config: ShallowWaterConfig, n_traj: int, seed: int) -> TrajectorySe
         coords=(x, x),
         bc=("open", "open"),
         params={"radius": radius, "x0": x0, "y0": y0},
-        constants={"seed": seed, "scheme": "MUSCL-Rusanov-SSPRK2", "substeps": sub,
-                   **config_record(config)},
+        constants={
+            "seed": seed,
+            "scheme": "MUSCL-Rusanov-SSPRK2",
+            "substeps": sub,
+            **config_record(config),
+        },
     )

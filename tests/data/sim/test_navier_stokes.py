@@ -11,8 +11,11 @@ def test_taylor_green_decay_rate():
     x = (np.arange(n) + 0.5) * 2 * np.pi / n
     X, Y = np.meshgrid(x, x, indexing="ij")
     w0 = 2 * np.sin(X) * np.sin(Y)  # Taylor-Green: u = sin x cos y, v = -cos x sin y
-    out = np.asarray(ns.solve(jnp.asarray(w0, jnp.float32), jnp.asarray(np.cos(X), jnp.float32),
-                              nu, dt, n, 3, sub))
+    out = np.asarray(
+        ns.solve(
+            jnp.asarray(w0, jnp.float32), jnp.asarray(np.cos(X), jnp.float32), nu, dt, n, 3, sub
+        )
+    )
     for i, t in enumerate((0.0, 1.0, 2.0)):
         decay = np.exp(-2 * nu * t)  # |k|² = 2
         # Integrating factor makes the linear decay exact; the nonlinear term vanishes for this
@@ -29,8 +32,9 @@ def test_simulate_conserves_tracer_and_stays_divergence_free():
     # Mean tracer is the k = 0 Fourier mode, untouched by dealiased advection: round-off only.
     np.testing.assert_allclose(tracer, tracer[:, :1] * np.ones((1, 5)), atol=1e-5)
     k = np.fft.fftfreq(32, 1 / 32)
-    div = np.fft.ifft2(1j * k[:, None] * np.fft.fft2(d[..., 0]) +
-                       1j * k[None, :] * np.fft.fft2(d[..., 1])).real
+    div = np.fft.ifft2(
+        1j * k[:, None] * np.fft.fft2(d[..., 0]) + 1j * k[None, :] * np.fft.fft2(d[..., 1])
+    ).real
     assert np.abs(div).max() < 1e-4  # spectral divergence of a stream-function field
     ke = (d[..., :2] ** 2).mean(axis=(2, 3, 4))
     assert (np.diff(ke, axis=1) < 0).all()  # viscous decay of kinetic energy

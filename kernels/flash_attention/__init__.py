@@ -1,0 +1,1 @@
+"""Flash attention (see kernels/README.md)."""

@@ -1,0 +1,118 @@
+"""The public flash-attention op: picks a kernel, or falls back to the reference with a reason.
+
+``flash_attention(q, k, v, ..., impl="auto")`` runs ``pallas`` or ``triton`` where they can run
+and otherwise the plain-``jnp`` reference, logging why once per distinct reason (never per call:
+inside a training step the message would repeat every trace). ``fallback_reason`` exposes the
+same decision so a caller with more choices (``jaxfm.nn.attention`` adds XLA and cuDNN) can use
+it without running anything.
+
+Where each kernel runs:
+* ``pallas``: NVIDIA GPUs (Pallas' Triton lowering) and, in interpret mode, any backend; on a
+  non-GPU backend it is only chosen when asked for by name (interpret mode is for tests).
+* ``triton``: NVIDIA GPUs with ``jax_triton`` importable; ``triton_call`` has no CPU lowering.
+* ``reference``: everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+
+from kernels.flash_attention.reference import attention_reference, check_shapes
+
+__all__ = ["flash_attention", "fallback_reason", "log_once", "KERNEL_IMPLS"]
+
+KERNEL_IMPLS = ("auto", "pallas", "triton", "reference")
+_logger = logging.getLogger(__name__)
+_logged: set[str] = set()
+
+
+def log_once(logger: logging.Logger, message: str, level: int = logging.WARNING) -> bool:
+    """Log ``message`` the first time it is seen in this process; return whether it logged."""
+    if message in _logged:
+        return False
+    _logged.add(message)
+    logger.log(level, message)
+    return True
+
+
+def _triton_import_error() -> str | None:
+    try:
+        import jax_triton  # noqa: F401
+        import triton  # noqa: F401
+    except Exception as e:  # ImportError, or jax_triton's "requires GPU support" error
+        return f"jax_triton/triton not importable ({type(e).__name__}: {str(e)[:80]})"
+    return None
+
+
+def fallback_reason(impl: str, q: jax.Array, k: jax.Array, v: jax.Array) -> str | None:
+    """Why kernel ``impl`` cannot run these inputs here, or None if it can.
+
+    Args:
+      impl: ``"pallas"`` or ``"triton"``.
+      q, k, v: the attention inputs (only shapes, dtypes and the backend matter).
+    """
+    check_shapes(q, k, v)
+    dtypes = {str(x.dtype) for x in (q, k, v)}
+    if len(dtypes) != 1 or dtypes.pop() not in ("bfloat16", "float16", "float32"):
+        return f"dtypes {q.dtype}/{k.dtype}/{v.dtype} (need one of bf16, fp16, fp32 for all)"
+    d = q.shape[-1]
+    if d > 256:
+        return f"head_dim {d} > 256 (tiles would not fit in shared memory)"
+    if impl == "pallas":
+        return None
+    if impl == "triton":
+        if jax.default_backend() != "gpu":
+            return f"triton has no lowering for backend {jax.default_backend()!r}"
+        return _triton_import_error()
+    raise ValueError(f"fallback_reason: unknown kernel impl {impl!r}; choose pallas or triton")
+
+
+def flash_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    causal: bool = False,
+    scale: float | None = None,
+    q_segment_ids: jax.Array | None = None,
+    kv_segment_ids: jax.Array | None = None,
+    impl: str = "auto",
+) -> jax.Array:
+    """Flash attention through the best available kernel (see module docstring).
+
+    Args:
+      q, k, v: (B, Lq, H, D), (B, Lk, Hkv, D), (B, Lk, Hkv, D).
+      causal: top-left causal mask.
+      scale: logits scale, default ``1/sqrt(D)``.
+      q_segment_ids, kv_segment_ids: optional (B, Lq), (B, Lk) int ids; equal ids attend.
+      impl: ``auto`` (pallas on a GPU, the reference elsewhere), ``pallas``, ``triton``
+        or ``reference``.
+
+    Returns:
+      (B, Lq, H, D) in ``q.dtype``.
+    """
+    if impl not in KERNEL_IMPLS:
+        raise ValueError(f"flash_attention: unknown impl {impl!r}; choose one of {KERNEL_IMPLS}")
+    kwargs = dict(
+        causal=causal, scale=scale, q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids
+    )
+    if impl == "auto":
+        order = ("pallas",) if jax.default_backend() == "gpu" else ()
+    elif impl == "reference":
+        order = ()
+    else:
+        order = (impl,)
+    for cand in order:
+        reason = fallback_reason(cand, q, k, v)
+        if reason is None:
+            if cand == "pallas":
+                from kernels.flash_attention.pallas import flash_attention_pallas
+
+                return flash_attention_pallas(q, k, v, **kwargs)
+            from kernels.flash_attention.triton import flash_attention_triton
+
+            return flash_attention_triton(q, k, v, **kwargs)
+        log_once(_logger, f"flash_attention: {cand} unavailable: {reason}; using the reference")
+    return attention_reference(q, k, v, **kwargs)

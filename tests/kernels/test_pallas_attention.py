@@ -1,0 +1,255 @@
+"""Pallas flash attention (interpret mode on CPU) against the float64 NumPy oracle.
+
+Each case draws fresh random inputs (the seed is in the failure message), poisons every kernel
+output buffer with NaN (so an element a kernel forgets to write fails the check), and compares
+out, lse, dq, dk, dv with the oracle. Tolerance: FlashAttention's rule, error <= 2 x the error of
+naive attention computed in the same dtype, plus a per-dtype floor (see numpy_oracle).
+
+Interpret mode costs ~2-4 s per configuration, mostly XLA compilation; compiling at
+``xla_backend_optimization_level=0`` halves that and changes no numerics we test (float ops are
+not reassociated at any level on CPU). The fast set covers every feature once; the slow sweep
+crosses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import pallas as pl
+
+from kernels.flash_attention import pallas as fa_pallas
+from kernels.flash_attention.tuning import BlockSizes
+from tests.kernels.numpy_oracle import (
+    ERROR_FLOOR,
+    attention_backward,
+    attention_forward,
+    max_abs_err,
+)
+
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    dtype: str
+    b: int
+    lq: int
+    lk: int
+    h: int
+    hkv: int
+    d: int
+    causal: bool
+    masks: str = "none"  # none | segments | padding | both
+    blocks: BlockSizes | None = None
+
+    def __str__(self):
+        return (
+            f"{self.dtype}-b{self.b}-q{self.lq}-k{self.lk}-h{self.h}/{self.hkv}-d{self.d}"
+            f"-{'causal' if self.causal else 'full'}-{self.masks}"
+        )
+
+
+def _naive(q, k, v, causal, vis_extra):
+    """Attention with every op in the input dtype: the "same-precision naive" baseline."""
+    dt = q.dtype
+    group = q.shape[2] // k.shape[2]
+    kr, vr = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
+    s = jnp.einsum("bqhd,bkhd->bhqk", q, kr) * jnp.asarray(1.0 / np.sqrt(q.shape[-1]), dt)
+    vis = jnp.ones((1, 1, q.shape[1], k.shape[1]), bool)
+    if causal:
+        vis = vis & jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None, None]
+    if vis_extra is not None:
+        vis = vis & vis_extra
+    s = jnp.where(vis, s, jnp.asarray(-jnp.inf, dt))
+    m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+    m = jnp.where(jnp.isfinite(m), m, jnp.zeros((), dt))
+    e = jnp.exp(s - m)
+    l = jnp.sum(e, axis=-1, keepdims=True)
+    p = e / jnp.where(l == 0, jnp.ones((), dt), l)
+    return jnp.einsum("bhqk,bkhd->bqhd", p, vr)
+
+
+def _masks(case: Case, rng):
+    """Segment ids (packed sequences) and/or key padding, folded into (q_seg, kv_seg)."""
+    if case.masks == "none":
+        return None, None
+    q_seg = np.zeros((case.b, case.lq), np.int32)
+    kv_seg = np.zeros((case.b, case.lk), np.int32)
+    if case.masks in ("segments", "both"):
+        # Sorted random ids in {0, 1, 2}: contiguous packed sequences of random lengths.
+        q_seg = np.sort(rng.integers(0, 3, (case.b, case.lq)), axis=1).astype(np.int32)
+        kv_seg = (
+            q_seg.copy()
+            if case.lq == case.lk
+            else np.sort(rng.integers(0, 3, (case.b, case.lk)), axis=1).astype(np.int32)
+        )
+    if case.masks in ("padding", "both"):
+        # Batch 0 keeps a random prefix; the last batch element has *no* valid key at all
+        # (fully masked rows must give 0, never NaN) when there are >= 2 batch elements.
+        lengths = rng.integers(1, case.lk + 1, case.b)
+        if case.b > 1:
+            lengths[-1] = 0
+        pad = np.arange(case.lk)[None, :] < lengths[:, None]
+        kv_seg = np.where(pad, kv_seg, -1).astype(np.int32)
+    return q_seg, kv_seg
+
+
+def _run(case: Case):
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    dt = jnp.dtype(case.dtype)
+    q = jnp.asarray(rng.standard_normal((case.b, case.lq, case.h, case.d)), dt)
+    k = jnp.asarray(rng.standard_normal((case.b, case.lk, case.hkv, case.d)), dt)
+    v = jnp.asarray(rng.standard_normal((case.b, case.lk, case.hkv, case.d)), dt)
+    do = jnp.asarray(rng.standard_normal((case.b, case.lq, case.h, case.d)), dt)
+    q_seg, kv_seg = _masks(case, rng)
+    segs = (None, None) if q_seg is None else (jnp.asarray(q_seg), jnp.asarray(kv_seg))
+
+    def kernel(q, k, v, do):
+        def f(q, k, v):
+            return fa_pallas.flash_attention_pallas(
+                q,
+                k,
+                v,
+                causal=case.causal,
+                q_segment_ids=segs[0],
+                kv_segment_ids=segs[1],
+                block_sizes=case.blocks,
+                interpret=True,
+                poison=True,
+                return_lse=True,
+            )
+
+        (out, lse), vjp = jax.vjp(f, q, k, v)
+        return out, lse, vjp((do, jnp.zeros_like(lse)))
+
+    vis = (
+        None if q_seg is None else jnp.asarray(q_seg[:, None, :, None] == kv_seg[:, None, None, :])
+    )
+
+    def naive(q, k, v, do):
+        out, vjp = jax.vjp(lambda q, k, v: _naive(q, k, v, case.causal, vis), q, k, v)
+        return out, vjp(do)
+
+    args = (q, k, v, do)
+    out, lse, grads = jax.jit(kernel).lower(*args).compile(_FAST_COMPILE)(*args)
+    n_out, n_grads = jax.jit(naive).lower(*args).compile(_FAST_COMPILE)(*args)
+
+    o_ref, lse_ref = attention_forward(q, k, v, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
+    g_ref = attention_backward(q, k, v, do, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
+    floor = ERROR_FLOOR[case.dtype]
+    msg = f"case {case} seed {seed}"
+
+    assert out.dtype == dt and out.shape == q.shape, msg
+    for name, got, naive_got, ref in [
+        ("out", out, n_out, o_ref),
+        *zip(("dq", "dk", "dv"), grads, n_grads, g_ref),
+    ]:
+        err = max_abs_err(got, ref)
+        err_naive = max_abs_err(naive_got, ref)
+        assert err <= 2 * err_naive + floor, f"{name}: err {err:.3g} naive {err_naive:.3g} {msg}"
+    # lse: float32 in every dtype; +inf exactly on rows that see no key.
+    lse = np.asarray(lse, np.float64)
+    assert np.array_equal(np.isinf(lse), np.isinf(lse_ref)), msg
+    fin = np.isfinite(lse_ref)
+    # Same float32 accumulation argument as ERROR_FLOOR["float32"]; lse ~ log(L) + max logit.
+    assert max_abs_err(lse[fin], lse_ref[fin]) <= 1e-4, msg
+    if case.masks in ("padding", "both") and case.b > 1:
+        assert np.all(np.asarray(out[-1]) == 0), "fully masked rows must be exactly 0"
+
+
+FAST = [
+    # Many unequal blocks: causal loop bounds on both kernels, ragged tail (100 = 6x16 + 4).
+    Case("float32", 1, 100, 100, 4, 2, 64, True, "none", BlockSizes(32, 16, 16, 32)),
+    # Lq != Lk, cross-attention segments, default (tuned) blocks, D 128.
+    Case("float32", 2, 70, 130, 2, 2, 128, False, "segments"),
+    # bf16, GQA 4:1, causal + packed segments + key padding (one fully masked batch element).
+    Case("bfloat16", 2, 96, 96, 4, 1, 64, True, "both", BlockSizes(32, 32, 32, 32)),
+    # fp16, D 128, key padding with a fully masked batch element.
+    Case("float16", 2, 80, 80, 2, 2, 128, False, "padding"),
+    # D 256 where feasible (smaller tiles in the table), causal.
+    Case("float32", 1, 40, 40, 2, 1, 256, True, "none"),
+]
+
+
+@pytest.mark.parametrize("case", FAST, ids=str)
+def test_pallas_matches_oracle(case):
+    _run(case)
+
+
+SLOW = [
+    Case(dt, b, l, l, h, hkv, d, causal, masks, BlockSizes(32, 32, 32, 32))
+    for dt, causal, d, (b, l, h, hkv), masks in itertools.product(
+        ("float32", "bfloat16", "float16"),
+        (False, True),
+        (64, 128),
+        ((1, 128, 2, 2), (2, 77, 4, 2)),
+        ("none", "both"),
+    )
+    if not (masks == "both" and l == 128)  # masks are swept on the ragged shape only
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", SLOW, ids=str)
+def test_pallas_matches_oracle_sweep(case):
+    _run(case)
+
+
+def test_poisoned_outputs_expose_unwritten_elements():
+    """The poisoning helper really pre-fills outputs: a kernel writing half leaves NaN."""
+
+    def half_kernel(x_ref, _poison_ref, o_ref):
+        o_ref[:4] = x_ref[:4] * 2
+
+    shape = jax.ShapeDtypeStruct((8,), jnp.float32)
+    extra, aliases = fa_pallas._poisoned([shape], 1)
+    out = pl.pallas_call(
+        half_kernel, out_shape=shape, input_output_aliases=aliases, interpret=True
+    )(jnp.ones(8), *extra)
+    out = np.asarray(out)
+    assert np.all(out[:4] == 2) and np.all(np.isnan(out[4:]))
+
+
+def test_bad_inputs_raise_clear_errors():
+    q = jnp.zeros((1, 8, 4, 16))
+    with pytest.raises(ValueError, match="multiple of kv heads"):
+        fa_pallas.flash_attention_pallas(q, jnp.zeros((1, 8, 3, 16)), jnp.zeros((1, 8, 3, 16)))
+    with pytest.raises(ValueError, match="both segment id arrays"):
+        fa_pallas.flash_attention_pallas(q, q, q, q_segment_ids=jnp.zeros((1, 8), jnp.int32))
+
+
+# Pallas' Triton backend warns that it is deprecated (see kernels/README.md, "Pallas on GPU").
+@pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("dtype,d", [("bfloat16", 128), ("float32", 64)])
+def test_lowers_to_triton_for_an_abstract_h100(dtype, d):
+    """Without a GPU: the kernels (fwd, dq, dk/dv) lower through Pallas' Triton backend for CUDA.
+
+    This proves every op in the kernel bodies has a Triton lowering and the block specs are
+    accepted for an sm_90 target; PTX compilation, shared-memory fit and speed need a GPU.
+    """
+    if not hasattr(jax.sharding, "AbstractDevice"):
+        pytest.skip("this jax has no jax.sharding.AbstractDevice for ahead-of-time GPU lowering")
+    dev = jax.sharding.AbstractDevice(
+        device_kind="NVIDIA H100 80GB HBM3", num_cores=132, platform="gpu"
+    )
+    mesh = jax.sharding.AbstractMesh((1,), ("x",), abstract_device=dev)
+    q = jnp.ones((2, 200, 4, d), dtype)
+    k = jnp.ones((2, 200, 2, d), dtype)
+    seg = jnp.zeros((2, 200), jnp.int32)
+
+    def loss(q, k, v):
+        out = fa_pallas.flash_attention_pallas(
+            q, k, v, causal=True, q_segment_ids=seg, kv_segment_ids=seg, interpret=False
+        )
+        return out.astype(jnp.float32).sum()
+
+    with jax.sharding.use_abstract_mesh(mesh):
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+        text = grad.trace(q, k, k).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("__gpu$xla.gpu.triton") == 3  # forward, dq, dk/dv
