@@ -53,7 +53,7 @@ def test_reference_initialisation_and_parameter_count():
     assert abs(np.median(np.log(dt)) - np.log(1e-2)) < 0.5
 
 
-@pytest.mark.parametrize("scan", ["linear", "chunked"])
+@pytest.mark.parametrize("scan", [pytest.param("linear", marks=pytest.mark.slow), "chunked"])
 def test_block_matches_float64_numpy(scan):
     m = Mamba(16, d_state=8, scan=scan, chunk=8, rngs=nnx.Rngs(1))
     x = np.random.default_rng(0).standard_normal((2, 21, 16))
@@ -105,6 +105,7 @@ def test_bidirectional_sees_both_directions():
     np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_float32_scan():
     # The engine casts every float parameter and the batch to bf16. The block must still run
     # softplus/exp and the scan in float32: compare with the float32 block on the same

@@ -62,8 +62,9 @@ def _apply(m, x):
     return y, {k.split("/")[-1]: float(v) for k, v in aux.items()}
 
 
-@pytest.mark.parametrize("activation", ["gelu", "swiglu"])
-@pytest.mark.parametrize("dispatch", ["dropless", "dense"])
+@pytest.mark.parametrize("dispatch, activation",
+                         [("dropless", "gelu"), ("dropless", "swiglu"),
+                          pytest.param("dense", "gelu", marks=pytest.mark.slow)])
 def test_dispatch_matches_weighted_every_expert_reference(dispatch, activation):
     m = _fresh(dispatch=dispatch, activation=activation)
     x = np.random.default_rng(0).standard_normal((2, 24, 16))
@@ -121,7 +122,7 @@ def numpy_capacity_keep(idx: np.ndarray, n_experts: int, cap: int) -> np.ndarray
     return keep
 
 
-@pytest.mark.parametrize("cf", [1.0, 0.5])
+@pytest.mark.parametrize("cf", [1.0, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_capacity_drops_exactly_what_the_arithmetic_says(cf):
     m = _fresh(seed=2, dispatch="capacity", capacity_factor=cf)
     # a skewed router so that several experts overflow
@@ -183,7 +184,8 @@ def test_losses_are_recorded_with_their_weights():
     np.testing.assert_allclose(float(total), float(expect), rtol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch", ["capacity", "dropless"])
+@pytest.mark.parametrize("dispatch", ["capacity",
+                                      pytest.param("dropless", marks=pytest.mark.slow)])
 def test_expert_sharded_equals_unsharded(dispatch):
     assert jax.device_count() == 8
     m = _fresh(seed=10, dispatch=dispatch, capacity_factor=1.0, activation="swiglu")
