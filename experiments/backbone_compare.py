@@ -13,8 +13,8 @@ median step time (``metrics.jsonl``) and the compiled memory of one training ste
 memory analysis of loss + gradient on one batch). After each run the table
 ``backbone_compare.md`` / ``.json`` next to the workdir is rebuilt from every sibling run
 that has such results, so running the trunks one after another (same parent folder) fills
-one table: one-step eval NRMSE, persistence, rollout NRMSE (mean of the first 5 steps over
-held-out systems), step time, parameters, memory.
+one table: one-step eval NRMSE, persistence, rollout NRMSE (first 5 autoregressive steps on
+the eval trajectories, averaged over systems), step time, parameters, memory.
 """
 
 from __future__ import annotations
