@@ -148,6 +148,7 @@ def test_capacity_factor_e_over_k_drops_nothing():
     assert aux["dropped_frac"] == 0.0
 
 
+@pytest.mark.slow
 def test_aux_loss_free_bias_evens_out_the_load():
     m = _fresh(seed=6, bias_rate=0.05, lb_weight=0.0, z_weight=0.0)
     m.router[...] = m.router[...] + jnp.linspace(0.0, 0.3, 8)[None]

@@ -22,8 +22,8 @@ def test_registry_lists_every_kind():
     assert sorted(MIXERS) == sorted(KINDS)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("attention", marks=pytest.mark.slow), "mamba",
-                                  "mamba2", "moe"])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
 def test_causal_trunk_call_shape_and_causality(kind):
     cfg = dataclasses.replace(SMALL, kind=kind, causal=True)
     trunk = Trunk(cfg, rngs=nnx.Rngs(0))
@@ -43,7 +43,8 @@ def test_causal_trunk_call_shape_and_causality(kind):
         assert float(aux) > 0.02 and any(k.endswith("max_load") for k in metrics)
 
 
-@pytest.mark.parametrize("kind", ["mamba", pytest.param("mamba2", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mamba", "mamba2"])
 def test_noncausal_ssm_trunk_is_bidirectional_and_takes_key_masks(kind):
     trunk = Trunk(dataclasses.replace(SMALL, kind=kind), rngs=nnx.Rngs(1))
     x = jax.random.normal(jax.random.key(1), (1, 16, 32))
