@@ -30,13 +30,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxfm.nn.params import Fp32Param
 from jaxtyping import Array, Bool, Float
 
 from jaxfm.nn.mlp import dense
 from jaxfm.nn.scan import METHODS, ScanMethod, selective_scan
 
 
-class SSMParam(nnx.Param):
+class SSMParam(Fp32Param):
     """A state-space parameter (A_log, D, dt bias): keep in float32, exclude from decay."""
 
 

@@ -32,7 +32,6 @@ from jaxfm.ckpt.manager import CKPT_DIR, CheckpointError, Checkpointer, checkpoi
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
-from jaxfm.train.optim import make_optimizer
 from jaxfm.train.step import Engine, State
 from jaxfm.train.task import Task
 from jaxfm.train.writer import MetricWriter, Progress
@@ -202,8 +201,7 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
     mesh = make_mesh(cfg.parallel)
     check_batch(tc.batch_size, shards=batch_size_per_shard(mesh),
                 process_count=jax.process_count(), grad_accum=tc.grad_accum)
-    tx, schedule = make_optimizer(tc)
-    engine = Engine(task, tc, tx, schedule, mesh, cfg.parallel.strategy)
+    engine = Engine(task, tc, None, None, mesh, cfg.parallel.strategy)
 
     train_ds = make_dataset(train_source, batch_size=tc.batch_size, seed=tc.seed,
                             shuffle=tc.shuffle, process_index=jax.process_index(),
@@ -330,8 +328,7 @@ def load_state(workdir: str, task: Task, cfg: Any,
       devices: devices of the mesh to restore onto (default: all).
     """
     mesh = make_mesh(cfg.parallel, devices)
-    tx, schedule = make_optimizer(cfg.train)
-    engine = Engine(task, cfg.train, tx, schedule, mesh, cfg.parallel.strategy)
+    engine = Engine(task, cfg.train, None, None, mesh, cfg.parallel.strategy)
     ckpt = Checkpointer(checkpoint_dir(workdir), read_only=True)
     try:
         step, state, _ = ckpt.restore(engine.abstract_state)

@@ -37,8 +37,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfm.nn.aux import pop_aux
+from jaxfm.nn.params import Fp32Param
 from jaxfm.parallel.mesh import BATCH_AXES, batch_sharding, replicated
 from jaxfm.parallel.rules import state_shardings
+from jaxfm.train.optim import make_optimizer
 from jaxfm.train.options import TrainConfig
 from jaxfm.train.task import Task, trainable_filter
 
@@ -51,9 +53,18 @@ def split_model(model: nnx.Module, task: Task):
     return nnx.split(model, trainable_filter(task), nnx.Param, ...)
 
 
-def _cast_floats(tree, dtype):
-    return jax.tree.map(
-        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+def _cast_floats(tree, dtype, keep=None):
+    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True."""
+    cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+    if keep is None:
+        return jax.tree.map(cast, tree)
+    return jax.tree.map(lambda x, k: x if k else cast(x), tree, keep)
+
+
+def fp32_mask(state: nnx.State) -> dict:
+    """Pure dict of bools: True for :class:`jaxfm.nn.params.Fp32Param` leaves."""
+    return nnx.to_pure_dict(jax.tree.map(lambda v: isinstance(v, Fp32Param), state,
+                                         is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
 class Engine:
@@ -62,13 +73,14 @@ class Engine:
     Args:
       task: the model family (see :class:`jaxfm.train.task.Task`).
       cfg: the ``train`` config section.
-      tx: the optax optimizer; ``schedule`` gives the logged learning rate.
+      tx: the optax optimizer, or None to build it from ``cfg`` (then ``Fp32Param``
+        parameters are excluded from weight decay); ``schedule`` gives the logged rate.
       mesh: the device mesh; ``strategy`` picks the sharding rule table.
     """
 
-    def __init__(self, task: Task, cfg: TrainConfig, tx: optax.GradientTransformation,
-                 schedule: Callable, mesh: Mesh, strategy: str):
-        self.task, self.cfg, self.tx, self.schedule = task, cfg, tx, schedule
+    def __init__(self, task: Task, cfg: TrainConfig, tx: optax.GradientTransformation | None,
+                 schedule: Callable | None, mesh: Mesh, strategy: str):
+        self.task, self.cfg = task, cfg
         self.mesh, self.strategy = mesh, strategy
         self.dtype = _DTYPES[cfg.compute_dtype]
         abstract_model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(cfg.seed)))
@@ -77,6 +89,10 @@ class Engine:
                  "frozen": state_shardings(a_frozen, mesh, strategy),
                  "rest": jax.tree.map(lambda _: replicated(mesh), nnx.to_pure_dict(a_rest))}
         abstract_params = nnx.to_pure_dict(a_params)
+        self.keep_fp32 = {"params": fp32_mask(a_params), "frozen": fp32_mask(a_frozen)}
+        if tx is None:
+            tx, schedule = make_optimizer(cfg, no_decay=self.keep_fp32["params"])
+        self.tx, self.schedule = tx, schedule
         a_opt = jax.eval_shape(tx.init, abstract_params)
         shard["opt_state"] = optax.tree_map_params(
             tx, lambda _, s: s, a_opt, shard["params"],
@@ -116,8 +132,8 @@ class Engine:
     # ------------------------------------------------------------------------------- loss
 
     def _loss(self, params, frozen, rest, batch, key):
-        model = nnx.merge(self.graphdef, _cast_floats(params, self.dtype),
-                          _cast_floats(frozen, self.dtype), rest)
+        model = nnx.merge(self.graphdef, _cast_floats(params, self.dtype, self.keep_fp32["params"]),
+                          _cast_floats(frozen, self.dtype, self.keep_fp32["frozen"]), rest)
         batch = _cast_floats(batch, self.dtype)
         loss, metrics = self.task.loss(model, batch, nnx.Rngs(dropout=key))
         aux_loss, aux_metrics = pop_aux(model)
@@ -215,8 +231,11 @@ class Engine:
         """The compiled ``(state, batch) -> metrics`` (no gradient, deterministic model)."""
         if self._eval_step is None:
             def step(state, batch):
-                model = nnx.merge(self.graphdef, _cast_floats(state["params"], self.dtype),
-                                  _cast_floats(state["frozen"], self.dtype), state["rest"])
+                model = nnx.merge(
+                    self.graphdef,
+                    _cast_floats(state["params"], self.dtype, self.keep_fp32["params"]),
+                    _cast_floats(state["frozen"], self.dtype, self.keep_fp32["frozen"]),
+                    state["rest"])
                 metrics = self.task.eval_metrics(model, _cast_floats(batch, self.dtype))
                 pop_aux(model)
                 return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}

@@ -154,3 +154,50 @@ def test_same_seed_same_init_different_seed_differs(task):
     a, b, c = (_params(engine.init(s)) for s in (1, 1, 2))
     jax.tree.map(np.testing.assert_array_equal, a, b)
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def test_fp32_params_skip_the_bf16_cast_and_weight_decay():
+    from flax import nnx
+
+    from jaxfm.nn.params import Fp32Param
+    from jaxfm.train.step import _cast_floats
+
+    class Tiny(nnx.Module):
+        def __init__(self, rngs):
+            self.w = nnx.Param(jnp.full((4, 4), 1 / 3, jnp.float32))
+            self.a_log = Fp32Param(jnp.full((4, 4), 1 / 3, jnp.float32))
+
+        def __call__(self, x):
+            return x @ self.w[...] + x @ self.a_log[...].astype(x.dtype)
+
+    class TinyTask:
+        def build_model(self, rngs):
+            return Tiny(rngs)
+
+        def loss(self, model, batch, rngs):
+            return jnp.mean(model(batch["x"]).astype(jnp.float32) ** 2), {}
+
+    tc = TrainConfig(batch_size=8, compute_dtype="bfloat16", weight_decay=0.5, lr=0.1,
+                     warmup_steps=0, schedule="constant", clip_norm=None)
+    engine = Engine(TinyTask(), tc, None, None, make_mesh(ParallelConfig(data=8)), "dp")
+    assert engine.keep_fp32["params"] == {"w": False, "a_log": True}
+    state = engine.init(0)
+    cast = _cast_floats(state["params"], jnp.bfloat16, engine.keep_fp32["params"])
+    assert cast["w"].dtype == jnp.bfloat16 and cast["a_log"].dtype == jnp.float32
+    assert decay_mask(state["params"], engine.keep_fp32["params"]) == {"w": True, "a_log": False}
+    zeros = jax.tree.map(jnp.zeros_like, state["params"])
+    updates, _ = engine.tx.update(zeros, engine.tx.init(state["params"]), state["params"])
+    assert float(jnp.abs(updates["a_log"]).max()) == 0.0  # no decay
+    assert float(updates["w"][0, 0]) == pytest.approx(-0.1 * 0.5 / 3, rel=1e-6)
+
+
+def test_mamba_marks_its_ssm_parameters_fp32():
+    from flax import nnx
+
+    from jaxfm.nn.mamba import Mamba, SSMParam
+    from jaxfm.nn.params import Fp32Param
+
+    assert issubclass(SSMParam, Fp32Param)
+    m = Mamba(16, rngs=nnx.Rngs(0))
+    kinds = {type(v).__name__ for _, v in nnx.to_flat_state(nnx.state(m, Fp32Param))}
+    assert kinds == {"SSMParam"}
