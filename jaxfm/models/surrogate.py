@@ -18,6 +18,8 @@ Forward pass, x (B, T, H, W, C) with field ids (B, C) -> next state (B, H, W, C)
    of ``jaxfm.nn.trunk.MIXERS`` with the shared call shape (B, L, D) -> (B, L, D). The output
    linear sits *after* the second norm (as in MPP), so the attention mixer has no projection
    of its own.
+   ``space_mixer="moe"`` also swaps the space block's MLP for the registry's mixture of
+   experts (``MIXERS["moe"][1]``; see ``build_space_ffn``).
 4. Only the last frame's tokens are decoded (MPP decodes all and keeps the last; the ops are
    per frame, so this is the same result for a T-th of the cost) by the hMLP de-stem whose
    output kernel is gathered by field ids.
@@ -165,6 +167,24 @@ def build_axis_mixer(kind: str, cfg: AViTConfig, *, causal: bool, rngs: nnx.Rngs
     return MIXERS[kind][0](tcfg, rngs)
 
 
+def build_space_ffn(cfg: AViTConfig, *, rngs: nnx.Rngs) -> nnx.Module:
+    """The space block's feed-forward, (..., D) -> (..., D).
+
+    ``space_mixer="moe"`` takes the trunk registry's feed-forward (``MIXERS["moe"][1]``: a
+    top-k mixture of experts with the trunk defaults, 8 experts, top 2, hidden
+    ``mlp_ratio / top_k`` per expert so active parameters match the dense MLP; it records its
+    balance and z losses with ``record_aux_loss``). Every other kind keeps MPP's GELU MLP:
+    the registry's feed-forward for attention and the SSMs is a plain MLP (or none), and
+    keeping the surrogate's own leaves those models' parameters and initialisation unchanged.
+    """
+    if cfg.space_mixer == "moe":
+        from jaxfm.nn.trunk import MIXERS, TrunkConfig
+
+        tcfg = TrunkConfig(kind="moe", dim=cfg.dim, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio)
+        return MIXERS["moe"][1](tcfg, rngs)
+    return MLP(cfg.dim, int(cfg.dim * cfg.mlp_ratio), rngs=rngs)
+
+
 class TimeBlock(nnx.Module):
     """Mixing along time for every spatial token, (B, T, h, w, D) -> same."""
 
@@ -217,7 +237,7 @@ class SpaceBlock(nnx.Module):
         )
         self.proj = dense(d, d, ("embed", "embed"), rngs)
         self.ls_mix = LayerScale(d, cfg.layer_scale)
-        self.mlp = MLP(d, int(d * cfg.mlp_ratio), rngs=rngs)
+        self.mlp = build_space_ffn(cfg, rngs=rngs)
         self.mlp_norm = RMSInstanceNorm(d)
         self.ls_mlp = LayerScale(d, cfg.layer_scale)
         self.drop_rate = drop_rate
