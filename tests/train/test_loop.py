@@ -206,3 +206,18 @@ def test_evaluate_is_the_mean_over_the_eval_set(make_cfg, task, lorenz):
     n = len(x) // 16 * 16
     ref = float(jnp.mean((model(jnp.asarray(x[:n])) - y[:n]) ** 2))
     np.testing.assert_allclose(got["eval/mse"], ref, rtol=1e-5)
+
+
+def test_keep_newest_plus_best_and_tensorboard(make_cfg, task, lorenz):
+    # best_mode=max ranks the *highest* eval loss best, which is the earliest evaluation of
+    # a run whose loss falls: a deterministic way to see BestN keep an old checkpoint.
+    cfg = make_cfg(**{"train.steps": 8, "train.eval_every": 2, "ckpt.every": 2, "ckpt.keep": 1,
+                      "ckpt.keep_best": 1, "ckpt.best_mode": "max", "train.tensorboard": "true"})
+    run(cfg, task, *lorenz)
+    evals = {r["step"]: r["eval/loss"] for r in map(json.loads, open(
+        os.path.join(cfg.workdir, "metrics.jsonl"))) if "eval/loss" in r}
+    worst = max(evals, key=evals.get)
+    kept = sorted(int(s) for s in os.listdir(os.path.join(cfg.workdir, "checkpoints")))
+    assert kept == sorted({worst, 8}), (kept, evals)
+    events = os.listdir(os.path.join(cfg.workdir, "tb"))
+    assert any(name.startswith("events.out.tfevents") for name in events)
