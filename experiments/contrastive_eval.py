@@ -64,8 +64,12 @@ def main(cfg: Config) -> dict:
     if not os.path.exists(path):
         raise SystemExit(f"{path} does not exist: --workdir must be a contrastive_train.py run")
     run_cfg = load_json(TrainRunConfig, path)
-    run_cfg = dataclasses.replace(run_cfg, workdir=cfg.workdir, eval=cfg.eval,
-                                  train=dataclasses.replace(run_cfg.train, seed=cfg.seed))
+    run_cfg = dataclasses.replace(
+        run_cfg,
+        workdir=cfg.workdir,
+        eval=cfg.eval,
+        train=dataclasses.replace(run_cfg.train, seed=cfg.seed),
+    )
     train, gallery = load_splits(run_cfg.data)
     # The checkpoint holds the trained spectrum encoder: no need for spectrum_init here.
     return evaluate_run(run_cfg, ContrastiveTask(run_cfg.model), train, gallery)

@@ -19,7 +19,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxfm.train.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.fno import FNOConfig  # noqa: E402
@@ -27,6 +26,7 @@ from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.models.unet import UNetConfig  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
+from jaxfm.train.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
 from jaxfm.train.surrogate_task import SurrogateTaskConfig  # noqa: E402
 
 

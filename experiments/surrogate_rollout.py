@@ -17,10 +17,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxfm.train.surrogate_pipeline import evaluate_rollouts, load_run_config  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.parallel.options import ParallelConfig  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
+from jaxfm.train.surrogate_pipeline import evaluate_rollouts, load_run_config  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

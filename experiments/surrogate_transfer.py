@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
-from jaxfm.train.surrogate_pipeline import SurrogateExperiment  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
+from jaxfm.train.surrogate_pipeline import SurrogateExperiment  # noqa: E402
 
 ARMS = ("pretrained", "scratch", "fno", "unet")
 
@@ -107,8 +107,8 @@ def gpu() -> TransferConfig:
 def demo() -> TransferConfig:
     """`make demo`: the smoke study end to end, pretrained vs scratch (minutes on a CPU)."""
     base = smoke()
-    return dataclasses.replace(base, workdir="runs/demo",
-                               study=dataclasses.replace(base.study, arms=("pretrained", "scratch")))
+    study = dataclasses.replace(base.study, arms=("pretrained", "scratch"))
+    return dataclasses.replace(base, workdir="runs/demo", study=study)
 
 
 PRESETS = {"smoke": smoke, "demo": demo, "cpu": cpu, "gpu": gpu}

@@ -18,8 +18,9 @@ import os as _os
 # scripts, notebooks and tests. The flag only concerns the CPU backend; an explicit setting
 # in XLA_FLAGS wins.
 if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "")
-                                + " --xla_cpu_enable_concurrency_optimized_scheduler=false").strip()
+    _os.environ["XLA_FLAGS"] = (
+        _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
+    ).strip()
 
 from flax import nnx as _nnx  # noqa: E402
 

@@ -46,8 +46,14 @@ SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
 
 # %%
 cfg = ct.smoke() if SMOKE else ct.default()
-cfg = override(cfg, {"workdir": tempfile.mkdtemp(prefix="jaxfm-retrieval-"),
-                     "train.steps": 20 if SMOKE else 400, "train.progress": "false"})
+cfg = override(
+    cfg,
+    {
+        "workdir": tempfile.mkdtemp(prefix="jaxfm-retrieval-"),
+        "train.steps": 20 if SMOKE else 400,
+        "train.progress": "false",
+    },
+)
 train_src, gallery_src = make_sources(cfg.data)
 train, gallery = train_src.records, gallery_src.records
 fig, axes = plt.subplots(2, 4, figsize=(10, 4))
@@ -77,8 +83,10 @@ control = task.build_model(nnx.Rngs(123))
 emb, emb0 = embed_records(model, gallery), embed_records(control, gallery)
 n = len(gallery["redshift"])
 for name, e in (("trained", emb), ("random init", emb0)):
-    print(f"{name:12s} image->spectrum {topk_accuracy(e['image'], e['spectrum'])}  "
-          f"spectrum->image {topk_accuracy(e['spectrum'], e['image'])}  (chance top-5 {5 / n:.3f})")
+    print(
+        f"{name:12s} image->spectrum {topk_accuracy(e['image'], e['spectrum'])}  "
+        f"spectrum->image {topk_accuracy(e['spectrum'], e['image'])}  (chance top-5 {5 / n:.3f})"
+    )
 
 # %% [markdown]
 # ## 4. A spectrum searches for its galaxy
@@ -86,7 +94,7 @@ for name, e in (("trained", emb), ("random init", emb0)):
 
 # %%
 q = 0
-sim = cosine_similarity(emb["spectrum"][q:q + 1], emb["image"])[0]
+sim = cosine_similarity(emb["spectrum"][q : q + 1], emb["image"])[0]
 top = np.argsort(-sim)[:5]
 fig, axes = plt.subplots(1, 6, figsize=(13, 2.4))
 axes[0].plot(gallery["spectrum"][q, :, 0], lw=0.6)
@@ -109,6 +117,11 @@ plt.tight_layout()
 emb_tr, emb_tr0 = embed_records(model, train), embed_records(control, train)
 props = ("redshift", "log_mass", "log_ssfr")
 for name, e, et in (("trained", emb, emb_tr), ("random init", emb0, emb_tr0)):
-    r2 = knn_r2(et["spectrum"], {p: train[p] for p in props}, e["image"],
-                {p: gallery[p] for p in props}, k=16)
+    r2 = knn_r2(
+        et["spectrum"],
+        {p: train[p] for p in props},
+        e["image"],
+        {p: gallery[p] for p in props},
+        k=16,
+    )
     print(name, {p: round(v, 3) for p, v in r2.items()})

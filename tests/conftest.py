@@ -16,7 +16,8 @@ if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=8".strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jaxfm  # noqa: E402, F401  (sets the XLA CPU flag it needs before the backend starts)
 import jax  # noqa: E402
+
+import jaxfm  # noqa: E402, F401  (sets the XLA CPU flag it needs before the backend starts)
 
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -39,8 +39,9 @@ def bound_batch_axes() -> tuple[str, ...]:
     return tuple(axes)
 
 
-def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array, *,
-                          accuracy: bool = True) -> tuple[jax.Array, dict[str, jax.Array]]:
+def contrastive_objective(
+    model: ContrastiveModel, za: jax.Array, zb: jax.Array, *, accuracy: bool = True
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The configured loss of paired embeddings and its metrics.
 
     Under ``jit`` (the engine's default step) ``za``/``zb`` are the global batch. Inside the
@@ -55,7 +56,7 @@ def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array,
     scale = model.scale()
     axes = bound_batch_axes()
     if model.cfg.loss == "infonce":
-        loss = (infonce_loss_local(za, zb, scale, axes) if axes else infonce_loss(za, zb, scale))
+        loss = infonce_loss_local(za, zb, scale, axes) if axes else infonce_loss(za, zb, scale)
     elif axes:
         loss = siglip_loss_local(za, zb, scale, model.logit_bias[...], axes)
     else:
@@ -114,8 +115,9 @@ class SpecFormerPretrainTask:
 
     def loss(self, model: SpecFormer, batch: dict[str, jax.Array], rngs: nnx.Rngs):
         """Masked-token MSE with a fresh random mask (drawn from the dropout stream)."""
-        return masked_modelling_loss(model, batch["spectrum"], rngs.dropout(),
-                                     deterministic=False, rngs=rngs)
+        return masked_modelling_loss(
+            model, batch["spectrum"], rngs.dropout(), deterministic=False, rngs=rngs
+        )
 
     def eval_metrics(self, model: SpecFormer, batch: dict[str, jax.Array]):
         """Masked-token MSE with a fixed mask, comparable across evaluations."""
@@ -123,15 +125,16 @@ class SpecFormerPretrainTask:
         return {"loss": loss, **metrics}
 
 
-def embed_records(model: ContrastiveModel, records: dict[str, np.ndarray], *,
-                  batch_size: int = 256) -> dict[str, np.ndarray]:
+def embed_records(
+    model: ContrastiveModel, records: dict[str, np.ndarray], *, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Unnormalised image and spectrum embeddings of a whole record set, float32 on host."""
     fwd = nnx.jit(lambda m, x, s: m(x, s))
     n = records["image"].shape[0]
     outs: dict[str, list[np.ndarray]] = {"image": [], "spectrum": []}
     for s in range(0, n, batch_size):
-        img = jnp.asarray(records["image"][s:s + batch_size])
-        spec = jnp.asarray(records["spectrum"][s:s + batch_size])
+        img = jnp.asarray(records["image"][s : s + batch_size])
+        spec = jnp.asarray(records["spectrum"][s : s + batch_size])
         za, zb = fwd(model, img, spec)
         outs["image"].append(np.asarray(za))
         outs["spectrum"].append(np.asarray(zb))
@@ -144,8 +147,11 @@ def save_encoder(path: str, model: nnx.Module, cfg) -> None:
     import json
 
     flat = nnx.traversals.flatten_mapping(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    np.savez(path, __config__=np.asarray(json.dumps(dataclasses.asdict(cfg))),
-             **{"/".join(map(str, k)): np.asarray(v) for k, v in flat.items()})
+    np.savez(
+        path,
+        __config__=np.asarray(json.dumps(dataclasses.asdict(cfg))),
+        **{"/".join(map(str, k)): np.asarray(v) for k, v in flat.items()},
+    )
 
 
 def load_encoder(path: str, cfg) -> dict:
@@ -163,8 +169,10 @@ def load_encoder(path: str, cfg) -> dict:
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for key in sorted(set(saved) | set(want)):
         if saved.get(key) != want.get(key):
-            raise ValueError(f"{path}: encoder was saved with {key}={saved.get(key)!r}, "
-                             f"the model wants {key}={want.get(key)!r}")
+            raise ValueError(
+                f"{path}: encoder was saved with {key}={saved.get(key)!r}, "
+                f"the model wants {key}={want.get(key)!r}"
+            )
     return nnx.traversals.unflatten_mapping({tuple(_keys(k)): v for k, v in flat.items()})
 
 

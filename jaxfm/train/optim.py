@@ -44,8 +44,9 @@ def decay_mask(params, no_decay=None):
     return jax.tree.map(lambda p, skip: p.ndim >= 2 and not skip, params, no_decay)
 
 
-def make_optimizer(cfg: TrainConfig, no_decay=None
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    cfg: TrainConfig, no_decay=None
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, schedule) for ``cfg``; the optimizer clips, then updates.
 
     Args:
@@ -55,11 +56,12 @@ def make_optimizer(cfg: TrainConfig, no_decay=None
     schedule = make_schedule(cfg)
     mask = functools.partial(decay_mask, no_decay=no_decay)
     if cfg.optimizer == "adamw":
-        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
-                          mask=mask)
+        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask)
     elif cfg.optimizer == "sgd":
-        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=mask),
-                          optax.sgd(schedule, momentum=cfg.b1 or None))
+        opt = optax.chain(
+            optax.add_decayed_weights(cfg.weight_decay, mask=mask),
+            optax.sgd(schedule, momentum=cfg.b1 or None),
+        )
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
     if cfg.clip_norm is not None:

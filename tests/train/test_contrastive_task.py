@@ -20,10 +20,16 @@ from jaxfm.train.contrastive_task import (
 )
 
 TINY = TrunkConfig(depth=2, dim=16, heads=2)
-SPEC = SpecFormerConfig(spectrum_len=64, section=8, stride=4, trunk=TINY, mask_segments=2,
-                        mask_len=2)
-CFG = ContrastiveConfig(vit=ViTConfig(image_size=8, patch=4, trunk=TINY), spectrum=SPEC,
-                        embed_dim=8, head_heads=2, head_mlp_ratio=1.0)
+SPEC = SpecFormerConfig(
+    spectrum_len=64, section=8, stride=4, trunk=TINY, mask_segments=2, mask_len=2
+)
+CFG = ContrastiveConfig(
+    vit=ViTConfig(image_size=8, patch=4, trunk=TINY),
+    spectrum=SPEC,
+    embed_dim=8,
+    head_heads=2,
+    head_mlp_ratio=1.0,
+)
 
 
 def test_pretrained_encoder_round_trip(tmp_path):
@@ -44,14 +50,17 @@ def test_pretrained_encoder_round_trip(tmp_path):
 
 def test_task_losses():
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.normal(size=(6, 8, 8, 3)), jnp.float32),
-             "spectrum": jnp.asarray(rng.lognormal(size=(6, 64, 1)), jnp.float32)}
+    batch = {
+        "image": jnp.asarray(rng.normal(size=(6, 8, 8, 3)), jnp.float32),
+        "spectrum": jnp.asarray(rng.lognormal(size=(6, 64, 1)), jnp.float32),
+    }
     task = ContrastiveTask(CFG)
     model = task.build_model(nnx.Rngs(0))
     metrics = nnx.jit(lambda m, b: task.eval_metrics(m, b))(model, batch)
     za, zb = nnx.jit(lambda m, b: m(b["image"], b["spectrum"]))(model, batch)
-    np.testing.assert_allclose(float(metrics["loss"]),
-                               float(infonce_loss(za, zb, 1 / 0.07)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(metrics["loss"]), float(infonce_loss(za, zb, 1 / 0.07)), rtol=1e-5
+    )
     pre = SpecFormerPretrainTask(SPEC)
     m2 = pre.build_model(nnx.Rngs(0))
     loss, met = nnx.jit(lambda m, b: pre.loss(m, b, nnx.Rngs(dropout=1)))(m2, batch)
