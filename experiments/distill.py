@@ -48,7 +48,8 @@ class DistillConfig:
     """The teacher and the distillation."""
 
     teacher: RegressorConfig = dataclasses.field(
-        default_factory=lambda: RegressorConfig(hidden=128, depth=3))
+        default_factory=lambda: RegressorConfig(hidden=128, depth=3)
+    )
     """Teacher architecture."""
     teacher_steps: int = 2000
     """Teacher training steps (its other training settings are the student's)."""
@@ -65,7 +66,8 @@ class Config(ExperimentConfig):
     """Distillation experiment."""
 
     model: RegressorConfig = dataclasses.field(
-        default_factory=lambda: RegressorConfig(hidden=16, depth=1))
+        default_factory=lambda: RegressorConfig(hidden=16, depth=1)
+    )
     """The student."""
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     """The dataset."""
@@ -75,22 +77,29 @@ class Config(ExperimentConfig):
 
 def default() -> Config:
     """A few minutes on 2 CPU cores: a 128x3 teacher, students of width 4 to 64."""
-    return Config(workdir="runs/distill", model=RegressorConfig(hidden=16, depth=1),
-                  train=TrainConfig(steps=1000, batch_size=128, lr=3e-3, warmup_steps=50,
-                                    log_every=100, eval_every=500),
-                  ckpt=CkptConfig(every=500),
-                  distill=DistillConfig(sweep=(4, 16, 64)))
+    return Config(
+        workdir="runs/distill",
+        model=RegressorConfig(hidden=16, depth=1),
+        train=TrainConfig(
+            steps=1000, batch_size=128, lr=3e-3, warmup_steps=50, log_every=100, eval_every=500
+        ),
+        ckpt=CkptConfig(every=500),
+        distill=DistillConfig(sweep=(4, 16, 64)),
+    )
 
 
 def smoke() -> Config:
     """Seconds on CPU: tiny teacher and student, no sweep."""
-    return Config(workdir="runs/distill-smoke", model=RegressorConfig(hidden=8, depth=1),
-                  data=DataConfig(n_train=8, n_eval=2, n_steps=32),
-                  train=TrainConfig(steps=20, batch_size=32, lr=3e-3, warmup_steps=2,
-                                    log_every=5, eval_every=10),
-                  ckpt=CkptConfig(every=10),
-                  distill=DistillConfig(teacher=RegressorConfig(hidden=16, depth=1),
-                                        teacher_steps=20))
+    return Config(
+        workdir="runs/distill-smoke",
+        model=RegressorConfig(hidden=8, depth=1),
+        data=DataConfig(n_train=8, n_eval=2, n_steps=32),
+        train=TrainConfig(
+            steps=20, batch_size=32, lr=3e-3, warmup_steps=2, log_every=5, eval_every=10
+        ),
+        ckpt=CkptConfig(every=10),
+        distill=DistillConfig(teacher=RegressorConfig(hidden=16, depth=1), teacher_steps=20),
+    )
 
 
 PRESETS = {"default": default, "smoke": smoke}
@@ -102,14 +111,20 @@ def _n_params(m: RegressorConfig) -> int:
 
 
 def _report(workdir: str, rows: list[dict], teacher: dict) -> str:
-    lines = ["# Distillation: student error vs size (Lorenz-63 flow map)", "",
-             f"Teacher: {teacher['params']} parameters, held-out MSE "
-             f"{teacher['eval_mse']:.3e}; persistence MSE {teacher['persistence_mse']:.3e}.", "",
-             "| student | hidden x depth | params | training | held-out MSE |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Distillation: student error vs size (Lorenz-63 flow map)",
+        "",
+        f"Teacher: {teacher['params']} parameters, held-out MSE "
+        f"{teacher['eval_mse']:.3e}; persistence MSE {teacher['persistence_mse']:.3e}.",
+        "",
+        "| student | hidden x depth | params | training | held-out MSE |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['hidden']} x {r['depth']} | {r['params']} | "
-                     f"{r['kind']} | {r['eval_mse']:.3e} |")
+        lines.append(
+            f"| {r['name']} | {r['hidden']} x {r['depth']} | {r['params']} | "
+            f"{r['kind']} | {r['eval_mse']:.3e} |"
+        )
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -119,28 +134,39 @@ def _report(workdir: str, rows: list[dict], teacher: dict) -> str:
 def main(cfg: Config) -> dict:
     """Trains the teacher (or resumes it), the distilled student and the sweep."""
     d, kd = cfg.data, cfg.distill
-    train, held_out, stats = flow_map_splits(d.n_train, d.n_eval, d.n_steps, dt=d.dt,
-                                             seed=cfg.train.seed)
+    train, held_out, stats = flow_map_splits(
+        d.n_train, d.n_eval, d.n_steps, dt=d.dt, seed=cfg.train.seed
+    )
     src, ev = ArraySource(train, "lorenz-train"), ArraySource(held_out, "lorenz-eval")
     meta = {"normalisation": stats}
     workdir = os.path.abspath(cfg.workdir)
 
     teacher_cfg = dataclasses.replace(
-        cfg, model=kd.teacher, workdir=kd.teacher_workdir or os.path.join(workdir, "teacher"),
-        train=dataclasses.replace(cfg.train, steps=kd.teacher_steps))
+        cfg,
+        model=kd.teacher,
+        workdir=kd.teacher_workdir or os.path.join(workdir, "teacher"),
+        train=dataclasses.replace(cfg.train, steps=kd.teacher_steps),
+    )
     teacher_task = RegressionTask(kd.teacher)
     t_res = run(teacher_cfg, teacher_task, src, ev, meta=meta)
     teacher_state = load_teacher(teacher_cfg.workdir, teacher_task, teacher_cfg)
 
     def student(model: RegressorConfig, where: str, distilled: bool) -> dict:
         c = dataclasses.replace(cfg, model=model, workdir=where)
-        task = (DistillTask(RegressionTask(model), teacher_task, teacher_state, alpha=kd.alpha)
-                if distilled else RegressionTask(model))
+        task = (
+            DistillTask(RegressionTask(model), teacher_task, teacher_state, alpha=kd.alpha)
+            if distilled
+            else RegressionTask(model)
+        )
         res = run(c, task, src, ev, meta=meta)
-        return {"name": os.path.relpath(where, workdir) if where != workdir else ".",
-                "hidden": model.hidden, "depth": model.depth, "params": _n_params(model),
-                "kind": "distilled" if distilled else "data only",
-                "eval_mse": res.get("eval/mse", float("nan"))}
+        return {
+            "name": os.path.relpath(where, workdir) if where != workdir else ".",
+            "hidden": model.hidden,
+            "depth": model.depth,
+            "params": _n_params(model),
+            "kind": "distilled" if distilled else "data only",
+            "eval_mse": res.get("eval/mse", float("nan")),
+        }
 
     rows = [student(cfg.model, workdir, True)]
     for h in kd.sweep:
@@ -148,8 +174,11 @@ def main(cfg: Config) -> dict:
         for distilled in (True, False):
             tag = "distill" if distilled else "scratch"
             rows.append(student(m, os.path.join(workdir, "sweep", f"h{h}-{tag}"), distilled))
-    teacher = {"params": _n_params(kd.teacher), "eval_mse": t_res.get("eval/mse", float("nan")),
-               "persistence_mse": t_res.get("eval/persistence_mse", float("nan"))}
+    teacher = {
+        "params": _n_params(kd.teacher),
+        "eval_mse": t_res.get("eval/mse", float("nan")),
+        "persistence_mse": t_res.get("eval/persistence_mse", float("nan")),
+    }
     report = _report(workdir, rows, teacher)
     print(open(report).read())
     return write_results(workdir, {"teacher": teacher, "students": rows, "report": report})

@@ -23,7 +23,8 @@ comes from :func:`output_change`. Reference: the weight-only scheme of MaxText /
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +66,9 @@ def quantize_array(w: Float[Array, "... d_in d_out"]) -> Int8Weight:
       The :class:`Int8Weight` with ``|w - q * scale| <= scale / 2`` elementwise.
     """
     if w.ndim < 2 or not jnp.issubdtype(w.dtype, jnp.floating):
-        raise ValueError(f"quantize_array needs a floating array with ndim >= 2, got "
-                         f"{w.dtype} {w.shape}")
+        raise ValueError(
+            f"quantize_array needs a floating array with ndim >= 2, got {w.dtype} {w.shape}"
+        )
     w32 = w.astype(jnp.float32)
     amax = jnp.max(jnp.abs(w32), axis=-2, keepdims=True)
     scale = jnp.where(amax > 0, amax / _QMAX, 1.0).astype(jnp.float32)
@@ -104,11 +106,17 @@ def quantize(tree: Any, *, names: tuple[str, ...] = KERNEL_NAMES) -> Any:
     Returns:
       The same structure with the selected leaves replaced by :class:`Int8Weight`.
     """
+
     def one(path, x):
-        if (_leaf_name(path) in names and hasattr(x, "ndim") and x.ndim >= 2
-                and jnp.issubdtype(x.dtype, jnp.floating)):
+        if (
+            _leaf_name(path) in names
+            and hasattr(x, "ndim")
+            and x.ndim >= 2
+            and jnp.issubdtype(x.dtype, jnp.floating)
+        ):
             return quantize_array(x)
         return x
+
     return jax.tree_util.tree_map_with_path(one, tree)
 
 
@@ -140,8 +148,7 @@ def tree_nbytes(tree: Any, *, quantized_only: bool = False) -> int:
 def kernel_nbytes(tree: Any, qtree: Any) -> tuple[int, int]:
     """(float bytes, int8 bytes) of the kernels that ``qtree`` quantized out of ``tree``."""
     flags = jax.tree.map(_is_q, qtree, is_leaf=_is_q)
-    before = sum(int(x.nbytes) for x, f in zip(jax.tree.leaves(tree), jax.tree.leaves(flags))
-                 if f)
+    before = sum(int(x.nbytes) for x, f in zip(jax.tree.leaves(tree), jax.tree.leaves(flags)) if f)
     return before, tree_nbytes(qtree, quantized_only=True)
 
 
@@ -157,12 +164,16 @@ def output_change(y_ref: jax.Array, y_q: jax.Array) -> dict[str, float]:
     if a.shape != b.shape:
         raise ValueError(f"output_change: shapes differ, {a.shape} vs {b.shape}")
     d = np.abs(b - a)
-    return {"max_abs": float(d.max()), "mean_abs": float(d.mean()),
-            "rel_l2": float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-30))}
+    return {
+        "max_abs": float(d.max()),
+        "mean_abs": float(d.mean()),
+        "rel_l2": float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-30)),
+    }
 
 
-def quantization_report(model, apply: Callable[[Any], jax.Array],
-                        names: tuple[str, ...] = KERNEL_NAMES) -> dict[str, float]:
+def quantization_report(
+    model, apply: Callable[[Any], jax.Array], names: tuple[str, ...] = KERNEL_NAMES
+) -> dict[str, float]:
     """Quantize an NNX model's parameters and measure what changes.
 
     Args:
@@ -183,6 +194,9 @@ def quantization_report(model, apply: Callable[[Any], jax.Array],
     y_q = apply(nnx.merge(graphdef, dequantize(qstate)))
     before, after = kernel_nbytes(state, qstate)
     out = output_change(y_ref, y_q)
-    out.update(kernel_bytes_float=before, kernel_bytes_int8=after,
-               kernel_compression=before / max(after, 1))
+    out.update(
+        kernel_bytes_float=before,
+        kernel_bytes_int8=after,
+        kernel_compression=before / max(after, 1),
+    )
     return out

@@ -19,7 +19,8 @@ Shapes: whatever ``predict(model, batch)`` returns, identical for student and te
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -72,8 +73,15 @@ class DistillTask:
 
     trainable = nnx.All(nnx.Param, nnx.PathContains("student"))
 
-    def __init__(self, student_task: Task, teacher_task: Task, teacher_state: nnx.State | None,
-                 *, alpha: float = 0.5, predict: Predict = predict_x):
+    def __init__(
+        self,
+        student_task: Task,
+        teacher_task: Task,
+        teacher_state: nnx.State | None,
+        *,
+        alpha: float = 0.5,
+        predict: Predict = predict_x,
+    ):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"DistillTask: alpha must lie in [0, 1], got {alpha}")
         self.student_task, self.teacher_task = student_task, teacher_task
@@ -100,7 +108,8 @@ class DistillTask:
         """The student's own metrics, the teacher's loss and the student-teacher gap."""
         out = dict(self.student_task.eval_metrics(model.student, batch))
         out["teacher_loss"] = self.teacher_task.eval_metrics(model.teacher, batch)["loss"]
-        gap = (self.predict(model.student, batch).astype(jnp.float32)
-               - self.predict(model.teacher, batch).astype(jnp.float32))
+        gap = self.predict(model.student, batch).astype(jnp.float32) - self.predict(
+            model.teacher, batch
+        ).astype(jnp.float32)
         out["distill_mse"] = jnp.mean(gap**2)
         return out

@@ -46,8 +46,8 @@ def test_roundtrip_matches_reference_and_bound(shape):
 
 def test_zero_channels_and_rows():
     w = np.random.default_rng(1).normal(size=(16, 6)).astype(np.float32)
-    w[:, 2] = 0.0   # an all-zero output channel: scale 1, codes 0, exact round trip
-    w[5, :] = 0.0   # an all-zero input row
+    w[:, 2] = 0.0  # an all-zero output channel: scale 1, codes 0, exact round trip
+    w[5, :] = 0.0  # an all-zero input row
     qw = qz.quantize_array(jnp.asarray(w))
     assert float(qw.scale[0, 2]) == 1.0
     assert np.all(np.asarray(qw.q)[:, 2] == 0) and np.all(np.asarray(qw.q)[5] == 0)
@@ -62,8 +62,9 @@ def test_rejects_vectors():
 
 
 def _model(residual=False, hidden=64):
-    return Regressor(RegressorConfig(features=3, hidden=hidden, depth=3, residual=residual),
-                     rngs=nnx.Rngs(0))
+    return Regressor(
+        RegressorConfig(features=3, hidden=hidden, depth=3, residual=residual), rngs=nnx.Rngs(0)
+    )
 
 
 @pytest.mark.parametrize("as_state", [True, False])
@@ -71,7 +72,9 @@ def test_tree_kernels_only_and_structure_kept(as_state):
     graphdef, state = nnx.split(_model())
     tree = state if as_state else nnx.to_pure_dict(state)
     qtree = qz.quantize(tree)
-    flat = jax.tree_util.tree_leaves_with_path(qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight))
+    flat = jax.tree_util.tree_leaves_with_path(
+        qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight)
+    )
     n_kernels = 0
     for path, leaf in flat:
         name = qz._leaf_name(path)
@@ -81,8 +84,10 @@ def test_tree_kernels_only_and_structure_kept(as_state):
         else:  # biases untouched: the very same arrays
             assert name == "bias" and not isinstance(leaf, qz.Int8Weight)
     assert n_kernels == 4
-    for a, b in zip(jax.tree.leaves(nnx.to_pure_dict(state) if not as_state else state),
-                    jax.tree.leaves(qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight))):
+    for a, b in zip(
+        jax.tree.leaves(nnx.to_pure_dict(state) if not as_state else state),
+        jax.tree.leaves(qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight)),
+    ):
         if not isinstance(b, qz.Int8Weight):
             assert a is b
     back = qz.dequantize(qtree)
@@ -110,11 +115,23 @@ def test_dtype_restored_bf16():
 
 
 def test_kernel_memory_four_times_smaller():
-    state = nnx.to_pure_dict(nnx.split(_model(hidden=128))[1])
+    # A pure-dict tree shaped like a 3x128 regressor (no model build: keeps the test fast).
+    rng = np.random.default_rng(5)
+    dims = [3, 128, 128, 128, 3]
+    state = {
+        f"l{i}": {
+            "kernel": jnp.asarray(rng.normal(size=(a, b)), jnp.float32),
+            "bias": jnp.zeros((b,), jnp.float32),
+        }
+        for i, (a, b) in enumerate(zip(dims, dims[1:]))
+    }
     qtree = qz.quantize(state)
     before, after = qz.kernel_nbytes(state, qtree)
-    kernels = [x for x in jax.tree.leaves(qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight))
-               if isinstance(x, qz.Int8Weight)]
+    kernels = [
+        x
+        for x in jax.tree.leaves(qtree, is_leaf=lambda x: isinstance(x, qz.Int8Weight))
+        if isinstance(x, qz.Int8Weight)
+    ]
     # int8 codes are exactly 4x smaller than the float32 kernels ...
     assert 4 * sum(k.q.nbytes for k in kernels) == before
     # ... plus one float32 scale per output channel.
