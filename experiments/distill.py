@@ -18,6 +18,10 @@ import dataclasses
 import os
 import sys
 
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxfm.ckpt import CkptConfig  # noqa: E402
@@ -25,6 +29,7 @@ from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.lorenz import flow_map_splits  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
 from jaxfm.models.regressor import RegressionTask, RegressorConfig  # noqa: E402
+from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
 from jaxfm.train import TrainConfig, run, write_results  # noqa: E402
 from jaxfm.train.distill import DistillTask, load_teacher  # noqa: E402
 
@@ -110,12 +115,29 @@ def _n_params(m: RegressorConfig) -> int:
     return sum(a * b + b for a, b in zip(dims, dims[1:]))
 
 
+def _int8(task: RegressionTask, state: nnx.State, held_out: dict) -> dict:
+    """The teacher quantized to int8 (weight-only): output change and held-out MSE."""
+    model = task.build_model(nnx.Rngs(0))
+    nnx.update(model, state)
+    x, y = jnp.asarray(held_out["x"]), np.asarray(held_out["y"], np.float64)
+    rep = quantization_report(model, lambda m: m(x))
+    graphdef, params = nnx.split(model)
+    y_q = np.asarray(nnx.merge(graphdef, dequantize(quantize(params)))(x), np.float64)
+    return {
+        "int8_eval_mse": float(np.mean((y_q - y) ** 2)),
+        **{f"int8_{k}": v for k, v in rep.items()},
+    }
+
+
 def _report(workdir: str, rows: list[dict], teacher: dict) -> str:
     lines = [
         "# Distillation: student error vs size (Lorenz-63 flow map)",
         "",
         f"Teacher: {teacher['params']} parameters, held-out MSE "
         f"{teacher['eval_mse']:.3e}; persistence MSE {teacher['persistence_mse']:.3e}.",
+        f"Teacher with int8 weight-only kernels ({teacher['int8_kernel_compression']:.2f}x "
+        f"smaller): held-out MSE {teacher['int8_eval_mse']:.3e}, output change rel_l2 "
+        f"{teacher['int8_rel_l2']:.2e}, max_abs {teacher['int8_max_abs']:.2e}.",
         "",
         "| student | hidden x depth | params | training | held-out MSE |",
         "|---|---|---|---|---|",
@@ -178,6 +200,7 @@ def main(cfg: Config) -> dict:
         "params": _n_params(kd.teacher),
         "eval_mse": t_res.get("eval/mse", float("nan")),
         "persistence_mse": t_res.get("eval/persistence_mse", float("nan")),
+        **_int8(teacher_task, teacher_state, held_out),
     }
     report = _report(workdir, rows, teacher)
     print(open(report).read())
