@@ -5,7 +5,7 @@
     python experiments/backbone_compare.py tiny --trunk mamba --workdir runs/bc/mamba
     python experiments/backbone_compare.py tiny --trunk mamba2 --workdir runs/bc/mamba2
 
-Each run is an ordinary surrogate pretraining (``experiments/surrogate_pipeline.py``: AViT
+Each run is an ordinary surrogate pretraining (``jaxfm/train/surrogate_pipeline.py``: AViT
 on the simulated systems, system-uniform sampling) whose time and space mixers are set to
 ``--trunk`` (one of ``jaxfm.nn.trunk.MIXERS``; non-causal state-space mixers run
 bidirectionally). Besides the usual results it records the trunk, the parameter count, the
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from experiments.surrogate_pipeline import (  # noqa: E402
+from jaxfm.train.surrogate_pipeline import (  # noqa: E402
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
