@@ -38,10 +38,10 @@ data: venv  ## generate the small multi-system PDE corpus (The Well layout) into
 	$(PY) -m jaxfm.data.generate corpus --n-traj 16 --resolution 32 --out runs/data
 
 test: venv  ## the CI test suite (8 simulated CPU devices, < 15 min on 2 cores)
-	$(PY) -m pytest -m "not slow and not gpu and not triton_interpret" -q
+	$(PY) -m pytest -n 2 -m "not slow and not gpu and not triton_interpret" -q --durations=15
 
 test-slow: venv  ## heavier tests (longer learning and multi-process runs)
-	$(PY) -m pytest -m "slow and not gpu and not triton_interpret" -q
+	$(PY) -m pytest -n 2 -m "slow and not gpu and not triton_interpret" -q --durations=15
 
 test-triton:  ## Triton kernels under TRITON_INTERPRET=1 in a Python 3.11 venv with CPU torch
 	bash kernels/flash_attention/triton_interpret_env.sh
