@@ -28,7 +28,6 @@
 # is then barely above chance; the full setting is `experiments/contrastive_train.py default`.
 
 # %%
-import dataclasses
 import os
 import tempfile
 
