@@ -62,8 +62,9 @@ def _apply(m, x):
     return y, {k.split("/")[-1]: float(v) for k, v in aux.items()}
 
 
-@pytest.mark.parametrize("activation", ["gelu", "swiglu"])
-@pytest.mark.parametrize("dispatch", ["dropless", "dense"])
+@pytest.mark.parametrize("dispatch, activation",
+                         [("dropless", "gelu"), ("dropless", "swiglu"),
+                          pytest.param("dense", "gelu", marks=pytest.mark.slow)])
 def test_dispatch_matches_weighted_every_expert_reference(dispatch, activation):
     m = _fresh(dispatch=dispatch, activation=activation)
     x = np.random.default_rng(0).standard_normal((2, 24, 16))
@@ -121,7 +122,7 @@ def numpy_capacity_keep(idx: np.ndarray, n_experts: int, cap: int) -> np.ndarray
     return keep
 
 
-@pytest.mark.parametrize("cf", [1.0, 0.5])
+@pytest.mark.parametrize("cf", [1.0, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_capacity_drops_exactly_what_the_arithmetic_says(cf):
     m = _fresh(seed=2, dispatch="capacity", capacity_factor=cf)
     # a skewed router so that several experts overflow
@@ -147,6 +148,7 @@ def test_capacity_factor_e_over_k_drops_nothing():
     assert aux["dropped_frac"] == 0.0
 
 
+@pytest.mark.slow
 def test_aux_loss_free_bias_evens_out_the_load():
     m = _fresh(seed=6, bias_rate=0.05, lb_weight=0.0, z_weight=0.0)
     m.router[...] = m.router[...] + jnp.linspace(0.0, 0.3, 8)[None]
@@ -183,7 +185,8 @@ def test_losses_are_recorded_with_their_weights():
     np.testing.assert_allclose(float(total), float(expect), rtol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch", ["capacity", "dropless"])
+@pytest.mark.parametrize("dispatch", ["capacity",
+                                      pytest.param("dropless", marks=pytest.mark.slow)])
 def test_expert_sharded_equals_unsharded(dispatch):
     assert jax.device_count() == 8
     m = _fresh(seed=10, dispatch=dispatch, capacity_factor=1.0, activation="swiglu")

@@ -120,6 +120,7 @@ def _grad_temp_bytes(method, l, d=32, n=16):
     return g.lower(x, x, a, bc, bc).compile().memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_chunked_memory_does_not_grow_with_the_full_state():
     # One (1, L, 32, 16) fp32 state tensor is 2 MB at L = 1024 and grows by 6 MB up to
     # L = 4096. The associative scan keeps several such tensors for its backward pass

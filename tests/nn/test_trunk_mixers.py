@@ -14,7 +14,7 @@ from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.trunk import MIXERS, Trunk, TrunkConfig
 
 KINDS = ["attention", "mamba", "mamba2", "moe"]
-SMALL = TrunkConfig(depth=2, dim=32, heads=4, d_state=8, headdim=16, ssm_chunk=8,
+SMALL = TrunkConfig(depth=1, dim=32, heads=4, d_state=8, headdim=16, ssm_chunk=8,
                     n_experts=4, norm="rmsnorm")
 
 
@@ -22,6 +22,7 @@ def test_registry_lists_every_kind():
     assert sorted(MIXERS) == sorted(KINDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_causal_trunk_call_shape_and_causality(kind):
     cfg = dataclasses.replace(SMALL, kind=kind, causal=True)
@@ -38,10 +39,11 @@ def test_causal_trunk_call_shape_and_causality(kind):
     # fp32 causal paths: earlier tokens may differ only by reassociation inside XLA
     np.testing.assert_allclose(np.asarray(y[:, :12]), np.asarray(y2[:, :12]), atol=1e-6)
     assert np.abs(np.asarray(y[:, 12:] - y2[:, 12:])).max() > 1e-3
-    if kind == "moe":  # the MoE blocks record balance and z losses (each >= 0.01 * k = 0.02)
-        assert float(aux) > 2 * 0.02 and any(k.endswith("max_load") for k in metrics)
+    if kind == "moe":  # the MoE block records balance and z losses (balance >= 0.01 * k)
+        assert float(aux) > 0.02 and any(k.endswith("max_load") for k in metrics)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["mamba", "mamba2"])
 def test_noncausal_ssm_trunk_is_bidirectional_and_takes_key_masks(kind):
     trunk = Trunk(dataclasses.replace(SMALL, kind=kind), rngs=nnx.Rngs(1))
@@ -56,7 +58,7 @@ def test_noncausal_ssm_trunk_is_bidirectional_and_takes_key_masks(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_trunk_learns_a_causal_copy_task(kind):
     # Predict x_{t-3} from x_1..x_t: needs memory of the past, so a pointwise model cannot.
-    cfg = dataclasses.replace(SMALL, kind=kind, causal=True)
+    cfg = dataclasses.replace(SMALL, kind=kind, causal=True, depth=2)
     model = nnx.Sequential(nnx.Linear(4, 32, rngs=nnx.Rngs(2)), Trunk(cfg, rngs=nnx.Rngs(3)),
                            nnx.Linear(32, 4, rngs=nnx.Rngs(4)))
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)

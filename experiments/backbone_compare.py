@@ -1,0 +1,176 @@
+"""Backbone comparison: the same multi-physics pretraining budget with each sequence mixer.
+
+    python experiments/backbone_compare.py smoke --workdir runs/bc-smoke/attention
+    python experiments/backbone_compare.py tiny --trunk attention --workdir runs/bc/attention
+    python experiments/backbone_compare.py tiny --trunk mamba --workdir runs/bc/mamba
+    python experiments/backbone_compare.py tiny --trunk mamba2 --workdir runs/bc/mamba2
+
+Each run is an ordinary surrogate pretraining (``experiments/surrogate_pipeline.py``: AViT
+on the simulated systems, system-uniform sampling) whose time and space mixers are set to
+``--trunk`` (one of ``jaxfm.nn.trunk.MIXERS``; non-causal state-space mixers run
+bidirectionally). Besides the usual results it records the trunk, the parameter count, the
+median step time (``metrics.jsonl``) and the compiled memory of one training step (XLA's
+memory analysis of loss + gradient on one batch). After each run the table
+``backbone_compare.md`` / ``.json`` next to the workdir is rebuilt from every sibling run
+that has such results, so running the trunks one after another (same parent folder) fills
+one table: one-step eval NRMSE, persistence, rollout NRMSE (first 5 autoregressive steps on
+the eval trajectories, averaged over systems), step time, parameters, memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import statistics
+import sys
+from typing import Literal
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from experiments.surrogate_pipeline import (  # noqa: E402
+    PDEDataConfig,
+    SurrogateExperiment,
+    build_data,
+    train,
+)
+from jaxfm.ckpt import CkptConfig  # noqa: E402
+from jaxfm.config import cli  # noqa: E402
+from jaxfm.models.surrogate import avit_config  # noqa: E402
+from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.train import TrainConfig, write_results  # noqa: E402
+from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+
+TABLE = "backbone_compare"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneCompare(SurrogateExperiment):
+    """A surrogate pretraining run whose AViT mixers are chosen by ``trunk``."""
+
+    trunk: Literal["attention", "mamba", "mamba2"] = "attention"
+    """Sequence mixer along time and space: attention (MPP's, with relative position bias),
+    mamba (selective scan, bidirectional) or mamba2 (SSD, bidirectional)."""
+
+
+def smoke() -> BackboneCompare:
+    """About a minute on CPU: 1-block AViT, 4 systems at 32x32, 20 steps."""
+    return BackboneCompare(
+        workdir="runs/backbone-compare-smoke/attention",
+        model=SurrogateTaskConfig(avit=avit_config("smoke")),
+        data=PDEDataConfig(n_train=3, n_eval=1, resolution=32, n_steps=10, epoch_batches=200),
+        train=TrainConfig(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5,
+                          eval_batches=2),
+        ckpt=CkptConfig(every=10))
+
+
+def tiny() -> BackboneCompare:
+    """The CPU comparison: the surrogate's ``tiny`` AViT (D 64, depth 4, patch 8) at 32x32,
+    16 trajectories per system, 200 steps of batch 8; several minutes per trunk on 2 cores.
+    A budget for comparing costs and trends, far from convergence."""
+    return BackboneCompare(
+        workdir="runs/backbone-compare/attention",
+        model=SurrogateTaskConfig(avit=avit_config("tiny")),
+        data=PDEDataConfig(n_train=16, n_eval=4, resolution=32, n_steps=16),
+        train=TrainConfig(steps=200, batch_size=8, lr=1e-3, warmup_steps=20, log_every=25,
+                          eval_every=100, eval_batches=8),
+        ckpt=CkptConfig(every=100))
+
+
+PRESETS = {"smoke": smoke, "tiny": tiny}
+
+
+def with_trunk(cfg: BackboneCompare) -> BackboneCompare:
+    """``cfg`` with the AViT's time and space mixers set to ``cfg.trunk``."""
+    avit = dataclasses.replace(cfg.model.avit, time_mixer=cfg.trunk, space_mixer=cfg.trunk)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, avit=avit))
+
+
+def step_memory(cfg: BackboneCompare) -> dict:
+    """Parameter count and compiled memory (bytes) of loss + gradient on one batch."""
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed)
+    task = SurrogateTask(cfg.model, data.periodic)
+    model = task.build_model(nnx.Rngs(cfg.train.seed))
+    n = cfg.train.batch_size
+    examples = [data.train[i] for i in range(n)]
+    batch = {k: jnp.asarray(np.stack([e[k] for e in examples])) for k in examples[0]}
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params, rest, batch):
+        m = nnx.merge(graphdef, params, rest)
+        return task.loss(m, batch, nnx.Rngs(dropout=0))[0]
+
+    compiled = jax.jit(jax.grad(loss)).lower(params, rest, batch).compile()
+    mem = compiled.memory_analysis()
+    peak = None if mem is None else int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                                        + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+    return {"params": count_params(model), "step_peak_bytes": peak}
+
+
+def median_step_time(workdir: str) -> float | None:
+    """Median ``step_time_s`` logged in ``WORKDIR/metrics.jsonl`` (compile step excluded)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        times = [r["step_time_s"] for r in map(json.loads, f) if "step_time_s" in r]
+    return statistics.median(times[1:] or times) if times else None
+
+
+def _rollout_mean5(results: dict) -> float | None:
+    vals = [sys_res["model"]["nrmse"]["mean_5"] for sys_res in results.get("rollout", {}).values()]
+    return float(np.mean(vals)) if vals else None
+
+
+def write_table(parent: str) -> list[dict]:
+    """Rebuilds ``PARENT/backbone_compare.{json,md}`` from every run folder under ``parent``."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(parent, "*", "results.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        if "trunk" not in r:
+            continue
+        ev = r.get("eval", r)
+        rows.append(dict(
+            run=os.path.basename(os.path.dirname(path)), trunk=r["trunk"], step=r.get("step"),
+            eval_nrmse=ev.get("eval/nrmse"), persistence_nrmse=ev.get("eval/persistence_nrmse"),
+            rollout_nrmse_5=_rollout_mean5(r), step_time_s=r.get("step_time_s"),
+            params=r.get("params"), step_peak_mb=(r["step_peak_bytes"] / 2**20
+                                                  if r.get("step_peak_bytes") else None)))
+    fmt = lambda v, f="{:.4g}": "-" if v is None else f.format(v)
+    lines = ["| run | trunk | steps | eval NRMSE | persistence | rollout NRMSE (5) | "
+             "step s | params | step MB |", "|" + "---|" * 9]
+    for w in rows:
+        lines.append(f"| {w['run']} | {w['trunk']} | {w['step']} | {fmt(w['eval_nrmse'])} | "
+                     f"{fmt(w['persistence_nrmse'])} | {fmt(w['rollout_nrmse_5'])} | "
+                     f"{fmt(w['step_time_s'], '{:.3f}')} | {fmt(w['params'], '{:,}')} | "
+                     f"{fmt(w['step_peak_mb'], '{:.1f}')} |")
+    if jax.process_index() == 0:
+        with open(os.path.join(parent, f"{TABLE}.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+        with open(os.path.join(parent, f"{TABLE}.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return rows
+
+
+def main(cfg: BackboneCompare) -> dict:
+    """Trains the surrogate with ``cfg.trunk``, records cost, rebuilds the comparison table."""
+    cfg = with_trunk(cfg)
+    results = train(cfg)
+    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir),
+             **step_memory(cfg)}
+    results = write_results(cfg.workdir, extra)
+    parent = os.path.dirname(os.path.abspath(cfg.workdir))
+    rows = write_table(parent)
+    print(f"backbone table ({len(rows)} runs): {os.path.join(parent, TABLE + '.md')}")
+    return results
+
+
+if __name__ == "__main__":
+    main(cli(BackboneCompare, PRESETS, doc=__doc__))
