@@ -32,14 +32,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
 from experiments.surrogate_pipeline import (  # noqa: E402
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
     train,
 )
+from flax import nnx  # noqa: E402
+
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
@@ -65,9 +65,11 @@ def smoke() -> BackboneCompare:
         workdir="runs/backbone-compare-smoke/attention",
         model=SurrogateTaskConfig(avit=avit_config("smoke")),
         data=PDEDataConfig(n_train=3, n_eval=1, resolution=32, n_steps=10, epoch_batches=200),
-        train=TrainConfig(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5,
-                          eval_batches=2),
-        ckpt=CkptConfig(every=10))
+        train=TrainConfig(
+            steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5, eval_batches=2
+        ),
+        ckpt=CkptConfig(every=10),
+    )
 
 
 def tiny() -> BackboneCompare:
@@ -78,9 +80,17 @@ def tiny() -> BackboneCompare:
         workdir="runs/backbone-compare/attention",
         model=SurrogateTaskConfig(avit=avit_config("tiny")),
         data=PDEDataConfig(n_train=16, n_eval=4, resolution=32, n_steps=16),
-        train=TrainConfig(steps=200, batch_size=8, lr=1e-3, warmup_steps=20, log_every=25,
-                          eval_every=100, eval_batches=8),
-        ckpt=CkptConfig(every=100))
+        train=TrainConfig(
+            steps=200,
+            batch_size=8,
+            lr=1e-3,
+            warmup_steps=20,
+            log_every=25,
+            eval_every=100,
+            eval_batches=8,
+        ),
+        ckpt=CkptConfig(every=100),
+    )
 
 
 PRESETS = {"smoke": smoke, "tiny": tiny}
@@ -108,8 +118,16 @@ def step_memory(cfg: BackboneCompare) -> dict:
 
     compiled = jax.jit(jax.grad(loss)).lower(params, rest, batch).compile()
     mem = compiled.memory_analysis()
-    peak = None if mem is None else int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
-                                        + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+    peak = (
+        None
+        if mem is None
+        else int(
+            mem.temp_size_in_bytes
+            + mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            - mem.alias_size_in_bytes
+        )
+    )
     return {"params": count_params(model), "step_peak_bytes": peak}
 
 
@@ -137,20 +155,32 @@ def write_table(parent: str) -> list[dict]:
         if "trunk" not in r:
             continue
         ev = r.get("eval", r)
-        rows.append(dict(
-            run=os.path.basename(os.path.dirname(path)), trunk=r["trunk"], step=r.get("step"),
-            eval_nrmse=ev.get("eval/nrmse"), persistence_nrmse=ev.get("eval/persistence_nrmse"),
-            rollout_nrmse_5=_rollout_mean5(r), step_time_s=r.get("step_time_s"),
-            params=r.get("params"), step_peak_mb=(r["step_peak_bytes"] / 2**20
-                                                  if r.get("step_peak_bytes") else None)))
+        rows.append(
+            dict(
+                run=os.path.basename(os.path.dirname(path)),
+                trunk=r["trunk"],
+                step=r.get("step"),
+                eval_nrmse=ev.get("eval/nrmse"),
+                persistence_nrmse=ev.get("eval/persistence_nrmse"),
+                rollout_nrmse_5=_rollout_mean5(r),
+                step_time_s=r.get("step_time_s"),
+                params=r.get("params"),
+                step_peak_mb=(r["step_peak_bytes"] / 2**20 if r.get("step_peak_bytes") else None),
+            )
+        )
     fmt = lambda v, f="{:.4g}": "-" if v is None else f.format(v)
-    lines = ["| run | trunk | steps | eval NRMSE | persistence | rollout NRMSE (5) | "
-             "step s | params | step MB |", "|" + "---|" * 9]
+    lines = [
+        "| run | trunk | steps | eval NRMSE | persistence | rollout NRMSE (5) | "
+        "step s | params | step MB |",
+        "|" + "---|" * 9,
+    ]
     for w in rows:
-        lines.append(f"| {w['run']} | {w['trunk']} | {w['step']} | {fmt(w['eval_nrmse'])} | "
-                     f"{fmt(w['persistence_nrmse'])} | {fmt(w['rollout_nrmse_5'])} | "
-                     f"{fmt(w['step_time_s'], '{:.3f}')} | {fmt(w['params'], '{:,}')} | "
-                     f"{fmt(w['step_peak_mb'], '{:.1f}')} |")
+        lines.append(
+            f"| {w['run']} | {w['trunk']} | {w['step']} | {fmt(w['eval_nrmse'])} | "
+            f"{fmt(w['persistence_nrmse'])} | {fmt(w['rollout_nrmse_5'])} | "
+            f"{fmt(w['step_time_s'], '{:.3f}')} | {fmt(w['params'], '{:,}')} | "
+            f"{fmt(w['step_peak_mb'], '{:.1f}')} |"
+        )
     if jax.process_index() == 0:
         with open(os.path.join(parent, f"{TABLE}.json"), "w") as f:
             json.dump(rows, f, indent=1)
@@ -163,8 +193,7 @@ def main(cfg: BackboneCompare) -> dict:
     """Trains the surrogate with ``cfg.trunk``, records cost, rebuilds the comparison table."""
     cfg = with_trunk(cfg)
     results = train(cfg)
-    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir),
-             **step_memory(cfg)}
+    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir), **step_memory(cfg)}
     results = write_results(cfg.workdir, extra)
     parent = os.path.dirname(os.path.abspath(cfg.workdir))
     rows = write_table(parent)

@@ -17,12 +17,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
+from jaxfm.train.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
 from jaxfm.train.surrogate_task import SurrogateTaskConfig  # noqa: E402
 
 
@@ -32,9 +32,11 @@ def smoke() -> SurrogateExperiment:
         workdir="runs/surrogate-pretrain-smoke",
         model=SurrogateTaskConfig(avit=avit_config("smoke")),
         data=PDEDataConfig(n_train=3, n_eval=1, resolution=32, n_steps=10, epoch_batches=200),
-        train=TrainConfig(steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5,
-                          eval_batches=2),
-        ckpt=CkptConfig(every=10))
+        train=TrainConfig(
+            steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5, eval_batches=2
+        ),
+        ckpt=CkptConfig(every=10),
+    )
 
 
 def tiny() -> SurrogateExperiment:
@@ -43,21 +45,32 @@ def tiny() -> SurrogateExperiment:
     return SurrogateExperiment(
         workdir="runs/surrogate-pretrain-tiny",
         model=SurrogateTaskConfig(avit=avit_config("tiny")),
-        data=PDEDataConfig(n_train=48, n_eval=8, resolution=64),
-        train=TrainConfig(steps=3000, batch_size=8, lr=1e-3, warmup_steps=100, log_every=50,
-                          eval_every=500, eval_batches=16),
-        ckpt=CkptConfig(every=500))
+        data=PDEDataConfig(n_train=48, n_eval=8, resolution=64, cache_dir="runs/pde_cache"),
+        train=TrainConfig(
+            steps=3000,
+            batch_size=8,
+            lr=1e-3,
+            warmup_steps=100,
+            log_every=50,
+            eval_every=500,
+            eval_batches=16,
+        ),
+        ckpt=CkptConfig(every=500),
+    )
 
 
 def Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
     """MPP-AViT-Ti (patch 16, full-state head as MPP) at 128x128; a GPU run."""
     base = tiny()
     return dataclasses.replace(
-        base, workdir="runs/surrogate-pretrain-Ti",
+        base,
+        workdir="runs/surrogate-pretrain-Ti",
         model=SurrogateTaskConfig(avit=avit_config("Ti")),
         data=dataclasses.replace(base.data, resolution=128, n_steps_input=16, n_steps=33),
-        train=dataclasses.replace(base.train, steps=50_000, batch_size=16, lr=3e-4,
-                                  weight_decay=1e-3, warmup_steps=1000))
+        train=dataclasses.replace(
+            base.train, steps=50_000, batch_size=16, lr=3e-4, weight_decay=1e-3, warmup_steps=1000
+        ),
+    )
 
 
 PRESETS = {"smoke": smoke, "tiny": tiny, "Ti": Ti}
@@ -66,8 +79,12 @@ PRESETS = {"smoke": smoke, "tiny": tiny, "Ti": Ti}
 def main(cfg: SurrogateExperiment) -> dict:
     """Pretrains, evaluates one-step and rollout errors, plots the losses."""
     results = train(cfg)
-    plot = plot_metrics(cfg.workdir, ["loss", "eval/loss", "eval/nrmse", "eval/persistence_nrmse"],
-                        title="surrogate pretraining", filename="loss.png")
+    plot = plot_metrics(
+        cfg.workdir,
+        ["loss", "eval/loss", "eval/nrmse", "eval/persistence_nrmse"],
+        title="surrogate pretraining",
+        filename="loss.png",
+    )
     return write_results(cfg.workdir, {"plots": [plot]}) if plot else results
 
 

@@ -17,9 +17,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.surrogate_pipeline import evaluate_rollouts, load_run_config  # noqa: E402
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
+from jaxfm.config import cli  # noqa: E402
+from jaxfm.parallel.options import ParallelConfig  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
+from jaxfm.train.surrogate_pipeline import evaluate_rollouts, load_run_config  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +32,13 @@ class RolloutOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class RolloutConfig(ExperimentConfig):
-    """Evaluate the run in --workdir (train/ckpt sections are not used)."""
+class RolloutConfig:
+    """Evaluate the trained run in --workdir (no training: no train/ckpt sections)."""
 
+    workdir: str = "runs/surrogate-finetune-m1"
+    """The run to evaluate (its config.json and checkpoints/); outputs are written there."""
+    parallel: ParallelConfig = dataclasses.field(default_factory=ParallelConfig)
+    """Device mesh for loading the checkpoint."""
     rollout: RolloutOptions = dataclasses.field(default_factory=RolloutOptions)
     """Rollout settings."""
 
@@ -45,8 +50,7 @@ def default() -> RolloutConfig:
 
 def smoke() -> RolloutConfig:
     """The fine-tuning smoke run's workdir, 5 steps."""
-    return RolloutConfig(workdir="runs/surrogate-finetune-smoke",
-                         rollout=RolloutOptions(steps=5))
+    return RolloutConfig(workdir="runs/surrogate-finetune-smoke", rollout=RolloutOptions(steps=5))
 
 
 PRESETS = {"default": default, "smoke": smoke}
@@ -54,8 +58,14 @@ PRESETS = {"default": default, "smoke": smoke}
 
 def report(workdir: str, res: dict) -> str:
     """A markdown table of the rollout windows, model beside persistence."""
-    lines = ["# Rollout evaluation", "", f"run: `{workdir}`", "",
-             "| system | metric | window | model | persistence |", "|---|---|---|---|---|"]
+    lines = [
+        "# Rollout evaluation",
+        "",
+        f"run: `{workdir}`",
+        "",
+        "| system | metric | window | model | persistence |",
+        "|---|---|---|---|---|",
+    ]
     for system, r in res.items():
         for metric in ("nrmse", "vrmse"):
             for win, v in r["model"][metric]["windows"].items():

@@ -79,28 +79,42 @@ def study() -> Config:
     FP15 is left out here: its 27,001-way softmax at every position costs ~10x the other
     models together on a CPU; add it with ``--study.encodings xval,p10,p1000,fp15``.
     """
-    return Config(workdir="runs/xval-study",
-                  model=XValConfig(head_hidden=32,
-                                   trunk=TrunkConfig(depth=2, dim=64, heads=4, causal=True)),
-                  data=NumberTaskConfig(n_train=4096, n_eval=256, max_len=48, operands=3),
-                  study=StudyConfig(tasks=("arithmetic", "orbits"),
-                                    encodings=("xval", "p10", "p1000")),
-                  train=TrainConfig(steps=300, batch_size=32, lr=2e-3, warmup_steps=30,
-                                    clip_norm=None, log_every=25, eval_every=0),
-                  ckpt=CkptConfig(every=100, keep_best=0))
+    return Config(
+        workdir="runs/xval-study",
+        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=2, dim=64, heads=4, causal=True)),
+        data=NumberTaskConfig(n_train=4096, n_eval=256, max_len=48, operands=3),
+        study=StudyConfig(tasks=("arithmetic", "orbits"), encodings=("xval", "p10", "p1000")),
+        train=TrainConfig(
+            steps=300,
+            batch_size=32,
+            lr=2e-3,
+            warmup_steps=30,
+            clip_norm=None,
+            log_every=25,
+            eval_every=0,
+        ),
+        ckpt=CkptConfig(every=100, keep_best=0),
+    )
 
 
 def smoke() -> Config:
     """About a minute on an idle 2-core CPU: arithmetic, xval vs p10, tiny model, 20 steps."""
-    return Config(workdir="runs/xval-smoke",
-                  model=XValConfig(head_hidden=32,
-                                   trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True)),
-                  data=NumberTaskConfig(n_train=256, n_eval=64, max_len=32, operands=2),
-                  study=StudyConfig(tasks=("arithmetic",), encodings=("xval", "p10"),
-                                    gen_batch=64),
-                  train=TrainConfig(steps=20, batch_size=32, lr=3e-3, warmup_steps=5,
-                                    clip_norm=None, log_every=10, eval_every=0),
-                  ckpt=CkptConfig(every=0, keep_best=0))
+    return Config(
+        workdir="runs/xval-smoke",
+        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True)),
+        data=NumberTaskConfig(n_train=256, n_eval=64, max_len=32, operands=2),
+        study=StudyConfig(tasks=("arithmetic",), encodings=("xval", "p10"), gen_batch=64),
+        train=TrainConfig(
+            steps=20,
+            batch_size=32,
+            lr=3e-3,
+            warmup_steps=5,
+            clip_norm=None,
+            log_every=10,
+            eval_every=0,
+        ),
+        ckpt=CkptConfig(every=0, keep_best=0),
+    )
 
 
 PRESETS = {"smoke": smoke, "study": study}
@@ -114,13 +128,21 @@ def _predict(model, codec, arrays: dict, batch: int) -> np.ndarray:
     for s in range(0, n, batch):
         sl = slice(s, min(s + batch, n))
         pad = batch - (sl.stop - sl.start)  # one compiled shape: pad the last chunk
-        take = {k: np.concatenate([arrays[k][sl], arrays[k][:1].repeat(pad, 0)])
-                for k in ("tokens", "values", "answer_pos", "answer_unit")}
-        tok, val = gen(model, jnp.asarray(take["tokens"]), jnp.asarray(take["values"]),
-                       jnp.asarray(take["answer_pos"]), codec.tokens_per_number)
+        take = {
+            k: np.concatenate([arrays[k][sl], arrays[k][:1].repeat(pad, 0)])
+            for k in ("tokens", "values", "answer_pos", "answer_unit")
+        }
+        tok, val = gen(
+            model,
+            jnp.asarray(take["tokens"]),
+            jnp.asarray(take["values"]),
+            jnp.asarray(take["answer_pos"]),
+            codec.tokens_per_number,
+        )
         tok, val = jax.device_get((tok, val))
-        out.append(read_answers(codec, tok, val, take["answer_pos"],
-                                take["answer_unit"])[:batch - pad])
+        out.append(
+            read_answers(codec, tok, val, take["answer_pos"], take["answer_unit"])[: batch - pad]
+        )
     return np.concatenate(out)
 
 
@@ -142,16 +164,21 @@ def build(cfg: Config):
         for encoding in cfg.study.encodings:
             data = dataclasses.replace(cfg.data, task=task_name, encoding=encoding)
             codec, arrays, _ = make_splits(data, texts)
-            model_cfg = dataclasses.replace(cfg.model, vocab_size=codec.vocab_size,
-                                            max_len=data.max_len, num_token=NUM)
+            model_cfg = dataclasses.replace(
+                cfg.model, vocab_size=codec.vocab_size, max_len=data.max_len, num_token=NUM
+            )
             runs[_name(task_name, encoding)] = (codec, arrays, model_cfg)
     return runs
 
 
 def _joined(runs: dict, split: str) -> dict[str, np.ndarray]:
     """One batch dict with every model's arrays under ``NAME/key`` (same samples, by index)."""
-    return {f"{name}/{k}": v for name, (_, arrays, _) in runs.items()
-            for k, v in arrays[split].items() if k in ("tokens", "values", "loss_mask")}
+    return {
+        f"{name}/{k}": v
+        for name, (_, arrays, _) in runs.items()
+        for k, v in arrays[split].items()
+        if k in ("tokens", "values", "loss_mask")
+    }
 
 
 def evaluate_models(cfg: Config, runs: dict, ensemble) -> tuple[list[dict], dict]:
@@ -160,9 +187,13 @@ def evaluate_models(cfg: Config, runs: dict, ensemble) -> tuple[list[dict], dict
     for name, (codec, arrays, _) in runs.items():
         task_name, encoding = name.rsplit("-", 1)
         model = ensemble.models[name]
-        row = {"task": task_name, "encoding": encoding, "params": count_params(model),
-               "tokens_per_number": codec.tokens_per_number,
-               "tokens_per_sample": float((arrays["train"]["tokens"] != 0).sum(1).mean())}
+        row = {
+            "task": task_name,
+            "encoding": encoding,
+            "params": count_params(model),
+            "tokens_per_number": codec.tokens_per_number,
+            "tokens_per_sample": float((arrays["train"]["tokens"] != 0).sum(1).mean()),
+        }
         preds[(task_name, encoding)] = {}
         for split in ("eval_id", "eval_ood"):
             pred = _predict(model, codec, arrays[split], cfg.study.gen_batch)
@@ -186,8 +217,9 @@ def plot(preds: dict, path: str) -> None:
     keys = list(preds)
     tasks = sorted({t for t, _ in keys}, key=[t for t, _ in keys].index)
     encs = sorted({e for _, e in keys}, key=[e for _, e in keys].index)
-    fig, axes = plt.subplots(len(tasks), len(encs), figsize=(3.2 * len(encs), 3.2 * len(tasks)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks), len(encs), figsize=(3.2 * len(encs), 3.2 * len(tasks)), squeeze=False
+    )
     for (t, e), splits in preds.items():
         ax = axes[tasks.index(t), encs.index(e)]
         lo = min(float(np.min(true)) for _, true in splits.values())
@@ -196,8 +228,14 @@ def plot(preds: dict, path: str) -> None:
         for split, colour in (("eval_id", "C0"), ("eval_ood", "C3")):
             pred, true = splits[split]
             ok = np.isfinite(pred)
-            ax.scatter(true[ok], np.clip(pred[ok], lo - 1, hi + 1), s=4, c=colour, alpha=0.5,
-                       label=f"{split[5:]} ({ok.mean():.0%} valid)")
+            ax.scatter(
+                true[ok],
+                np.clip(pred[ok], lo - 1, hi + 1),
+                s=4,
+                c=colour,
+                alpha=0.5,
+                label=f"{split[5:]} ({ok.mean():.0%} valid)",
+            )
         ax.set_title(f"{t} / {e}", fontsize=9)
         ax.set_xlabel("true (normalised)", fontsize=8)
         ax.set_ylabel("predicted", fontsize=8)
@@ -209,29 +247,35 @@ def plot(preds: dict, path: str) -> None:
 
 def report(cfg: Config, rows: list[dict], wall_s: float, argv: list[str]) -> str:
     """The markdown table with the command that produced it."""
-    lines = ["# xVal study", "",
-             f"Command: `python experiments/xval_study.py {' '.join(argv)}`  ",
-             f"Seeds: train.seed={cfg.train.seed}, data.seed={cfg.data.seed}; total wall time "
-             f"{wall_s / 60:.1f} min (all models, training + evaluation) on "
-             f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores, jax {jax.__version__}).  ",
-             f"Model: depth {cfg.model.trunk.depth}, width {cfg.model.trunk.dim}, "
-             f"{cfg.train.steps} steps x batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
-             f"clip_norm {cfg.train.clip_norm}; "
-             f"{cfg.data.n_train} training samples; {cfg.data.n_eval} per evaluation split; "
-             f"OOD band [{cfg.data.ood_lo}, {cfg.data.ood_hi}) of the key variable's range.", "",
-             "MSE in normalised units (|x| <= 5); 'within 1%': |pred - true| <= 0.01 |true|; "
-             "'valid': generated tokens formed a number. Constant = MSE of predicting the "
-             "training mean.", "",
-             "| task | encoding | tok/num | tok/sample | params | ID MSE | ID <1% | "
-             "ID valid | OOD MSE | OOD <1% | OOD valid | constant MSE |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# xVal study",
+        "",
+        f"Command: `python experiments/xval_study.py {' '.join(argv)}`  ",
+        f"Seeds: train.seed={cfg.train.seed}, data.seed={cfg.data.seed}; total wall time "
+        f"{wall_s / 60:.1f} min (all models, training + evaluation) on "
+        f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores, jax {jax.__version__}).  ",
+        f"Model: depth {cfg.model.trunk.depth}, width {cfg.model.trunk.dim}, "
+        f"{cfg.train.steps} steps x batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
+        f"clip_norm {cfg.train.clip_norm}; "
+        f"{cfg.data.n_train} training samples; {cfg.data.n_eval} per evaluation split; "
+        f"OOD band [{cfg.data.ood_lo}, {cfg.data.ood_hi}) of the key variable's range.",
+        "",
+        "MSE in normalised units (|x| <= 5); 'within 1%': |pred - true| <= 0.01 |true|; "
+        "'valid': generated tokens formed a number. Constant = MSE of predicting the "
+        "training mean.",
+        "",
+        "| task | encoding | tok/num | tok/sample | params | ID MSE | ID <1% | "
+        "ID valid | OOD MSE | OOD <1% | OOD valid | constant MSE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['encoding']} | {r['tokens_per_number']} | "
             f"{r['tokens_per_sample']:.1f} | {r['params']:,} | "
             f"{r['id_mse']:.4g} | {r['id_within_1pct']:.1%} | {r['id_valid']:.0%} | "
             f"{r['ood_mse']:.4g} | {r['ood_within_1pct']:.1%} | {r['ood_valid']:.0%} | "
-            f"{r['id_mse_constant']:.3g} |")
+            f"{r['id_mse_constant']:.3g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -240,8 +284,12 @@ def main(cfg: Config, argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     runs = build(cfg)
     task = SideBySideTask({name: model_cfg for name, (_, _, model_cfg) in runs.items()})
-    results = run(cfg, task, ArraySource(_joined(runs, "train"), "xval-study-train"),
-                  ArraySource(_joined(runs, "eval_id"), "xval-study-eval"))
+    results = run(
+        cfg,
+        task,
+        ArraySource(_joined(runs, "train"), "xval-study-train"),
+        ArraySource(_joined(runs, "eval_id"), "xval-study-eval"),
+    )
     if results.get("status") != "finished":
         return results  # pre-empted: rerun the same command to resume, then evaluate
     rows, preds = evaluate_models(cfg, runs, load_model(cfg.workdir, task, cfg))
@@ -252,8 +300,10 @@ def main(cfg: Config, argv: list[str] | None = None) -> dict:
     with open(os.path.join(cfg.workdir, "report.md"), "w") as f:
         f.write(text)
     print(text)
-    return write_results(cfg.workdir, {"rows": rows, "study_wall_time_s": wall,
-                                       "plots": [plot_path], "report": "report.md"})
+    return write_results(
+        cfg.workdir,
+        {"rows": rows, "study_wall_time_s": wall, "plots": [plot_path], "report": "report.md"},
+    )
 
 
 if __name__ == "__main__":

@@ -78,9 +78,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for node, nxt in zip(body, body[1:] + [None]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -147,15 +151,17 @@ def parse_value(text: Any, tp: Any, key: str) -> Any:
                 return choice
         raise bad("one of " + ", ".join(str(a) for a in args))
     if origin is tuple:
-        items = text if isinstance(text, (list, tuple)) else [
-            s for s in str(text).strip("()[] ").split(",") if s.strip()]
+        items = (
+            text
+            if isinstance(text, (list, tuple))
+            else [s for s in str(text).strip("()[] ").split(",") if s.strip()]
+        )
         inner = args[0] if args else str
         if len(args) > 1 and args[1] is not Ellipsis:
             if len(items) != len(args):
                 raise bad(f"{len(args)} comma-separated values")
             return tuple(parse_value(i, a, key) for i, a in zip(items, args))
-        return tuple(parse_value(i.strip() if isinstance(i, str) else i, inner, key)
-                     for i in items)
+        return tuple(parse_value(i.strip() if isinstance(i, str) else i, inner, key) for i in items)
     if tp is bool:
         if isinstance(text, bool):
             return text
@@ -213,8 +219,10 @@ def override(cfg: C, updates: Mapping[str, Any]) -> C:
         key = raw_key.replace("-", "_")
         if key not in flat:
             if key in sections:
-                raise ConfigError(f"{key} is a config section; set one of its fields, "
-                                  f"e.g. --{next(k for k in flat if k.startswith(key + '.'))}")
+                raise ConfigError(
+                    f"{key} is a config section; set one of its fields, "
+                    f"e.g. --{next(k for k in flat if k.startswith(key + '.'))}"
+                )
             raise ConfigError(f"unknown config key {key!r}{_suggest(key, list(flat))}")
         value = parse_value(text, flat[key][0], key)
         node = nested
@@ -242,8 +250,9 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}: overrides look like --section.field "
-                              "value")
+            raise ConfigError(
+                f"unexpected argument {arg!r}: overrides look like --section.field value"
+            )
         if "=" in arg:
             key, value = arg[2:].split("=", 1)
         elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
@@ -295,8 +304,7 @@ def load_json(cls: type[C], path: str) -> C:
 # --------------------------------------------------------------------------- the CLI
 
 
-def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any,
-              doc: str = "") -> str:
+def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any, doc: str = "") -> str:
     """The ``--help`` page: usage, presets, and every field with type, value and docstring."""
     lines = [f"usage: {prog} PRESET [--section.field VALUE ...]", ""]
     if doc:
@@ -307,15 +315,21 @@ def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any,
         lines.append(f"  {name:<14} {first[0] if first else ''}")
     lines += ["", "overrides (value shown: the chosen preset's, or the first preset's):"]
     for key, (tp, value, fdoc) in flat_fields(cfg).items():
-        lines.append(f"  --{key} {_type_name(tp).upper() if tp in (int, float, str) else _type_name(tp)}"
-                     f"  [{value!r}]")
+        kind = _type_name(tp).upper() if tp in (int, float, str) else _type_name(tp)
+        lines.append(f"  --{key} {kind}  [{value!r}]")
         if fdoc:
             lines += ["      " + s for s in textwrap.wrap(fdoc, 88)]
     return "\n".join(lines)
 
 
-def cli(cls: type[C], presets: Mapping[str, Callable[[], C]],
-        argv: Sequence[str] | None = None, *, doc: str = "", prog: str | None = None) -> C:
+def cli(
+    cls: type[C],
+    presets: Mapping[str, Callable[[], C]],
+    argv: Sequence[str] | None = None,
+    *,
+    doc: str = "",
+    prog: str | None = None,
+) -> C:
     """Parses ``PRESET [overrides]`` into a config; errors exit with a one-line message.
 
     Args:
@@ -338,8 +352,10 @@ def cli(cls: type[C], presets: Mapping[str, Callable[[], C]],
         if name is None:
             raise ConfigError(f"missing PRESET; choose one of: {', '.join(presets)}")
         if name not in presets:
-            raise ConfigError(f"unknown preset {name!r}{_suggest(name, list(presets))}; "
-                              f"choose one of: {', '.join(presets)}")
+            raise ConfigError(
+                f"unknown preset {name!r}{_suggest(name, list(presets))}; "
+                f"choose one of: {', '.join(presets)}"
+            )
         cfg = presets[name]()
         if not isinstance(cfg, cls):
             raise ConfigError(f"preset {name!r} returned {type(cfg).__name__}, not {cls.__name__}")

@@ -50,8 +50,9 @@ import experiments.quickstart as qs  # noqa: E402
 
 cfg = qs.smoke() if SMOKE else qs.default()
 workdir = tempfile.mkdtemp(prefix="jaxfm-quickstart-")
-cfg = override(cfg, {"workdir": workdir, "train.steps": 40 if SMOKE else 1500,
-                     "train.progress": "false"})
+cfg = override(
+    cfg, {"workdir": workdir, "train.steps": 40 if SMOKE else 1500, "train.progress": "false"}
+)
 print(json.dumps(to_dict(cfg)["train"], indent=1))
 
 # %% [markdown]
@@ -62,8 +63,9 @@ print(json.dumps(to_dict(cfg)["train"], indent=1))
 # %%
 d = cfg.data
 train, held_out, stats = flow_map_splits(d.n_train, d.n_eval, d.n_steps, dt=d.dt)
-results = run(cfg, RegressionTask(cfg.model), ArraySource(train, "train"),
-              ArraySource(held_out, "eval"))
+results = run(
+    cfg, RegressionTask(cfg.model), ArraySource(train, "train"), ArraySource(held_out, "eval")
+)
 print({k: v for k, v in results.items() if k.startswith("eval/")})
 
 # %% [markdown]
@@ -76,8 +78,9 @@ train_rec = [r for r in records if "loss" in r]
 eval_rec = [r for r in records if "eval/mse" in r]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogy([r["step"] for r in train_rec], [r["loss"] for r in train_rec], label="train MSE")
-ax.semilogy([r["step"] for r in eval_rec], [r["eval/mse"] for r in eval_rec], "o-",
-            label="held-out MSE")
+ax.semilogy(
+    [r["step"] for r in eval_rec], [r["eval/mse"] for r in eval_rec], "o-", label="held-out MSE"
+)
 ax.axhline(results["eval/persistence_mse"], color="gray", ls="--", label="persistence")
 ax.set_xlabel("step")
 ax.legend()
@@ -91,6 +94,7 @@ assert results["eval/mse"] < results["eval/persistence_mse"], "the model should 
 
 # %%
 more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=cfg.train.steps + 20))
-results = run(more, RegressionTask(cfg.model), ArraySource(train, "train"),
-              ArraySource(held_out, "eval"))
+results = run(
+    more, RegressionTask(cfg.model), ArraySource(train, "train"), ArraySource(held_out, "eval")
+)
 print("now at step", results["step"])

@@ -44,9 +44,26 @@ PRESETS = {"base": lambda: Cfg(), "wide": lambda: Cfg(model=ModelCfg(width=64))}
 
 
 def test_preset_and_overrides_are_typed():
-    cfg = cli(Cfg, PRESETS, ["wide", "--train.steps", "7", "--model.kind=b", "--model.dims",
-                             "3,4,5", "--workdir", "/tmp/x", "--train.clip_norm", "none",
-                             "--model.dropout", "0.1", "--train.crash_on_nan", "false"])
+    cfg = cli(
+        Cfg,
+        PRESETS,
+        [
+            "wide",
+            "--train.steps",
+            "7",
+            "--model.kind=b",
+            "--model.dims",
+            "3,4,5",
+            "--workdir",
+            "/tmp/x",
+            "--train.clip_norm",
+            "none",
+            "--model.dropout",
+            "0.1",
+            "--train.crash_on_nan",
+            "false",
+        ],
+    )
     assert cfg.model.width == 64 and cfg.model.kind == "b" and cfg.model.dims == (3, 4, 5)
     assert cfg.train.steps == 7 and cfg.workdir == "/tmp/x" and cfg.train.clip_norm is None
     assert cfg.model.dropout == 0.1 and cfg.train.crash_on_nan is False
@@ -57,16 +74,22 @@ def test_dashes_and_underscores_are_the_same_key():
     assert cfg.init_from == "/ckpt" and cfg.ckpt.every == 5
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["base", "--train.setps", "3"], "unknown config key 'train.setps' (did you mean 'train.steps'?)"),
-    (["base", "--steps", "3"], "did you mean 'train.steps'?"),
-    (["base", "--train.steps", "abc"], "invalid value 'abc' for train.steps (expected int)"),
-    (["base", "--train.steps", "2.5"], "invalid value '2.5' for train.steps (expected int)"),
-    (["base", "--model.kind", "c"], "invalid value 'c' for model.kind (expected one of a, b)"),
-    (["base", "--train", "3"], "train is a config section"),
-    (["bas"], "unknown preset 'bas' (did you mean 'base'?)"),
-    ([], "missing PRESET; choose one of: base, wide"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["base", "--train.setps", "3"],
+            "unknown config key 'train.setps' (did you mean 'train.steps'?)",
+        ),
+        (["base", "--steps", "3"], "did you mean 'train.steps'?"),
+        (["base", "--train.steps", "abc"], "invalid value 'abc' for train.steps (expected int)"),
+        (["base", "--train.steps", "2.5"], "invalid value '2.5' for train.steps (expected int)"),
+        (["base", "--model.kind", "c"], "invalid value 'c' for model.kind (expected one of a, b)"),
+        (["base", "--train", "3"], "train is a config section"),
+        (["bas"], "unknown preset 'bas' (did you mean 'base'?)"),
+        ([], "missing PRESET; choose one of: base, wide"),
+    ],
+)
 def test_bad_input_is_one_line_error_naming_the_key(argv, needle, capsys):
     with pytest.raises(SystemExit) as e:
         cli(Cfg, PRESETS, argv, prog="exp.py")
@@ -87,9 +110,17 @@ def test_help_lists_every_field_with_its_docstring(capsys):
 
 
 def test_every_field_of_the_shared_sections_has_a_docstring():
-    for cls in (ExperimentConfig, *(type(s) for s in (ExperimentConfig().train,
-                                                      ExperimentConfig().parallel,
-                                                      ExperimentConfig().ckpt))):
+    for cls in (
+        ExperimentConfig,
+        *(
+            type(s)
+            for s in (
+                ExperimentConfig().train,
+                ExperimentConfig().parallel,
+                ExperimentConfig().ckpt,
+            )
+        ),
+    ):
         docs = field_docs(cls)
         missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name)]
         assert not missing, f"{cls.__name__} fields without docstring: {missing}"
@@ -102,7 +133,9 @@ def test_json_round_trip_and_unknown_key(tmp_path):
     assert load_json(Cfg, str(path)) == cfg
     bad = to_dict(cfg)
     bad["train"]["lrr"] = 1.0
-    with pytest.raises(ConfigError, match=r"unknown key 'lrr' in config.train \(did you mean 'lr'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'lrr' in config.train \(did you mean 'lr'\?\)"
+    ):
         from_dict(Cfg, bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_json(Cfg, str(tmp_path / "missing.json"))

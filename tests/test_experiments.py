@@ -17,8 +17,11 @@ import pytest
 from jaxfm.config import override
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
-                 if not os.path.basename(p).startswith("_"))
+SCRIPTS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+    if not os.path.basename(p).startswith("_")
+)
 
 
 def _load(path):
@@ -38,8 +41,9 @@ def _training_presets():
         module = _load(path)
         for name, fn in getattr(module, "PRESETS", {}).items():
             cfg = fn()
-            if hasattr(cfg, "train") and (name == "smoke" or name.endswith("_smoke")
-                                          or name.startswith("smoke")):
+            if hasattr(cfg, "train") and (
+                name == "smoke" or name.endswith("_smoke") or name.startswith("smoke")
+            ):
                 out.append(pytest.param(path, name, id=f"{os.path.basename(path)}:{name}"))
     return out
 
@@ -49,8 +53,13 @@ def test_script_has_presets_smoke_main_and_help(path):
     module = _load(path)
     assert "smoke" in module.PRESETS or any("smoke" in n for n in module.PRESETS), path
     assert callable(getattr(module, "main", None))
-    out = subprocess.run([sys.executable, path, "--help"], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    out = subprocess.run(
+        [sys.executable, path, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout and "smoke" in out.stdout
 
@@ -58,8 +67,13 @@ def test_script_has_presets_smoke_main_and_help(path):
 @pytest.mark.parametrize("path, preset", _training_presets())
 def test_smoke_preset_trains_saves_and_restores(path, preset, tmp_path, capsys):
     module = _load(path)
-    base = {"workdir": str(tmp_path / "run"), "train.steps": 2, "ckpt.every": 1,
-            "train.eval_every": 0, "train.progress": "false"}
+    base = {
+        "workdir": str(tmp_path / "run"),
+        "train.steps": 2,
+        "ckpt.every": 1,
+        "train.eval_every": 0,
+        "train.progress": "false",
+    }
     cfg = override(module.PRESETS[preset](), base)
     module.main(cfg)
     ckpts = os.listdir(tmp_path / "run" / "checkpoints")

@@ -5,11 +5,19 @@ from jaxfm.ckpt.manager import (
     DATA_ITER,
     META,
     STATE,
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     checkpoint_dir,
 )
 from jaxfm.ckpt.options import CkptConfig
 
-__all__ = ["CKPT_DIR", "DATA_ITER", "META", "STATE", "CheckpointError", "Checkpointer",
-           "CkptConfig", "checkpoint_dir"]
+__all__ = [
+    "CKPT_DIR",
+    "DATA_ITER",
+    "META",
+    "STATE",
+    "CheckpointError",
+    "Checkpointer",
+    "CkptConfig",
+    "checkpoint_dir",
+]

@@ -56,8 +56,7 @@ class Checkpointer:
       read_only: open existing checkpoints without writing or deleting anything.
     """
 
-    def __init__(self, directory: str, cfg: CkptConfig | None = None, *,
-                 read_only: bool = False):
+    def __init__(self, directory: str, cfg: CkptConfig | None = None, *, read_only: bool = False):
         self.cfg = cfg or CkptConfig()
         self.directory = os.path.abspath(directory)
         self.read_only = read_only
@@ -68,20 +67,35 @@ class Checkpointer:
         policies = [ocm.preservation_policy.LatestN(max(cfg.keep, 1))]
         if cfg.keep_best > 0:
             metric = cfg.best_metric
-            policies.append(ocm.preservation_policy.BestN(
-                get_metric_fn=lambda m: m[metric], reverse=cfg.best_mode == "min",
-                n=cfg.keep_best, keep_checkpoints_without_metrics=False))
+            policies.append(
+                ocm.preservation_policy.BestN(
+                    get_metric_fn=lambda m: m[metric],
+                    reverse=cfg.best_mode == "min",
+                    n=cfg.keep_best,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         options = ocp.CheckpointManagerOptions(
             enable_async_checkpointing=cfg.async_save and not self.read_only,
             preservation_policy=ocm.preservation_policy.AnyPreservationPolicy(policies),
-            create=not self.read_only, read_only=self.read_only)
-        return ocp.CheckpointManager(self.directory, options=options,
-                                     item_names=(STATE, DATA_ITER, META))
+            create=not self.read_only,
+            read_only=self.read_only,
+        )
+        return ocp.CheckpointManager(
+            self.directory, options=options, item_names=(STATE, DATA_ITER, META)
+        )
 
     # ----------------------------------------------------------------------------- save
 
-    def save(self, step: int, state: Any, *, data_iter: Any = None,
-             meta: dict | None = None, metrics: dict | None = None) -> None:
+    def save(
+        self,
+        step: int,
+        state: Any,
+        *,
+        data_iter: Any = None,
+        meta: dict | None = None,
+        metrics: dict | None = None,
+    ) -> None:
         """Starts saving ``state`` (and the iterator / metadata) as checkpoint ``step``."""
         items = {STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:
@@ -112,8 +126,9 @@ class Checkpointer:
         self._manager.reload()
         return sorted(self._manager.all_steps(), reverse=True)
 
-    def restore(self, abstract_state: Any, *, data_iter: Any = None,
-                step: int | None = None) -> tuple[int, Any, dict | None]:
+    def restore(
+        self, abstract_state: Any, *, data_iter: Any = None, step: int | None = None
+    ) -> tuple[int, Any, dict | None]:
         """Restores the newest readable checkpoint (or ``step``) into ``abstract_state``.
 
         Args:
@@ -137,8 +152,10 @@ class Checkpointer:
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 -- any read failure means "unreadable"
-                msg = f"checkpoint {os.path.join(self.directory, str(s))} is unreadable " \
-                      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                msg = (
+                    f"checkpoint {os.path.join(self.directory, str(s))} is unreadable "
+                    f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                )
                 if step is not None:
                     raise CheckpointError(msg) from None
                 log.warning("%s; falling back to an older one", msg)
@@ -148,8 +165,10 @@ class Checkpointer:
             if data_iter is not None:
                 self._restore_data_iter(s, data_iter)
             return s, state, meta
-        raise CheckpointError(f"no readable checkpoint in {self.directory} "
-                              f"(unreadable ones moved to {UNREADABLE_DIR}/)")
+        raise CheckpointError(
+            f"no readable checkpoint in {self.directory} "
+            f"(unreadable ones moved to {UNREADABLE_DIR}/)"
+        )
 
     def _restore_item(self, step: int, name: str, args) -> Any:
         try:
@@ -159,7 +178,8 @@ class Checkpointer:
             if "shape" in text.lower() or "structure" in text.lower():
                 raise CheckpointError(
                     f"checkpoint {os.path.join(self.directory, str(step))} does not fit this "
-                    f"model: {text.splitlines()[0][:300]}") from None
+                    f"model: {text.splitlines()[0][:300]}"
+                ) from None
             raise
 
     def _restore_meta(self, step: int) -> dict | None:
@@ -170,13 +190,19 @@ class Checkpointer:
     def _restore_data_iter(self, step: int, data_iter: Any) -> None:
         path = os.path.join(self.directory, str(step), DATA_ITER)
         try:
-            self._manager.restore(step, args=ocp.args.Composite(
-                **{DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
+            self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    **{DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}
+                ),
+            )
         except Exception as e:  # noqa: BLE001
             # Typical cause: the checkpoint was written by a different number of processes
             # (iterator states are per process). Parameters are still restored.
-            msg = (f"data-iterator state in {path} could not be restored "
-                   f"({type(e).__name__}); the data stream restarts from its beginning")
+            msg = (
+                f"data-iterator state in {path} could not be restored "
+                f"({type(e).__name__}); the data stream restarts from its beginning"
+            )
             log.warning(msg)
             print(f"warning: {msg}", flush=True)
 

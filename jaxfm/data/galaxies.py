@@ -74,13 +74,20 @@ def sample_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     log_mass = np.clip(rng.normal(10.4, 0.55, n), 8.8, 12.0)
     quiescent = rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(log_mass - 10.6) / 0.25))
     eps = rng.normal(size=(3, n))
-    log_ssfr = np.where(quiescent, -11.8 + 0.3 * eps[0],
-                        -9.7 - 0.3 * (log_mass - 10.0) + 0.3 * eps[0])
+    log_ssfr = np.where(
+        quiescent, -11.8 + 0.3 * eps[0], -9.7 - 0.3 * (log_mass - 10.0) + 0.3 * eps[0]
+    )
     sersic_n = np.clip(np.where(quiescent, 4.0, 1.0) + 0.4 * eps[1], 0.6, 6.0)
     log_re = 0.25 * (log_mass - 10.0) + 0.55 + 0.15 * eps[2]
-    return {"redshift": z, "log_mass": log_mass, "log_ssfr": log_ssfr, "sersic_n": sersic_n,
-            "log_re": log_re, "axis_ratio": rng.uniform(0.3, 1.0, n),
-            "angle": rng.uniform(0.0, np.pi, n)}
+    return {
+        "redshift": z,
+        "log_mass": log_mass,
+        "log_ssfr": log_ssfr,
+        "sersic_n": sersic_n,
+        "log_re": log_re,
+        "axis_ratio": rng.uniform(0.3, 1.0, n),
+        "angle": rng.uniform(0.0, np.pi, n),
+    }
 
 
 def _flux(lat: dict[str, np.ndarray]) -> np.ndarray:
@@ -88,15 +95,21 @@ def _flux(lat: dict[str, np.ndarray]) -> np.ndarray:
     return 10.0 ** (lat["log_mass"] - 10.4) * (0.1 / lat["redshift"]) ** 2
 
 
-def render_images(lat: dict[str, np.ndarray], size: int, rng: np.random.Generator, *,
-                  noise: float = 1.0, nuisance: bool = True) -> np.ndarray:
+def render_images(
+    lat: dict[str, np.ndarray],
+    size: int,
+    rng: np.random.Generator,
+    *,
+    noise: float = 1.0,
+    nuisance: bool = True,
+) -> np.ndarray:
     """Elliptical Sérsic galaxies in g, r, z, convolved with a Gaussian PSF, plus noise.
 
     Returns float32 (n, size, size, 3) after the stretch asinh(x / sigma) / 3 with sigma = 1
     the pixel noise (so noise-free pixels of the same flux look the same at any ``noise``).
     """
     n = lat["redshift"].shape[0]
-    c = (np.arange(size) - (size - 1) / 2.0)
+    c = np.arange(size) - (size - 1) / 2.0
     yy, xx = np.meshgrid(c, c, indexing="ij")
     q = lat["axis_ratio"] if nuisance else np.ones(n)
     th = lat["angle"] if nuisance else np.zeros(n)
@@ -130,8 +143,14 @@ def wavelengths(length: int) -> np.ndarray:
     return np.linspace(3600.0, 9800.0, length)
 
 
-def render_spectra(lat: dict[str, np.ndarray], length: int, rng: np.random.Generator, *,
-                   noise: float = 1.0, snr: float = 10.0) -> np.ndarray:
+def render_spectra(
+    lat: dict[str, np.ndarray],
+    length: int,
+    rng: np.random.Generator,
+    *,
+    noise: float = 1.0,
+    snr: float = 10.0,
+) -> np.ndarray:
     """Redshifted continuum + 4000 Å break + absorption/emission lines + noise, (n, L, 1)."""
     wave = wavelengths(length)
     z = lat["redshift"][:, None]
@@ -154,8 +173,9 @@ def render_spectra(lat: dict[str, np.ndarray], length: int, rng: np.random.Gener
     return flux[..., None].astype(np.float32)
 
 
-def render(lat: dict[str, np.ndarray], cfg: GalaxyConfig, rng: np.random.Generator,
-           targetid: np.ndarray) -> dict[str, np.ndarray]:
+def render(
+    lat: dict[str, np.ndarray], cfg: GalaxyConfig, rng: np.random.Generator, targetid: np.ndarray
+) -> dict[str, np.ndarray]:
     """Records in AstroCLIP layout for the given latents (fresh noise from ``rng``)."""
     out = {
         "image": render_images(lat, cfg.image_size, rng, noise=cfg.noise, nuisance=cfg.nuisance),
@@ -186,8 +206,9 @@ def write_hdf5(path: str, records: dict[str, np.ndarray]) -> None:
 def _validate(records: dict[str, np.ndarray], where: str) -> int:
     missing = [k for k in REQUIRED_KEYS if k not in records]
     if missing:
-        raise ValueError(f"{where}: missing key(s) {missing}; AstroCLIP layout needs "
-                         f"{list(REQUIRED_KEYS)}")
+        raise ValueError(
+            f"{where}: missing key(s) {missing}; AstroCLIP layout needs {list(REQUIRED_KEYS)}"
+        )
     n = records["redshift"].shape[0]
     img, spec = records["image"], records["spectrum"]
     if img.ndim != 4 or img.shape[-1] != 3:
@@ -228,8 +249,9 @@ def read_hdf5(path: str, keys: tuple[str, ...] | None = None) -> dict[str, np.nd
     return out
 
 
-def augment(example: dict[str, np.ndarray], rng: np.random.Generator, *,
-            flip_rotate: bool, noise: float) -> dict[str, np.ndarray]:
+def augment(
+    example: dict[str, np.ndarray], rng: np.random.Generator, *, flip_rotate: bool, noise: float
+) -> dict[str, np.ndarray]:
     """Random flip + 90-degree rotation and additive noise of one example's (H, W, 3) image."""
     img = example["image"]
     if flip_rotate:
@@ -244,20 +266,29 @@ def augment(example: dict[str, np.ndarray], rng: np.random.Generator, *,
 class GalaxySource:
     """Grain-compatible random-access source over in-memory AstroCLIP-layout records.
 
-    ``__getitem__`` returns one example (a dict of numpy arrays, the ``keys`` only: images and
-    spectra by default, what a training step needs; ``records`` keeps everything). With augmentation on, the
-    random state of example ``i`` is derived from ``(seed, i, epoch)`` where ``epoch`` counts
-    how often ``i`` was read modulo the source length, so runs are reproducible and indices
-    ``i + k * len`` (Grain's multi-epoch keys) get fresh augmentations.
+    ``__getitem__`` returns one example (a dict of numpy arrays, the ``keys`` only: images
+    and spectra by default, what a training step needs; ``records`` keeps everything). With
+    augmentation on, the random state of example ``i`` is derived from ``(seed, i, epoch)``
+    with ``epoch = index // len``, so runs are reproducible and indices ``i + k * len``
+    (Grain's multi-epoch keys) get fresh augmentations.
     """
 
-    def __init__(self, records: dict[str, np.ndarray], *, flip_rotate: bool = False,
-                 aug_noise: float = 0.0, seed: int = 0, name: str = "galaxies",
-                 keys: tuple[str, ...] = ("image", "spectrum")):
+    def __init__(
+        self,
+        records: dict[str, np.ndarray],
+        *,
+        flip_rotate: bool = False,
+        aug_noise: float = 0.0,
+        seed: int = 0,
+        name: str = "galaxies",
+        keys: tuple[str, ...] = ("image", "spectrum"),
+    ):
         self._n = _validate(records, name)
         missing = [k for k in keys if k not in records]
         if missing:
-            raise ValueError(f"{name}: GalaxySource keys {missing} not in records {sorted(records)}")
+            raise ValueError(
+                f"{name}: GalaxySource keys {missing} not in records {sorted(records)}"
+            )
         self.records, self.keys = records, keys
         self.flip_rotate, self.aug_noise, self.seed, self.name = flip_rotate, aug_noise, seed, name
 
@@ -274,8 +305,10 @@ class GalaxySource:
         return ex
 
     def __repr__(self) -> str:
-        return (f"GalaxySource(name={self.name!r}, n={self._n}, keys={self.keys}, "
-                f"flip_rotate={self.flip_rotate}, aug_noise={self.aug_noise}, seed={self.seed})")
+        return (
+            f"GalaxySource(name={self.name!r}, n={self._n}, keys={self.keys}, "
+            f"flip_rotate={self.flip_rotate}, aug_noise={self.aug_noise}, seed={self.seed})"
+        )
 
 
 def load_splits(cfg: GalaxyConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -288,13 +321,19 @@ def load_splits(cfg: GalaxyConfig) -> tuple[dict[str, np.ndarray], dict[str, np.
 def make_sources(cfg: GalaxyConfig) -> tuple[GalaxySource, GalaxySource]:
     """(train source with the configured augmentations, eval source without)."""
     train, evals = load_splits(cfg)
-    return (GalaxySource(train, flip_rotate=cfg.flip_rotate, aug_noise=cfg.aug_noise,
-                         seed=cfg.seed, name=f"galaxies-train-{cfg.path or cfg.seed}"),
-            GalaxySource(evals, name=f"galaxies-eval-{cfg.path or cfg.seed + 1}"))
+    return (
+        GalaxySource(
+            train,
+            flip_rotate=cfg.flip_rotate,
+            aug_noise=cfg.aug_noise,
+            seed=cfg.seed,
+            name=f"galaxies-train-{cfg.path or cfg.seed}",
+        ),
+        GalaxySource(evals, name=f"galaxies-eval-{cfg.path or cfg.seed + 1}"),
+    )
 
 
-def rerender(records: dict[str, np.ndarray], cfg: GalaxyConfig, seed: int
-             ) -> dict[str, np.ndarray]:
+def rerender(records: dict[str, np.ndarray], cfg: GalaxyConfig, seed: int) -> dict[str, np.ndarray]:
     """A second, independently noisy observation of the same galaxies (same latents/ids).
 
     Gives in-modal retrieval a ground truth: an image must find the other image of its galaxy.

@@ -28,8 +28,15 @@ def _rk4(s: np.ndarray, h: float) -> np.ndarray:
     return s + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def trajectories(n_traj: int, n_steps: int, *, dt: float = 0.02, substeps: int = 4,
-                 burn_in: int = 200, seed: int = 0) -> np.ndarray:
+def trajectories(
+    n_traj: int,
+    n_steps: int,
+    *,
+    dt: float = 0.02,
+    substeps: int = 4,
+    burn_in: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
     """float64 states (n_traj, n_steps, 3) on the attractor, sampled every ``dt``."""
     rng = np.random.default_rng(seed)
     s = rng.normal(0.0, 5.0, (n_traj, 3)) + np.array([0.0, 0.0, 25.0])
@@ -44,8 +51,9 @@ def trajectories(n_traj: int, n_steps: int, *, dt: float = 0.02, substeps: int =
     return out
 
 
-def flow_map_splits(n_train: int = 64, n_eval: int = 16, n_steps: int = 64, *,
-                    dt: float = 0.02, seed: int = 0) -> tuple[dict, dict, dict]:
+def flow_map_splits(
+    n_train: int = 64, n_eval: int = 16, n_steps: int = 64, *, dt: float = 0.02, seed: int = 0
+) -> tuple[dict, dict, dict]:
     """(train, eval, stats): dicts of float32 ``x``/``y`` (N, 3) pairs, standardised.
 
     ``stats`` holds the training mean/std used for both splits, so evaluation never peeks.

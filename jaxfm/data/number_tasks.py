@@ -115,8 +115,9 @@ def _orbits(rng: np.random.Generator, cfg: NumberTaskConfig) -> tuple[str, bool]
     e = round(float(rng.uniform(0.0, 0.3)), 3)
     q = _round_sig(a * (1 - e), 4)
     p = _round_sig(np.sqrt(a**3 / m), 4)
-    text = ", ".join(f"{k}={format_number(v)}" for k, v in
-                     (("M", m), ("a", a), ("e", e), ("q", q), ("P", p)))
+    text = ", ".join(
+        f"{k}={format_number(v)}" for k, v in (("M", m), ("a", a), ("e", e), ("q", q), ("P", p))
+    )
     return text, _in_band(np.asarray([(a - a_lo) / (a_hi - a_lo)]), cfg)
 
 
@@ -144,23 +145,32 @@ def generate_texts(cfg: NumberTaskConfig) -> dict[str, list[str]]:
             out[split].append(text)
         if all(len(out[k]) == want[k] for k in want):
             return out
-    raise ValueError(f"could not draw {want} samples of {cfg.task!r} with OOD band "
-                     f"[{cfg.ood_lo}, {cfg.ood_hi}): the band is too narrow or too wide")
+    raise ValueError(
+        f"could not draw {want} samples of {cfg.task!r} with OOD band "
+        f"[{cfg.ood_lo}, {cfg.ood_hi}): the band is too narrow or too wide"
+    )
 
 
-def encode_texts(texts: list[str], codec: NumberCodec, scaler: FieldScaler, max_len: int,
-                 train_on: str = "answer") -> dict[str, np.ndarray]:
+def encode_texts(
+    texts: list[str],
+    codec: NumberCodec,
+    scaler: FieldScaler,
+    max_len: int,
+    train_on: str = "answer",
+) -> dict[str, np.ndarray]:
     """Stacks encoded texts into the padded arrays described in the module docstring.
 
     ``scaler`` defines the normalised units of ``answer`` (for xVal it is the codec's own).
     """
     n = len(texts)
-    out = {"tokens": np.full((n, max_len), PAD, np.int32),
-           "values": np.ones((n, max_len), np.float32),
-           "loss_mask": np.zeros((n, max_len), np.float32),
-           "answer_pos": np.zeros((n,), np.int32),
-           "answer": np.zeros((n,), np.float32),
-           "answer_unit": np.ones((n,), np.float32)}
+    out = {
+        "tokens": np.full((n, max_len), PAD, np.int32),
+        "values": np.ones((n, max_len), np.float32),
+        "loss_mask": np.zeros((n, max_len), np.float32),
+        "answer_pos": np.zeros((n,), np.int32),
+        "answer": np.zeros((n,), np.float32),
+        "answer_unit": np.ones((n,), np.float32),
+    }
     for i, text in enumerate(texts):
         enc = codec.encode(text)
         length = len(enc.tokens) + 2
@@ -169,8 +179,8 @@ def encode_texts(texts: list[str], codec: NumberCodec, scaler: FieldScaler, max_
         if len(enc.number_starts) == 0:
             raise ValueError(f"sample {i} has no number to answer: {text!r}")
         out["tokens"][i, 0], out["tokens"][i, length - 1] = BOS, EOS
-        out["tokens"][i, 1:length - 1] = enc.tokens
-        out["values"][i, 1:length - 1] = enc.values
+        out["tokens"][i, 1 : length - 1] = enc.tokens
+        out["values"][i, 1 : length - 1] = enc.values
         pos = int(enc.number_starts[-1]) + 1
         out["answer_pos"][i] = pos
         start = pos if train_on == "answer" else 1
@@ -183,8 +193,9 @@ def encode_texts(texts: list[str], codec: NumberCodec, scaler: FieldScaler, max_
     return out
 
 
-def make_splits(cfg: NumberTaskConfig, texts: dict[str, list[str]] | None = None
-                ) -> tuple[NumberCodec, dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
+def make_splits(
+    cfg: NumberTaskConfig, texts: dict[str, list[str]] | None = None
+) -> tuple[NumberCodec, dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
     """Codec, arrays and texts of every split; the scaler is fitted on the training texts.
 
     ``texts`` (from :func:`generate_texts` with the same config) skips the generation, e.g. to
@@ -195,18 +206,25 @@ def make_splits(cfg: NumberTaskConfig, texts: dict[str, list[str]] | None = None
     texts = generate_texts(cfg) if texts is None else texts
     scaler = FieldScaler.fit(texts["train"], cfg.bound)
     codec = NumberCodec(cfg.encoding, scaler if cfg.encoding == "xval" else None)
-    arrays = {k: encode_texts(v, codec, scaler, cfg.max_len, cfg.train_on)
-              for k, v in texts.items()}
+    arrays = {
+        k: encode_texts(v, codec, scaler, cfg.max_len, cfg.train_on) for k, v in texts.items()
+    }
     # trim the padding: rows end at the longest sample of any split, so compact encodings
     # also train on shorter sequences (their real compute advantage)
     used = max(int((a["tokens"] != PAD).sum(1).max()) for a in arrays.values())
-    arrays = {k: {n: v[:, :used] if v.ndim == 2 else v for n, v in a.items()}
-              for k, a in arrays.items()}
+    arrays = {
+        k: {n: v[:, :used] if v.ndim == 2 else v for n, v in a.items()} for k, a in arrays.items()
+    }
     return codec, arrays, texts
 
 
-def read_answers(codec: NumberCodec, tokens: np.ndarray, values: np.ndarray,
-                 answer_pos: np.ndarray, answer_unit: np.ndarray) -> np.ndarray:
+def read_answers(
+    codec: NumberCodec,
+    tokens: np.ndarray,
+    values: np.ndarray,
+    answer_pos: np.ndarray,
+    answer_unit: np.ndarray,
+) -> np.ndarray:
     """Normalised answers read from (generated) token rows; NaN where no valid number stands.
 
     Args:

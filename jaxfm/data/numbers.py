@@ -126,7 +126,7 @@ def extract(text: str) -> Extracted:
         raise ValueError(f"text contains characters outside printable ASCII: {bad[:5]!r}")
     parts, values, last = [], [], 0
     for m in NUMBER_RE.finditer(text):
-        gap = text[last:m.start()]
+        gap = text[last : m.start()]
         if values and gap == LIST_SEPARATOR:  # between two numbers: dropped, restored later
             gap = ""
         parts += [gap, _PLACEHOLDER]
@@ -166,14 +166,19 @@ class FieldScaler:
             ex = extract(text)
             for f, v in zip(ex.fields, ex.values):
                 peak[f] = max(peak.get(f, 0.0), abs(float(v)))
-        return cls({f: 2.0 ** math.ceil(math.log2(p / bound)) if p > 0 else 1.0
-                    for f, p in sorted(peak.items())})
+        return cls(
+            {
+                f: 2.0 ** math.ceil(math.log2(p / bound)) if p > 0 else 1.0
+                for f, p in sorted(peak.items())
+            }
+        )
 
     def _scale(self, fields: Sequence[str]) -> np.ndarray:
         missing = sorted(set(fields) - set(self.scales))
         if missing:
-            raise ValueError(f"no scale for field(s) {missing}; "
-                             f"known fields: {sorted(self.scales)}")
+            raise ValueError(
+                f"no scale for field(s) {missing}; known fields: {sorted(self.scales)}"
+            )
         return np.asarray([self.scales[f] for f in fields], np.float32).reshape(-1)
 
     def normalise(self, values: np.ndarray, fields: Sequence[str]) -> np.ndarray:
@@ -183,8 +188,10 @@ class FieldScaler:
         lost = (values != 0) & (np.abs(out) < np.finfo(np.float32).tiny)
         if np.any(lost):
             j = int(np.argmax(lost))
-            raise ValueError(f"field {fields[j]!r}: value {values[j]!r} underflows after dividing "
-                             f"by its scale {scale[j]!r}; the field's dynamic range is too wide")
+            raise ValueError(
+                f"field {fields[j]!r}: value {values[j]!r} underflows after dividing "
+                f"by its scale {scale[j]!r}; the field's dynamic range is too wide"
+            )
         return out
 
     def denormalise(self, values: np.ndarray, fields: Sequence[str]) -> np.ndarray:
@@ -201,14 +208,16 @@ def sig3(value: float) -> tuple[int, int, int]:
     if m == 0 or e < EXP_MIN:
         return 0, 0, 0
     if e > EXP_MAX:
-        raise ValueError(f"number {value!r} exceeds the baseline range (|x| < 1e{EXP_MAX + 1}); "
-                         "normalise it first")
+        raise ValueError(
+            f"number {value!r} exceeds the baseline range (|x| < 1e{EXP_MAX + 1}); "
+            "normalise it first"
+        )
     return int(value < 0), m, e
 
 
 def unsig3(sign: int, mant: int, exp: int) -> float:
     """Inverse of :func:`sig3`."""
-    return (-1.0) ** sign * mant / 100.0 * 10.0 ** exp
+    return (-1.0) ** sign * mant / 100.0 * 10.0**exp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +288,11 @@ class NumberCodec:
         if self.encoding == "xval":
             return float(values[0]) if t[0] == NUM and values is not None else math.nan
         if self.encoding == "p10":
-            ok = (t[0] - b in (0, 1) and all(0 <= x - b - 2 < 10 for x in t[1:4])
-                  and 0 <= t[4] - b - 12 < _N_EXP)
+            ok = (
+                t[0] - b in (0, 1)
+                and all(0 <= x - b - 2 < 10 for x in t[1:4])
+                and 0 <= t[4] - b - 12 < _N_EXP
+            )
             if not ok:
                 return math.nan
             m = int("".join(str(x - b - 2) for x in t[1:4]))
@@ -325,8 +337,12 @@ class NumberCodec:
             else:
                 tokens.append(_CHAR_ID[c])
                 values.append(1.0)
-        return Encoded(np.asarray(tokens, np.int32), np.asarray(values, np.float32),
-                       np.asarray(starts, np.int32), ex.fields)
+        return Encoded(
+            np.asarray(tokens, np.int32),
+            np.asarray(values, np.float32),
+            np.asarray(starts, np.int32),
+            ex.fields,
+        )
 
     def decode(self, tokens: Sequence[int], values: Sequence[float] | None = None) -> str:
         """Text of ``tokens`` (specials dropped, stops at [EOS]); raises on a malformed number."""
@@ -339,8 +355,10 @@ class NumberCodec:
             if self._is_number_start(t):
                 v = self.read_number(tokens[i:], None if values is None else values[i:])
                 if math.isnan(v):
-                    raise ValueError(f"malformed {self.encoding} number at token {i}: "
-                                     f"{tokens[i:i + self.tokens_per_number]}")
+                    raise ValueError(
+                        f"malformed {self.encoding} number at token {i}: "
+                        f"{tokens[i : i + self.tokens_per_number]}"
+                    )
                 skeleton.append(_PLACEHOLDER)
                 nums.append(v)
                 i += self.tokens_per_number

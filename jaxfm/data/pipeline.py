@@ -43,28 +43,44 @@ class _ProcessRows(grain.MapDataset):
         return f"ProcessRows(global_batch={self._global}, process={self._index})"
 
 
-def check_batch(global_batch: int, *, shards: int, process_count: int = 1,
-                grad_accum: int = 1) -> None:
+def check_batch(
+    global_batch: int, *, shards: int, process_count: int = 1, grad_accum: int = 1
+) -> None:
     """Raises a ValueError that shows the arithmetic when a batch does not divide evenly."""
     if global_batch % process_count:
-        raise ValueError(f"batch_size {global_batch} is not divisible by {process_count} "
-                         f"processes ({global_batch} / {process_count} = "
-                         f"{global_batch / process_count:g})")
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by {process_count} "
+            f"processes ({global_batch} / {process_count} = "
+            f"{global_batch / process_count:g})"
+        )
     if global_batch % grad_accum:
-        raise ValueError(f"batch_size {global_batch} is not divisible by grad_accum "
-                         f"{grad_accum} ({global_batch / grad_accum:g} per micro-batch)")
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by grad_accum "
+            f"{grad_accum} ({global_batch / grad_accum:g} per micro-batch)"
+        )
     micro = global_batch // grad_accum
     if micro % shards:
-        raise ValueError(f"micro-batch {micro} (batch_size {global_batch} / grad_accum "
-                         f"{grad_accum}) is not divisible by the {shards} data-parallel "
-                         f"shards of the mesh ({micro} / {shards} = {micro / shards:g}); "
-                         f"use a multiple of {shards * grad_accum}")
+        raise ValueError(
+            f"micro-batch {micro} (batch_size {global_batch} / grad_accum "
+            f"{grad_accum}) is not divisible by the {shards} data-parallel "
+            f"shards of the mesh ({micro} / {shards} = {micro / shards:g}); "
+            f"use a multiple of {shards * grad_accum}"
+        )
 
 
-def make_dataset(source: Any, *, batch_size: int, seed: int, shuffle: bool = True,
-                 num_epochs: int | None = None, transform: Callable | None = None,
-                 process_index: int = 0, process_count: int = 1, worker_count: int = 0,
-                 drop_remainder: bool = True) -> grain.IterDataset:
+def make_dataset(
+    source: Any,
+    *,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    transform: Callable | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    worker_count: int = 0,
+    drop_remainder: bool = True,
+) -> grain.IterDataset:
     """Builds the per-process batched dataset.
 
     Args:
@@ -89,8 +105,9 @@ def make_dataset(source: Any, *, batch_size: int, seed: int, shuffle: bool = Tru
         ds = _ProcessRows(ds, batch_size, process_index, process_count)
     local = batch_size // process_count
     ds = ds.batch(local, drop_remainder=drop_remainder, batch_fn=_stack)
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2 if worker_count == 0 else 1,
-                                              prefetch_buffer_size=4))
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=2 if worker_count == 0 else 1, prefetch_buffer_size=4)
+    )
     if worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return it

@@ -59,8 +59,9 @@ class H5Source:
             with h5py.File(self.path, "r") as f:
                 missing = [p for p in self.keys.values() if p not in f]
                 if missing:
-                    raise KeyError(f"{self.path}: missing dataset {missing[0]!r} "
-                                   f"(file has {sorted(f.keys())})")
+                    raise KeyError(
+                        f"{self.path}: missing dataset {missing[0]!r} (file has {sorted(f.keys())})"
+                    )
                 lengths = {k: f[p].shape[0] for k, p in self.keys.items()}
         except OSError as e:
             raise OSError(f"{self.path}: not a readable HDF5 file ({e})") from None

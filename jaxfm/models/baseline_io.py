@@ -24,12 +24,19 @@ import jax.numpy as jnp
 from jaxfm.nn.revin import revin_denormalize, revin_normalize
 
 
-def folded_forward(core: Callable[[jax.Array], jax.Array], x: jax.Array, *, n_steps_input: int,
-                   n_channels: int, delta: bool) -> jax.Array:
+def folded_forward(
+    core: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    *,
+    n_steps_input: int,
+    n_channels: int,
+    delta: bool,
+) -> jax.Array:
     """Applies ``core`` ((B, H, W, T*C) -> (B, H, W, C)) with RevIN, time folding and delta."""
     if x.ndim != 5 or x.shape[1] != n_steps_input or x.shape[-1] != n_channels:
-        raise ValueError(f"baseline built for (B, {n_steps_input}, H, W, {n_channels}) inputs, "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"baseline built for (B, {n_steps_input}, H, W, {n_channels}) inputs, got {x.shape}"
+        )
     b, t, h, w, c = x.shape
     xn, stats = revin_normalize(x)
     folded = jnp.moveaxis(xn, 1, 3).reshape(b, h, w, t * c)

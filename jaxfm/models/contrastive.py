@@ -77,19 +77,36 @@ class ContrastiveConfig:
 class CrossAttentionPool(nnx.Module):
     """Learned-query attention pooling: tokens (B, N, context_dim) -> (B, dim)."""
 
-    def __init__(self, context_dim: int, dim: int, *, heads: int = 4, mlp_ratio: float = 4.0,
-                 dropout: float = 0.0, residual: bool = False, rngs: nnx.Rngs):
-        self.query = nnx.Param(jax.random.normal(rngs.params(), (1, 1, dim), jnp.float32),
-                               out_sharding=(None, None, "embed"))
+    def __init__(
+        self,
+        context_dim: int,
+        dim: int,
+        *,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        residual: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.query = nnx.Param(
+            jax.random.normal(rngs.params(), (1, 1, dim), jnp.float32),
+            out_sharding=(None, None, "embed"),
+        )
         self.attn = MultiHeadAttention(dim, heads, context_dim=context_dim, rngs=rngs)
         self.norm = LayerNorm(dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dropout=dropout, rngs=rngs)
         self.residual = residual
 
-    def __call__(self, tokens: Float[Array, "b n c"], *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "b d"]:
-        q = jnp.broadcast_to(self.query[...].astype(tokens.dtype),
-                             (tokens.shape[0], 1, self.query.shape[-1]))
+    def __call__(
+        self,
+        tokens: Float[Array, "b n c"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b d"]:
+        q = jnp.broadcast_to(
+            self.query[...].astype(tokens.dtype), (tokens.shape[0], 1, self.query.shape[-1])
+        )
         x = self.norm(self.attn(q, context=tokens))
         h = self.mlp(x, deterministic=deterministic, rngs=rngs)
         return (x + h if self.residual else h)[:, 0]
@@ -104,44 +121,65 @@ class ContrastiveModel(nnx.Module):
         elif cfg.image_encoder == "resnet":
             self.image_encoder = ResNet(cfg.resnet, rngs=rngs)
         else:
-            raise ValueError(f"ContrastiveConfig.image_encoder={cfg.image_encoder!r}; "
-                             "choose 'vit' or 'resnet'")
+            raise ValueError(
+                f"ContrastiveConfig.image_encoder={cfg.image_encoder!r}; choose 'vit' or 'resnet'"
+            )
         if cfg.loss not in ("infonce", "siglip"):
             raise ValueError(f"ContrastiveConfig.loss={cfg.loss!r}; choose 'infonce' or 'siglip'")
         self.cfg = cfg
         self.spectrum_encoder = SpecFormer(cfg.spectrum, rngs=rngs)
-        kw = dict(heads=cfg.head_heads, mlp_ratio=cfg.head_mlp_ratio, dropout=cfg.head_dropout,
-                  rngs=rngs)
+        kw = dict(
+            heads=cfg.head_heads, mlp_ratio=cfg.head_mlp_ratio, dropout=cfg.head_dropout, rngs=rngs
+        )
         self.image_head = CrossAttentionPool(self.image_encoder.width, cfg.embed_dim, **kw)
-        self.spectrum_head = CrossAttentionPool(self.spectrum_encoder.width, cfg.embed_dim,
-                                                residual=True, **kw)
+        self.spectrum_head = CrossAttentionPool(
+            self.spectrum_encoder.width, cfg.embed_dim, residual=True, **kw
+        )
         init = cfg.init_scale or (1.0 / 0.07 if cfg.loss == "infonce" else 10.0)
         var = nnx.Param if cfg.learn_scale else nnx.Variable
         self.log_scale = var(jnp.asarray(math.log(init), jnp.float32))
-        self.logit_bias = nnx.Param(jnp.asarray(cfg.init_bias, jnp.float32)) if (
-            cfg.loss == "siglip") else None
+        self.logit_bias = (
+            nnx.Param(jnp.asarray(cfg.init_bias, jnp.float32)) if (cfg.loss == "siglip") else None
+        )
 
     def _backbone(self, tokens: jax.Array) -> jax.Array:
         return jax.lax.stop_gradient(tokens) if self.cfg.freeze_backbones else tokens
 
-    def embed_image(self, images: Float[Array, "b h w c"], *, deterministic: bool = True,
-                    rngs: nnx.Rngs | None = None) -> Float[Array, "b e"]:
+    def embed_image(
+        self,
+        images: Float[Array, "b h w c"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b e"]:
         """Unnormalised image embeddings (B, E)."""
         tok = self._backbone(self.image_encoder(images, deterministic=deterministic, rngs=rngs))
         return self.image_head(tok, deterministic=deterministic, rngs=rngs)
 
-    def embed_spectrum(self, spectra: Float[Array, "b l 1"], *, deterministic: bool = True,
-                       rngs: nnx.Rngs | None = None) -> Float[Array, "b e"]:
+    def embed_spectrum(
+        self,
+        spectra: Float[Array, "b l 1"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b e"]:
         """Unnormalised spectrum embeddings (B, E)."""
-        tok = self._backbone(self.spectrum_encoder(spectra, deterministic=deterministic,
-                                                   rngs=rngs))
+        tok = self._backbone(self.spectrum_encoder(spectra, deterministic=deterministic, rngs=rngs))
         return self.spectrum_head(tok, deterministic=deterministic, rngs=rngs)
 
-    def __call__(self, images: jax.Array, spectra: jax.Array, *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self,
+        images: jax.Array,
+        spectra: jax.Array,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
         """(image embeddings, spectrum embeddings), each (B, E)."""
-        return (self.embed_image(images, deterministic=deterministic, rngs=rngs),
-                self.embed_spectrum(spectra, deterministic=deterministic, rngs=rngs))
+        return (
+            self.embed_image(images, deterministic=deterministic, rngs=rngs),
+            self.embed_spectrum(spectra, deterministic=deterministic, rngs=rngs),
+        )
 
     def scale(self) -> jax.Array:
         """The logit scale exp(log_scale), capped at ``max_scale``."""

@@ -44,7 +44,7 @@ class FNOConfig:
 
 
 class SpectralConv2d(nnx.Module):
-    """K v: multiply the lowest Fourier modes by learned complex matrices, (B,H,W,Ci)->(B,H,W,Co)."""
+    """K v: the lowest Fourier modes times learned complex matrices, (B,H,W,Ci)->(B,H,W,Co)."""
 
     def __init__(self, cin: int, cout: int, modes: int, *, rngs: nnx.Rngs):
         scale = 1.0 / (cin * cout)  # Li et al.'s initial scale
@@ -75,13 +75,14 @@ class FNO(nnx.Module):
         self.cfg = cfg
         cin = cfg.n_channels * cfg.n_steps_input
         self.lift = dense(cin, cfg.width, (None, "embed"), rngs)
-        self.spectral = nnx.List([SpectralConv2d(cfg.width, cfg.width, cfg.modes, rngs=rngs)
-                                  for _ in range(cfg.depth)])
-        self.pointwise = nnx.List([dense(cfg.width, cfg.width, ("embed", "embed"), rngs)
-                                   for _ in range(cfg.depth)])
+        self.spectral = nnx.List(
+            [SpectralConv2d(cfg.width, cfg.width, cfg.modes, rngs=rngs) for _ in range(cfg.depth)]
+        )
+        self.pointwise = nnx.List(
+            [dense(cfg.width, cfg.width, ("embed", "embed"), rngs) for _ in range(cfg.depth)]
+        )
         self.proj = dense(cfg.width, 2 * cfg.width, ("embed", "mlp"), rngs)
-        self.out = dense(2 * cfg.width, cfg.n_channels, ("mlp", None), rngs,
-                         zero_init=cfg.delta)
+        self.out = dense(2 * cfg.width, cfg.n_channels, ("mlp", None), rngs, zero_init=cfg.delta)
 
     def _core(self, v):
         v = self.lift(v)
@@ -94,5 +95,10 @@ class FNO(nnx.Module):
     def __call__(self, x, field_ids=None, *, periodic=None, deterministic=True, rngs=None):
         """(B, T, H, W, C) -> (B, H, W, C) next frame."""
         del field_ids, periodic, deterministic, rngs
-        return folded_forward(self._core, x, n_steps_input=self.cfg.n_steps_input,
-                              n_channels=self.cfg.n_channels, delta=self.cfg.delta)
+        return folded_forward(
+            self._core,
+            x,
+            n_steps_input=self.cfg.n_steps_input,
+            n_channels=self.cfg.n_channels,
+            delta=self.cfg.delta,
+        )

@@ -56,7 +56,7 @@ def _strip(sd: Mapping) -> dict[str, np.ndarray]:
     for k, v in sd.items():
         if hasattr(v, "detach"):  # torch tensor, without importing torch
             v = v.detach().cpu().numpy()
-        out[k[len("module."):] if k.startswith("module.") else k] = np.asarray(v, np.float32)
+        out[k[len("module.") :] if k.startswith("module.") else k] = np.asarray(v, np.float32)
     return out
 
 
@@ -72,8 +72,16 @@ def infer_config(state_dict: Mapping, **overrides) -> AViTConfig:
         raise ConversionError(f"not an MPP AViT state dict: missing key {e.args[0]!r}") from None
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     strides = tuple(sd[f"embed.in_proj.{i}.weight"].shape[-1] for i in (0, 3, 6))
-    cfg = AViTConfig(dim=dim, heads=heads, depth=depth, n_fields=n, patch_strides=strides,
-                     num_buckets=buckets, periodic_wrap="mpp", delta=False)
+    cfg = AViTConfig(
+        dim=dim,
+        heads=heads,
+        depth=depth,
+        n_fields=n,
+        patch_strides=strides,
+        num_buckets=buckets,
+        periodic_wrap="mpp",
+        delta=False,
+    )
     if q != dim // 4:
         raise ConversionError(f"space_bag.weight has {q} rows, expected dim/4 = {dim // 4}")
     return dataclasses.replace(cfg, **overrides)
@@ -94,8 +102,10 @@ def _attention_params(sd, prefix: str, heads: int) -> dict:
 
 
 def _proj(sd, prefix):
-    return {"kernel": sd[f"{prefix}.output_head.weight"][:, :, 0, 0].T,
-            "bias": sd[f"{prefix}.output_head.bias"]}
+    return {
+        "kernel": sd[f"{prefix}.output_head.weight"][:, :, 0, 0].T,
+        "bias": sd[f"{prefix}.output_head.bias"],
+    }
 
 
 def _table(sd, prefix):
@@ -119,34 +129,46 @@ def mpp_to_pure_dict(state_dict: Mapping, cfg: AViTConfig) -> tuple[dict, set[st
     convt = lambda k: sd[k].transpose(2, 3, 0, 1)  # ConvT (I, O, kh, kw) -> (kh, kw, I, O)
     p = {
         "fields": {"kernel": sd["space_bag.weight"].T, "bias": sd["space_bag.bias"]},
-        "stem": {"kernels": {i: conv(f"embed.in_proj.{3 * i}.weight") for i in range(3)},
-                 "norms": {i: {"weight": sd[f"embed.in_proj.{3 * i + 1}.weight"]}
-                           for i in range(3)}},
-        "destem": {"kernels": {i: convt(f"debed.out_proj.{3 * i}.weight") for i in range(2)},
-                   "norms": {i: {"weight": sd[f"debed.out_proj.{3 * i + 1}.weight"]}
-                             for i in range(2)},
-                   "out_kernel": sd["debed.out_kernel"].transpose(2, 3, 0, 1),
-                   "out_bias": sd["debed.out_bias"]},
+        "stem": {
+            "kernels": {i: conv(f"embed.in_proj.{3 * i}.weight") for i in range(3)},
+            "norms": {i: {"weight": sd[f"embed.in_proj.{3 * i + 1}.weight"]} for i in range(3)},
+        },
+        "destem": {
+            "kernels": {i: convt(f"debed.out_proj.{3 * i}.weight") for i in range(2)},
+            "norms": {i: {"weight": sd[f"debed.out_proj.{3 * i + 1}.weight"]} for i in range(2)},
+            "out_kernel": sd["debed.out_kernel"].transpose(2, 3, 0, 1),
+            "out_bias": sd["debed.out_bias"],
+        },
         "blocks": {},
     }
     for i in range(cfg.depth):
         t, s = f"blocks.{i}.temporal", f"blocks.{i}.spatial"
         p["blocks"][i] = {
-            "time": {"norm1": {"weight": sd[f"{t}.norm1.weight"], "bias": sd[f"{t}.norm1.bias"]},
-                     "norm2": {"weight": sd[f"{t}.norm2.weight"], "bias": sd[f"{t}.norm2.bias"]},
-                     "mixer": _attention_params(sd, t, cfg.heads), "proj": _proj(sd, t),
-                     "rel_bias": _table(sd, t), "ls": {"gamma": sd[f"{t}.gamma"]}},
-            "space": {"norm1": {"weight": sd[f"{s}.norm1.weight"]},
-                      "norm2": {"weight": sd[f"{s}.norm2.weight"]},
-                      "mlp_norm": {"weight": sd[f"{s}.mlp_norm.weight"]},
-                      "mixer": _attention_params(sd, s, cfg.heads), "proj": _proj(sd, s),
-                      "rel_bias": _table(sd, s),
-                      "ls_mix": {"gamma": sd[f"{s}.gamma_att"]},
-                      "ls_mlp": {"gamma": sd[f"{s}.gamma_mlp"]},
-                      "mlp": {"up": {"kernel": sd[f"{s}.mlp.fc1.weight"].T,
-                                     "bias": sd[f"{s}.mlp.fc1.bias"]},
-                              "down": {"kernel": sd[f"{s}.mlp.fc2.weight"].T,
-                                       "bias": sd[f"{s}.mlp.fc2.bias"]}}},
+            "time": {
+                "norm1": {"weight": sd[f"{t}.norm1.weight"], "bias": sd[f"{t}.norm1.bias"]},
+                "norm2": {"weight": sd[f"{t}.norm2.weight"], "bias": sd[f"{t}.norm2.bias"]},
+                "mixer": _attention_params(sd, t, cfg.heads),
+                "proj": _proj(sd, t),
+                "rel_bias": _table(sd, t),
+                "ls": {"gamma": sd[f"{t}.gamma"]},
+            },
+            "space": {
+                "norm1": {"weight": sd[f"{s}.norm1.weight"]},
+                "norm2": {"weight": sd[f"{s}.norm2.weight"]},
+                "mlp_norm": {"weight": sd[f"{s}.mlp_norm.weight"]},
+                "mixer": _attention_params(sd, s, cfg.heads),
+                "proj": _proj(sd, s),
+                "rel_bias": _table(sd, s),
+                "ls_mix": {"gamma": sd[f"{s}.gamma_att"]},
+                "ls_mlp": {"gamma": sd[f"{s}.gamma_mlp"]},
+                "mlp": {
+                    "up": {"kernel": sd[f"{s}.mlp.fc1.weight"].T, "bias": sd[f"{s}.mlp.fc1.bias"]},
+                    "down": {
+                        "kernel": sd[f"{s}.mlp.fc2.weight"].T,
+                        "bias": sd[f"{s}.mlp.fc2.bias"],
+                    },
+                },
+            },
         }
     return p, used
 
@@ -177,16 +199,18 @@ def convert_mpp(state_dict: Mapping, *, rngs: nnx.Rngs | None = None, **override
     missing = sorted(unused - set(sd))
     extra = sorted(set(sd) - used - unused)
     if missing or extra:
-        raise ConversionError(f"MPP state dict mismatch: unknown keys {extra[:5]}, "
-                              f"missing keys {missing[:5]}")
+        raise ConversionError(
+            f"MPP state dict mismatch: unknown keys {extra[:5]}, missing keys {missing[:5]}"
+        )
     state = nnx.state(model, nnx.Param)
     target = nnx.to_pure_dict(state)
 
     def check(ours, theirs, path):
         if isinstance(ours, dict):
             if set(ours) != set(theirs):
-                raise ConversionError(f"parameter group {path}: ours {sorted(ours)} vs "
-                                      f"converted {sorted(theirs)}")
+                raise ConversionError(
+                    f"parameter group {path}: ours {sorted(ours)} vs converted {sorted(theirs)}"
+                )
             return {k: check(ours[k], theirs[k], f"{path}/{k}") for k in ours}
         if tuple(ours.shape) != tuple(theirs.shape):
             raise ConversionError(f"{path}: converted shape {theirs.shape}, model {ours.shape}")

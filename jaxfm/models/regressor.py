@@ -35,8 +35,12 @@ class Regressor(nnx.Module):
     def __init__(self, cfg: RegressorConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         dims = [cfg.features] + [cfg.hidden] * cfg.depth
-        self.hidden = nnx.List([dense(a, b, ("embed", "mlp") if i % 2 == 0 else ("mlp", "embed"),
-                                      rngs) for i, (a, b) in enumerate(zip(dims, dims[1:]))])
+        self.hidden = nnx.List(
+            [
+                dense(a, b, ("embed", "mlp") if i % 2 == 0 else ("mlp", "embed"), rngs)
+                for i, (a, b) in enumerate(zip(dims, dims[1:]))
+            ]
+        )
         self.out = dense(dims[-1], cfg.features, ("mlp", None), rngs, zero_init=cfg.residual)
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -34,10 +34,18 @@ class ResNetConfig:
 
 
 def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", use_bias=False,
-                    kernel_init=nnx.with_partitioning(nnx.initializers.he_normal(),
-                                                      (None, None, None, "embed")),
-                    rngs=rngs)
+    return nnx.Conv(
+        cin,
+        cout,
+        (k, k),
+        strides=(stride, stride),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=nnx.with_partitioning(
+            nnx.initializers.he_normal(), (None, None, None, "embed")
+        ),
+        rngs=rngs,
+    )
 
 
 class BasicBlock(nnx.Module):
@@ -47,8 +55,9 @@ class BasicBlock(nnx.Module):
         self.conv1, self.conv2 = _conv(cin, cout, 3, stride, rngs), _conv(cout, cout, 3, 1, rngs)
         self.gn1 = nnx.GroupNorm(cout, num_groups=groups, rngs=rngs)
         # zero-init the last scale so each block starts as identity (Goyal et al. 2017)
-        self.gn2 = nnx.GroupNorm(cout, num_groups=groups, scale_init=nnx.initializers.zeros_init(),
-                                 rngs=rngs)
+        self.gn2 = nnx.GroupNorm(
+            cout, num_groups=groups, scale_init=nnx.initializers.zeros_init(), rngs=rngs
+        )
         self.proj = _conv(cin, cout, 1, stride, rngs) if (stride != 1 or cin != cout) else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -74,8 +83,13 @@ class ResNet(nnx.Module):
                 cin = w
         self.blocks = nnx.List(blocks)
 
-    def __call__(self, images: Float[Array, "b h w c"], *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "b n d"]:
+    def __call__(
+        self,
+        images: Float[Array, "b h w c"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b n d"]:
         del deterministic, rngs  # no dropout
         x = nnx.relu(self.stem_norm(self.stem(images)))
         for block in self.blocks:

@@ -73,18 +73,20 @@ class SpecFormerConfig:
         return self.section + 2
 
 
-def spectrum_tokenize(spectra: Float[Array, "b l 1"], cfg: SpecFormerConfig
-                      ) -> Float[Array, "b t f"]:
+def spectrum_tokenize(
+    spectra: Float[Array, "b l 1"], cfg: SpecFormerConfig
+) -> Float[Array, "b t f"]:
     """Standardise each spectrum and cut it into overlapping section tokens (see module doc)."""
     if spectra.ndim != 3 or spectra.shape[1:] != (cfg.spectrum_len, 1):
-        raise ValueError(f"SpecFormer expects spectra (B, {cfg.spectrum_len}, 1); "
-                         f"got {spectra.shape}")
+        raise ValueError(
+            f"SpecFormer expects spectra (B, {cfg.spectrum_len}, 1); got {spectra.shape}"
+        )
     x = spectra[..., 0].astype(jnp.float32)
     mu = jnp.mean(x, axis=1, keepdims=True)
     sigma = jnp.maximum(jnp.std(x, axis=1, keepdims=True), cfg.min_std)
     x = (x - mu) / sigma
     # precomputed gather index (n, section): a constant folded into the program
-    idx = (np.arange(cfg.n_sections)[:, None] * cfg.stride + np.arange(cfg.section)[None, :])
+    idx = np.arange(cfg.n_sections)[:, None] * cfg.stride + np.arange(cfg.section)[None, :]
     tok = x[:, idx]  # (B, n, section)
     tok = jnp.pad(tok, ((0, 0), (0, 0), (0, 2)))
     if cfg.stats == "log":
@@ -114,13 +116,16 @@ def chunk_mask(key: jax.Array, batch: int, cfg: SpecFormerConfig) -> Bool[Array,
     """
     seg = cfg.n_sections // cfg.mask_segments
     if cfg.mask_len > seg:
-        raise ValueError(f"SpecFormerConfig.mask_len={cfg.mask_len} exceeds the segment length "
-                         f"{seg} (= {cfg.n_sections} sections // {cfg.mask_segments} segments)")
+        raise ValueError(
+            f"SpecFormerConfig.mask_len={cfg.mask_len} exceeds the segment length "
+            f"{seg} (= {cfg.n_sections} sections // {cfg.mask_segments} segments)"
+        )
     starts = jax.random.randint(key, (batch, cfg.mask_segments), 0, seg - cfg.mask_len + 1)
     starts = starts + jnp.arange(cfg.mask_segments)[None, :] * seg + 1  # +1: skip stats token
     pos = jnp.arange(cfg.n_tokens)
     inside = (pos[None, None, :] >= starts[..., None]) & (
-        pos[None, None, :] < starts[..., None] + cfg.mask_len)
+        pos[None, None, :] < starts[..., None] + cfg.mask_len
+    )
     return jnp.any(inside, axis=1)
 
 
@@ -129,14 +134,17 @@ class SpecFormer(nnx.Module):
 
     def __init__(self, cfg: SpecFormerConfig, *, rngs: nnx.Rngs):
         if cfg.n_sections < 1:
-            raise ValueError(f"SpecFormerConfig.section={cfg.section} is longer than "
-                             f"spectrum_len={cfg.spectrum_len}")
+            raise ValueError(
+                f"SpecFormerConfig.section={cfg.section} is longer than "
+                f"spectrum_len={cfg.spectrum_len}"
+            )
         self.cfg = cfg
         dim = cfg.trunk.dim
         self.embed = dense(cfg.features, dim, (None, "embed"), rngs)
         init = nnx.initializers.truncated_normal(stddev=dim**-0.5)
-        self.pos = nnx.Param(init(rngs.params(), (1, cfg.n_tokens, dim)),
-                             out_sharding=(None, None, "embed"))
+        self.pos = nnx.Param(
+            init(rngs.params(), (1, cfg.n_tokens, dim)), out_sharding=(None, None, "embed")
+        )
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
         self.head = dense(dim, cfg.features, ("embed", None), rngs)
 
@@ -145,38 +153,58 @@ class SpecFormer(nnx.Module):
         """Token width (the ``context_dim`` of a pooling head)."""
         return self.cfg.trunk.dim
 
-    def encode_tokens(self, tokens: Float[Array, "b t f"], *, mask: jax.Array | None = None,
-                      deterministic: bool = True, rngs: nnx.Rngs | None = None
-                      ) -> Float[Array, "b t d"]:
+    def encode_tokens(
+        self,
+        tokens: Float[Array, "b t f"],
+        *,
+        mask: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b t d"]:
         """Hidden states of tokens; tokens where ``mask`` (B, T) is True are zeroed first."""
         if mask is not None:
             tokens = jnp.where(mask[..., None], 0.0, tokens)
         x = self.embed(tokens) + self.pos[...]
         return self.trunk(x, deterministic=deterministic, rngs=rngs)
 
-    def __call__(self, spectra: Float[Array, "b l 1"], *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "b t d"]:
+    def __call__(
+        self,
+        spectra: Float[Array, "b l 1"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b t d"]:
         """Hidden states (B, T, dim) of unmasked spectra."""
-        return self.encode_tokens(spectrum_tokenize(spectra, self.cfg),
-                                  deterministic=deterministic, rngs=rngs)
+        return self.encode_tokens(
+            spectrum_tokenize(spectra, self.cfg), deterministic=deterministic, rngs=rngs
+        )
 
     def reconstruct(self, hidden: Float[Array, "b t d"]) -> Float[Array, "b t f"]:
         """Token reconstruction from hidden states (the pretraining head)."""
         return self.head(hidden)
 
 
-def masked_modelling_loss(model: SpecFormer, spectra: jax.Array, key: jax.Array, *,
-                          deterministic: bool = True, rngs: nnx.Rngs | None = None
-                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def masked_modelling_loss(
+    model: SpecFormer,
+    spectra: jax.Array,
+    key: jax.Array,
+    *,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """MSE of reconstructed masked tokens (masked elements only); returns (loss, metrics)."""
     tokens = spectrum_tokenize(spectra, model.cfg)
     mask = chunk_mask(key, spectra.shape[0], model.cfg)
-    pred = model.reconstruct(model.encode_tokens(tokens, mask=mask, deterministic=deterministic,
-                                                 rngs=rngs))
+    pred = model.reconstruct(
+        model.encode_tokens(tokens, mask=mask, deterministic=deterministic, rngs=rngs)
+    )
     w = mask[..., None].astype(jnp.float32)
     count = jnp.sum(w) * tokens.shape[-1]
     loss = jnp.sum(jnp.square(pred.astype(jnp.float32) - tokens) * w) / count
     # the trivial predictor (zero = the standardised mean) as a reference scale
     baseline = jnp.sum(jnp.square(tokens) * w) / count
-    return loss, {"mse_masked": loss, "mse_zero_baseline": baseline,
-                  "mask_fraction": jnp.mean(mask[:, 1:].astype(jnp.float32))}
+    return loss, {
+        "mse_masked": loss,
+        "mse_zero_baseline": baseline,
+        "mask_fraction": jnp.mean(mask[:, 1:].astype(jnp.float32)),
+    }

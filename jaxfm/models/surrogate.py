@@ -38,13 +38,12 @@ sample, used only by the position bias. (MPP's ``bcs[0]`` lists the W axis first
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
 from jaxfm.nn.field_embed import FieldEmbedding, PatchDestem, PatchStem
 from jaxfm.nn.instance_norm import InstanceNorm, RMSInstanceNorm
@@ -157,10 +156,12 @@ def build_axis_mixer(kind: str, cfg: AViTConfig, *, causal: bool, rngs: nnx.Rngs
     from jaxfm.nn.trunk import MIXERS, TrunkConfig  # the registry other mixers land in
 
     if kind not in MIXERS:
-        raise ValueError(f"unknown AViT mixer {kind!r}; choose attention or one of "
-                         f"{sorted(MIXERS)}")
-    tcfg = TrunkConfig(kind=kind, dim=cfg.dim, heads=cfg.heads, causal=causal,
-                       attn_impl=cfg.attn_impl)
+        raise ValueError(
+            f"unknown AViT mixer {kind!r}; choose attention or one of {sorted(MIXERS)}"
+        )
+    tcfg = TrunkConfig(
+        kind=kind, dim=cfg.dim, heads=cfg.heads, causal=causal, attn_impl=cfg.attn_impl
+    )
     return MIXERS[kind][0](tcfg, rngs)
 
 
@@ -170,10 +171,17 @@ class TimeBlock(nnx.Module):
     def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
         self.norm1, self.norm2 = InstanceNorm(cfg.dim), InstanceNorm(cfg.dim)
         self.mixer = build_axis_mixer(cfg.time_mixer, cfg, causal=cfg.time_causal, rngs=rngs)
-        self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
-                                              max_distance=cfg.max_distance,
-                                              wrap=cfg.periodic_wrap, rngs=rngs)
-                         if cfg.time_mixer == "attention" else None)
+        self.rel_bias = (
+            RelativePositionBias(
+                cfg.heads,
+                num_buckets=cfg.num_buckets,
+                max_distance=cfg.max_distance,
+                wrap=cfg.periodic_wrap,
+                rngs=rngs,
+            )
+            if cfg.time_mixer == "attention"
+            else None
+        )
         self.proj = dense(cfg.dim, cfg.dim, ("embed", "embed"), rngs)
         self.ls = LayerScale(cfg.dim, cfg.layer_scale)
         self.drop_rate = drop_rate
@@ -196,10 +204,17 @@ class SpaceBlock(nnx.Module):
         d = cfg.dim
         self.norm1, self.norm2 = RMSInstanceNorm(d), RMSInstanceNorm(d)
         self.mixer = build_axis_mixer(cfg.space_mixer, cfg, causal=False, rngs=rngs)
-        self.rel_bias = (RelativePositionBias(cfg.heads, num_buckets=cfg.num_buckets,
-                                              max_distance=cfg.max_distance,
-                                              wrap=cfg.periodic_wrap, rngs=rngs)
-                         if cfg.space_mixer == "attention" else None)
+        self.rel_bias = (
+            RelativePositionBias(
+                cfg.heads,
+                num_buckets=cfg.num_buckets,
+                max_distance=cfg.max_distance,
+                wrap=cfg.periodic_wrap,
+                rngs=rngs,
+            )
+            if cfg.space_mixer == "attention"
+            else None
+        )
         self.proj = dense(d, d, ("embed", "embed"), rngs)
         self.ls_mix = LayerScale(d, cfg.layer_scale)
         self.mlp = MLP(d, int(d * cfg.mlp_ratio), rngs=rngs)
@@ -215,14 +230,13 @@ class SpaceBlock(nnx.Module):
             kw["bias"] = jnp.repeat(bias, y.shape[0] // bias.shape[0], axis=0)
         return self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
 
-    def __call__(self, x, periodic, *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None):
+    def __call__(self, x, periodic, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         n, h, w, d = x.shape
         y = self.norm1(x)
         along_w = self._mix(y.reshape(n * h, w, d), w, periodic[..., 1], deterministic, rngs)
         yt = jnp.swapaxes(y, 1, 2).reshape(n * w, h, d)
         along_h = self._mix(yt, h, periodic[..., 0], deterministic, rngs)
-        mixed = (along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2))
+        mixed = along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2)
         y = self.ls_mix(self.proj(self.norm2(mixed / 2)))
         x = x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
         y = self.ls_mlp(self.mlp_norm(self.mlp(x)))
@@ -236,12 +250,10 @@ class SpaceTimeBlock(nnx.Module):
         self.time = TimeBlock(cfg, drop_rate, rngs=rngs)
         self.space = SpaceBlock(cfg, drop_rate, rngs=rngs)
 
-    def __call__(self, x, periodic, *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None):
+    def __call__(self, x, periodic, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         x = self.time(x, deterministic=deterministic, rngs=rngs)
         b, t, h, w, d = x.shape
-        x = self.space(x.reshape(b * t, h, w, d), periodic, deterministic=deterministic,
-                       rngs=rngs)
+        x = self.space(x.reshape(b * t, h, w, d), periodic, deterministic=deterministic, rngs=rngs)
         return x.reshape(b, t, h, w, d)
 
 
@@ -257,8 +269,9 @@ class AViT(nnx.Module):
         self.stem = PatchStem(cfg.dim, strides=cfg.patch_strides, rngs=rngs)
         rates = np.linspace(0.0, cfg.drop_path, cfg.depth)
         self.blocks = nnx.List([SpaceTimeBlock(cfg, float(r), rngs=rngs) for r in rates])
-        self.destem = PatchDestem(cfg.dim, cfg.n_fields, strides=cfg.patch_strides,
-                                  zero_init_output=cfg.delta, rngs=rngs)
+        self.destem = PatchDestem(
+            cfg.dim, cfg.n_fields, strides=cfg.patch_strides, zero_init_output=cfg.delta, rngs=rngs
+        )
 
     @property
     def n_fields(self) -> int:
@@ -272,10 +285,15 @@ class AViT(nnx.Module):
         self.fields.expand(extra, rngs=rngs)
         self.destem.expand(extra, rngs=rngs, zero_init=self.cfg.delta)
 
-    def __call__(self, x: Float[Array, "b t h w c"],
-                 field_ids: Int[Array, "b c"] | Int[Array, "c"], *,
-                 periodic=(False, False), deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "b h w c"]:
+    def __call__(
+        self,
+        x: Float[Array, "b t h w c"],
+        field_ids: jax.Array,
+        *,
+        periodic=(False, False),
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b h w c"]:
         """Predicts the state after the last of the T input frames.
 
         Args:

@@ -61,23 +61,36 @@ class UNet(nnx.Module):
         self.cfg = cfg
         chans = [cfg.base * 2**i for i in range(cfg.levels + 1)]
         self.inc = ConvBlock(cfg.n_channels * cfg.n_steps_input, chans[0], rngs=rngs)
-        self.down = nnx.List([nnx.Conv(chans[i], chans[i + 1], (2, 2), strides=2,
-                                       padding="VALID", rngs=rngs) for i in range(cfg.levels)])
-        self.enc = nnx.List([ConvBlock(chans[i + 1], chans[i + 1], rngs=rngs)
-                             for i in range(cfg.levels)])
-        self.up = nnx.List([nnx.ConvTranspose(chans[i + 1], chans[i], (2, 2), strides=(2, 2),
-                                              padding="VALID", rngs=rngs)
-                            for i in reversed(range(cfg.levels))])
-        self.dec = nnx.List([ConvBlock(2 * chans[i], chans[i], rngs=rngs)
-                             for i in reversed(range(cfg.levels))])
+        self.down = nnx.List(
+            [
+                nnx.Conv(chans[i], chans[i + 1], (2, 2), strides=2, padding="VALID", rngs=rngs)
+                for i in range(cfg.levels)
+            ]
+        )
+        self.enc = nnx.List(
+            [ConvBlock(chans[i + 1], chans[i + 1], rngs=rngs) for i in range(cfg.levels)]
+        )
+        self.up = nnx.List(
+            [
+                nnx.ConvTranspose(
+                    chans[i + 1], chans[i], (2, 2), strides=(2, 2), padding="VALID", rngs=rngs
+                )
+                for i in reversed(range(cfg.levels))
+            ]
+        )
+        self.dec = nnx.List(
+            [ConvBlock(2 * chans[i], chans[i], rngs=rngs) for i in reversed(range(cfg.levels))]
+        )
         init = nnx.initializers.zeros_init() if cfg.delta else nnx.initializers.lecun_normal()
         self.out = nnx.Conv(chans[0], cfg.n_channels, (1, 1), kernel_init=init, rngs=rngs)
 
     def _core(self, x):
         f = 2**self.cfg.levels
         if x.shape[1] % f or x.shape[2] % f:
-            raise ValueError(f"U-Net with {self.cfg.levels} levels needs H, W divisible by {f}, "
-                             f"got {x.shape[1:3]}")
+            raise ValueError(
+                f"U-Net with {self.cfg.levels} levels needs H, W divisible by {f}, "
+                f"got {x.shape[1:3]}"
+            )
         h = self.inc(x)
         skips = [h]
         for down, enc in zip(self.down, self.enc):
@@ -91,5 +104,10 @@ class UNet(nnx.Module):
     def __call__(self, x, field_ids=None, *, periodic=None, deterministic=True, rngs=None):
         """(B, T, H, W, C) -> (B, H, W, C) next frame."""
         del field_ids, periodic, deterministic, rngs
-        return folded_forward(self._core, x, n_steps_input=self.cfg.n_steps_input,
-                              n_channels=self.cfg.n_channels, delta=self.cfg.delta)
+        return folded_forward(
+            self._core,
+            x,
+            n_steps_input=self.cfg.n_steps_input,
+            n_channels=self.cfg.n_channels,
+            delta=self.cfg.delta,
+        )

@@ -42,8 +42,7 @@ class ViT(nnx.Module):
 
     def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
         if cfg.image_size % cfg.patch:
-            raise ValueError(f"ViTConfig.patch={cfg.patch} must divide "
-                             f"image_size={cfg.image_size}")
+            raise ValueError(f"ViTConfig.patch={cfg.patch} must divide image_size={cfg.image_size}")
         self.cfg = cfg
         n = (cfg.image_size // cfg.patch) ** 2
         dim = cfg.trunk.dim
@@ -52,13 +51,20 @@ class ViT(nnx.Module):
         self.pos = nnx.Param(init(rngs.params(), (1, n, dim)), out_sharding=(None, None, "embed"))
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
 
-    def __call__(self, images: Float[Array, "b h w c"], *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "b n d"]:
+    def __call__(
+        self,
+        images: Float[Array, "b h w c"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b n d"]:
         cfg = self.cfg
         b, h, w, c = images.shape
         if (h, w, c) != (cfg.image_size, cfg.image_size, cfg.channels):
-            raise ValueError(f"ViT expects images (B, {cfg.image_size}, {cfg.image_size}, "
-                             f"{cfg.channels}); got {images.shape}")
+            raise ValueError(
+                f"ViT expects images (B, {cfg.image_size}, {cfg.image_size}, "
+                f"{cfg.channels}); got {images.shape}"
+            )
         p = cfg.patch
         x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
         x = self.embed(x.reshape(b, (h // p) * (w // p), p * p * c))

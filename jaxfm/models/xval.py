@@ -84,18 +84,29 @@ class XValLM(nnx.Module):
         self.token_head = TokenHead(dim, cfg.head_hidden, cfg.vocab_size, rngs=rngs)
         self.number_head = NumberHead(dim, cfg.head_hidden, rngs=rngs)
 
-    def __call__(self, tokens: Int[Array, "b l"], values: Float[Array, "b l"], *,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None
-                 ) -> tuple[Float[Array, "b l v"], Float[Array, "b l"]]:
+    def __call__(
+        self,
+        tokens: Int[Array, "b l"],
+        values: Float[Array, "b l"],
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> tuple[Float[Array, "b l v"], Float[Array, "b l"]]:
         """Next-token logits and next-number predictions at every position."""
         h = self.trunk(self.embed(tokens, values), deterministic=deterministic, rngs=rngs)
         return self.token_head(h), self.number_head(h)
 
 
-def xval_loss(logits: Float[Array, "b l v"], numbers: Float[Array, "b l"],
-              targets: Int[Array, "b l"], target_values: Float[Array, "b l"],
-              loss_mask: Float[Array, "b l"], *, num_token: int,
-              num_loss_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+def xval_loss(
+    logits: Float[Array, "b l v"],
+    numbers: Float[Array, "b l"],
+    targets: Int[Array, "b l"],
+    target_values: Float[Array, "b l"],
+    loss_mask: Float[Array, "b l"],
+    *,
+    num_token: int,
+    num_loss_weight: float = 1.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Token cross-entropy + weighted number MSE, both averaged over ``loss_mask``.
 
     Returns (loss, metrics) with metrics ``ce``, ``num_mse`` and ``token_acc``.
@@ -111,8 +122,13 @@ def xval_loss(logits: Float[Array, "b l v"], numbers: Float[Array, "b l"],
     return ce_mean + num_loss_weight * mse, {"ce": ce_mean, "num_mse": mse, "token_acc": acc}
 
 
-def generate(model: XValLM, tokens: Int[Array, "b l"], values: Float[Array, "b l"],
-             start: Int[Array, " b"], steps: int) -> tuple[jax.Array, jax.Array]:
+def generate(
+    model: XValLM,
+    tokens: Int[Array, "b l"],
+    values: Float[Array, "b l"],
+    start: Int[Array, " b"],
+    steps: int,
+) -> tuple[jax.Array, jax.Array]:
     """Greedy decoding of ``steps`` tokens written at positions ``start .. start+steps-1``.
 
     Whatever ``tokens``/``values`` hold at and after ``start`` is ignored (causal model). An
@@ -142,8 +158,11 @@ def answer_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     ok = np.isfinite(pred)
     filled = np.where(ok, pred, 0.0)
     within = ok & (np.abs(filled - true) <= 0.01 * np.abs(true))
-    return {"mse": float(np.mean((filled - true) ** 2)), "within_1pct": float(np.mean(within)),
-            "valid": float(np.mean(ok))}
+    return {
+        "mse": float(np.mean((filled - true) ** 2)),
+        "within_1pct": float(np.mean(within)),
+        "valid": float(np.mean(ok)),
+    }
 
 
 class XValTask:
@@ -158,16 +177,30 @@ class XValTask:
         """A freshly initialised :class:`XValLM`."""
         return XValLM(self.cfg, rngs=rngs)
 
-    def _forward(self, model: XValLM, batch: dict[str, jax.Array], *, deterministic: bool,
-                 rngs: nnx.Rngs | None):
-        logits, numbers = model(batch["tokens"][:, :-1], batch["values"][:, :-1],
-                                deterministic=deterministic, rngs=rngs)
-        return xval_loss(logits, numbers, batch["tokens"][:, 1:], batch["values"][:, 1:],
-                         batch["loss_mask"][:, 1:], num_token=self.cfg.num_token,
-                         num_loss_weight=self.cfg.num_loss_weight)
+    def _forward(
+        self,
+        model: XValLM,
+        batch: dict[str, jax.Array],
+        *,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+    ):
+        logits, numbers = model(
+            batch["tokens"][:, :-1], batch["values"][:, :-1], deterministic=deterministic, rngs=rngs
+        )
+        return xval_loss(
+            logits,
+            numbers,
+            batch["tokens"][:, 1:],
+            batch["values"][:, 1:],
+            batch["loss_mask"][:, 1:],
+            num_token=self.cfg.num_token,
+            num_loss_weight=self.cfg.num_loss_weight,
+        )
 
-    def loss(self, model: XValLM, batch: dict[str, jax.Array],
-             rngs: nnx.Rngs) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, model: XValLM, batch: dict[str, jax.Array], rngs: nnx.Rngs
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Training loss and metrics (ce, num_mse, token_acc) on one batch."""
         return self._forward(model, batch, deterministic=False, rngs=rngs)
 
@@ -211,23 +244,32 @@ class SideBySideTask:
     def _sub(batch: dict[str, jax.Array], name: str) -> dict[str, jax.Array]:
         return {k: batch[f"{name}/{k}"] for k in ("tokens", "values", "loss_mask")}
 
-    def _each(self, model: XValEnsemble, batch: dict[str, jax.Array], *, deterministic: bool,
-              rngs: nnx.Rngs | None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def _each(
+        self,
+        model: XValEnsemble,
+        batch: dict[str, jax.Array],
+        *,
+        deterministic: bool,
+        rngs: nnx.Rngs | None,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         total, metrics = jnp.zeros((), jnp.float32), {}
         for name, task in self.tasks.items():
-            loss, m = task._forward(model.models[name], self._sub(batch, name),
-                                    deterministic=deterministic, rngs=rngs)
+            loss, m = task._forward(
+                model.models[name], self._sub(batch, name), deterministic=deterministic, rngs=rngs
+            )
             total = total + loss
             metrics.update({f"{name}/loss": loss, **{f"{name}/{k}": v for k, v in m.items()}})
         return total, metrics
 
-    def loss(self, model: XValEnsemble, batch: dict[str, jax.Array],
-             rngs: nnx.Rngs) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, model: XValEnsemble, batch: dict[str, jax.Array], rngs: nnx.Rngs
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Sum of the models' losses; metrics per model as ``NAME/ce`` etc."""
         return self._each(model, batch, deterministic=False, rngs=rngs)
 
-    def eval_metrics(self, model: XValEnsemble, batch: dict[str, jax.Array]
-                     ) -> dict[str, jax.Array]:
+    def eval_metrics(
+        self, model: XValEnsemble, batch: dict[str, jax.Array]
+    ) -> dict[str, jax.Array]:
         """Teacher-forced metrics per model, plus the summed ``loss``."""
         total, metrics = self._each(model, batch, deterministic=True, rngs=None)
         return {"loss": total, **metrics}

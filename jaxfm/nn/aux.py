@@ -35,7 +35,7 @@ def record_metric(module: nnx.Module, name: str, value: jax.Array) -> None:
 def _flatten(state) -> dict[str, list[jax.Array]]:
     out: dict[str, list[jax.Array]] = {}
     for path, leaf in nnx.to_flat_state(state):
-        name = "/".join(str(p) for p in path if not isinstance(p, int))
+        name = "/".join(str(p) for p in path)
         value = leaf.get_value()  # sow stores a tuple, one entry per call
         out.setdefault(name, []).extend(value if isinstance(value, tuple) else [value])
     return out

@@ -43,8 +43,7 @@ from jaxfm.nn.transformer import MultiHeadAttention
 def build(name: str, dim: int, heads: int, rngs: nnx.Rngs) -> nnx.Module:
     """The mixer called ``name`` (see the module docstring) at width ``dim``, causal."""
     if name.startswith("attention-"):
-        return MultiHeadAttention(dim, heads, causal=True, impl=name.split("-", 1)[1],
-                                  rngs=rngs)
+        return MultiHeadAttention(dim, heads, causal=True, impl=name.split("-", 1)[1], rngs=rngs)
     if name.startswith("mamba-"):
         return Mamba(dim, scan=name.split("-", 1)[1], chunk=64, rngs=rngs)
     if name == "mamba2-ssd":
@@ -69,8 +68,12 @@ def measure(name: str, length: int, args) -> dict:
     mem = compiled.memory_analysis()
     peak = None
     if mem is not None:
-        peak = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
-                   + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+        peak = int(
+            mem.temp_size_in_bytes
+            + mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            - mem.alias_size_in_bytes
+        )
     for _ in range(2):  # warm-up (the first Pallas call is traced again on its second use)
         jax.block_until_ready(compiled(params, x))
     times = []
@@ -78,11 +81,18 @@ def measure(name: str, length: int, args) -> dict:
         t0 = time.perf_counter()
         jax.block_until_ready(compiled(params, x))
         times.append(time.perf_counter() - t0)
-    return dict(mixer=name, length=length, batch=args.batch, dim=args.dim,
-                time_ms=1e3 * statistics.median(times), time_min_ms=1e3 * min(times),
-                compile_s=compile_s, peak_bytes=peak,
-                temp_bytes=None if mem is None else int(mem.temp_size_in_bytes),
-                tokens_per_s=args.batch * length / statistics.median(times))
+    return dict(
+        mixer=name,
+        length=length,
+        batch=args.batch,
+        dim=args.dim,
+        time_ms=1e3 * statistics.median(times),
+        time_min_ms=1e3 * min(times),
+        compile_s=compile_s,
+        peak_bytes=peak,
+        temp_bytes=None if mem is None else int(mem.temp_size_in_bytes),
+        tokens_per_s=args.batch * length / statistics.median(times),
+    )
 
 
 def slope(records: list[dict], key: str, last: int = 3) -> float | None:
@@ -96,8 +106,9 @@ def slope(records: list[dict], key: str, last: int = 3) -> float | None:
 
 def _git_sha() -> str:
     try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True,
-                                       stderr=subprocess.DEVNULL).strip()
+        return subprocess.check_output(
+            ["git", "rev-parse", "HEAD"], text=True, stderr=subprocess.DEVNULL
+        ).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -105,15 +116,20 @@ def _git_sha() -> str:
 def _versions() -> dict:
     import flax
 
-    return dict(python=platform.python_version(), jax=jax.__version__,
-                jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
-                flax=flax.__version__, numpy=np.__version__)
+    return dict(
+        python=platform.python_version(),
+        jax=jax.__version__,
+        jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
+        flax=flax.__version__,
+        numpy=np.__version__,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Parses flags, runs the sweep, prints a table and writes the JSON file."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--smoke", action="store_true", help="short CPU sweep (256..2048 tokens)")
     p.add_argument("--out", default="runs/bench", help="output directory")
     p.add_argument("--lengths", type=int, nargs="*", help="sequence lengths")
@@ -122,14 +138,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--heads", type=int, default=4, help="attention heads")
     p.add_argument("--batch", type=int, default=1, help="batch size")
     p.add_argument("--repeats", type=int, default=None, help="timed runs (smoke 3, full 10)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="activation dtype (parameters stay float32)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="activation dtype (parameters stay float32)",
+    )
     args = p.parse_args(argv)
     gpu = jax.default_backend() == "gpu"
     args.dim = args.dim or (64 if args.smoke else 256)
     args.repeats = args.repeats or (3 if args.smoke else 10)
-    args.lengths = args.lengths or ([256, 512, 1024, 2048] if args.smoke
-                                    else [1024 * 2 ** i for i in range(7)])
+    args.lengths = args.lengths or (
+        [256, 512, 1024, 2048] if args.smoke else [1024 * 2**i for i in range(7)]
+    )
     args.dtype = getattr(jnp, args.dtype)
     default = ["attention-xla"] + (["attention-cudnn", "attention-pallas"] if gpu else [])
     default += ["mamba-chunked", "mamba-assoc", "mamba2-ssd"]
@@ -158,16 +179,31 @@ def main(argv: list[str] | None = None) -> dict:
         summary[name] = dict(time_slope=slope(ok, "time_ms"), memory_slope=slope(ok, "peak_bytes"))
         ts, ms = summary[name]["time_slope"], summary[name]["memory_slope"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}"
-        print(f"{name:18s} log-log slope over the longest lengths: time {fmt(ts)}, "
-              f"memory {fmt(ms)}")
+        print(
+            f"{name:18s} log-log slope over the longest lengths: time {fmt(ts)}, memory {fmt(ms)}"
+        )
     out = dict(
-        bench="mixers", device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-        backend=jax.default_backend(), versions=_versions(), git_sha=_git_sha(),
-        time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), host_cpus=os.cpu_count(),
-        args=dict(smoke=args.smoke, lengths=args.lengths, mixers=args.mixers, dim=args.dim,
-                  heads=args.heads, batch=args.batch, repeats=args.repeats,
-                  dtype=jnp.dtype(args.dtype).name),
-        summary=summary, results=records)
+        bench="mixers",
+        device=str(jax.devices()[0]),
+        device_kind=jax.devices()[0].device_kind,
+        backend=jax.default_backend(),
+        versions=_versions(),
+        git_sha=_git_sha(),
+        time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        host_cpus=os.cpu_count(),
+        args=dict(
+            smoke=args.smoke,
+            lengths=args.lengths,
+            mixers=args.mixers,
+            dim=args.dim,
+            heads=args.heads,
+            batch=args.batch,
+            repeats=args.repeats,
+            dtype=jnp.dtype(args.dtype).name,
+        ),
+        summary=summary,
+        results=records,
+    )
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "bench_mixers.json")
     with open(path, "w") as f:

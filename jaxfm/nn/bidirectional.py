@@ -31,12 +31,18 @@ class Bidirectional(nnx.Module):
     def __init__(self, forward: nnx.Module, backward: nnx.Module):
         self.forward, self.backward = forward, backward
 
-    def __call__(self, x: Float[Array, "b l d"], *, mask: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None
-                 ) -> Float[Array, "b l d"]:
+    def __call__(
+        self,
+        x: Float[Array, "b l d"],
+        *,
+        mask: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b l d"]:
         """(B, L, D) -> (B, L, D); ``mask`` (B, L) or (B, 1, 1, L), True = real token."""
         flip_mask = None if mask is None else jnp.flip(mask, axis=-1)
         y = self.forward(x, mask=mask, deterministic=deterministic, rngs=rngs)
-        yb = self.backward(jnp.flip(x, axis=1), mask=flip_mask, deterministic=deterministic,
-                           rngs=rngs)
+        yb = self.backward(
+            jnp.flip(x, axis=1), mask=flip_mask, deterministic=deterministic, rngs=rngs
+        )
         return y + jnp.flip(yb, axis=1)

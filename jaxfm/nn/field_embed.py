@@ -31,7 +31,7 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
 from jaxfm.nn.instance_norm import RMSInstanceNorm
 
@@ -46,7 +46,7 @@ def _ids2d(ids: jax.Array, batch: int) -> jax.Array:
 
 
 def patchify_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Convolution with stride = kernel size, no padding: (N,H,W,Ci) x (k,k,Ci,Co) -> (N,H/k,W/k,Co)."""
+    """Conv with stride = kernel size, no padding: (N,H,W,Ci) x (k,k,Ci,Co) -> (N,H/k,W/k,Co)."""
     n, h, w, c = x.shape
     k = kernel.shape[0]
     if h % k or w % k:
@@ -56,7 +56,7 @@ def patchify_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def unpatchify_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Transposed convolution with stride = kernel size: (N,h,w,Ci) x (k,k,Ci,Co) -> (N,hk,wk,Co)."""
+    """Transposed conv with stride = kernel size: (N,h,w,Ci) x (k,k,Ci,Co) -> (N,hk,wk,Co)."""
     n, h, w, _ = x.shape
     k = kernel.shape[0]
     y = jnp.einsum("nhwc,abco->nhawbo", x, kernel.astype(x.dtype))
@@ -69,8 +69,7 @@ class FieldEmbedding(nnx.Module):
     def __init__(self, n_fields: int, dim: int, *, rngs: nnx.Rngs):
         """Args: n_fields: vocabulary size; dim: output channels; rngs: initialisation."""
         self.n_ref = n_fields
-        self.kernel = nnx.Param(self._init_rows(rngs, n_fields, dim),
-                                out_sharding=(None, "embed"))
+        self.kernel = nnx.Param(self._init_rows(rngs, n_fields, dim), out_sharding=(None, "embed"))
         self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32), out_sharding=("embed",))
 
     def _init_rows(self, rngs: nnx.Rngs, rows: int, dim: int) -> jax.Array:
@@ -85,10 +84,11 @@ class FieldEmbedding(nnx.Module):
     def expand(self, extra: int, *, rngs: nnx.Rngs) -> None:
         """Appends ``extra`` freshly initialised rows; existing rows and the scale are kept."""
         new = self._init_rows(rngs, extra, self.kernel.shape[1])
-        self.kernel = nnx.Param(jnp.concatenate([self.kernel[...], new], axis=0),
-                                out_sharding=(None, "embed"))
+        self.kernel = nnx.Param(
+            jnp.concatenate([self.kernel[...], new], axis=0), out_sharding=(None, "embed")
+        )
 
-    def __call__(self, x: Float[Array, "n *s c"], field_ids: Int[Array, "n c"] | Int[Array, "c"]):
+    def __call__(self, x: Float[Array, "n *s c"], field_ids: jax.Array):
         """Embeds ``x`` whose last axis holds the fields named by ``field_ids``."""
         ids = _ids2d(field_ids, x.shape[0])
         if ids.shape[1] != x.shape[-1]:
@@ -114,10 +114,18 @@ class PatchStem(nnx.Module):
         """Args: dim: token width (input has dim // 4 channels); strides: per stage."""
         q = dim // 4
         chans = [q] * len(strides) + [dim]
-        self.kernels = nnx.List([
-            _conv_init(rngs, s, chans[i], chans[i + 1],
-                       (None, None, None, "embed" if i == len(strides) - 1 else None))
-            for i, s in enumerate(strides)])
+        self.kernels = nnx.List(
+            [
+                _conv_init(
+                    rngs,
+                    s,
+                    chans[i],
+                    chans[i + 1],
+                    (None, None, None, "embed" if i == len(strides) - 1 else None),
+                )
+                for i, s in enumerate(strides)
+            ]
+        )
         self.norms = nnx.List([RMSInstanceNorm(c) for c in chans[1:]])
 
     def __call__(self, x: Float[Array, "n h w q"]) -> jax.Array:
@@ -132,23 +140,34 @@ class PatchStem(nnx.Module):
 class PatchDestem(nnx.Module):
     """hMLP de-stem: transposed convs, the last one's kernel/bias gathered by field ids."""
 
-    def __init__(self, dim: int, n_fields: int, *, strides: tuple[int, ...] = (4, 2, 2),
-                 zero_init_output: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        n_fields: int,
+        *,
+        strides: tuple[int, ...] = (4, 2, 2),
+        zero_init_output: bool = False,
+        rngs: nnx.Rngs,
+    ):
         """Args:
-          dim: token width.
-          n_fields: vocabulary size (output kernel columns).
-          strides: the stem's strides; applied here in reverse order.
-          zero_init_output: start the per-field output at zero (delta prediction: the
-            untrained model then predicts "no change", i.e. persistence).
-          rngs: initialisation.
+        dim: token width.
+        n_fields: vocabulary size (output kernel columns).
+        strides: the stem's strides; applied here in reverse order.
+        zero_init_output: start the per-field output at zero (delta prediction: the
+          untrained model then predicts "no change", i.e. persistence).
+        rngs: initialisation.
         """
         q = dim // 4
         rev = tuple(reversed(strides))
         chans = [dim] + [q] * len(rev)
-        self.kernels = nnx.List([
-            _conv_init(rngs, s, chans[i], chans[i + 1],
-                       ("embed" if i == 0 else None, None, None, None))
-            for i, s in enumerate(rev[:-1])])
+        self.kernels = nnx.List(
+            [
+                _conv_init(
+                    rngs, s, chans[i], chans[i + 1], ("embed" if i == 0 else None, None, None, None)
+                )
+                for i, s in enumerate(rev[:-1])
+            ]
+        )
         self.norms = nnx.List([RMSInstanceNorm(c) for c in chans[1:-1]])
         k = rev[-1]
         if zero_init_output:
@@ -167,13 +186,15 @@ class PatchDestem(nnx.Module):
         new = _conv_init(rngs, k, q, extra, None)[...]
         if zero_init:
             new = jnp.zeros_like(new)
-        self.out_kernel = nnx.Param(jnp.concatenate([self.out_kernel[...], new], axis=-1),
-                                    out_sharding=(None, None, None, None))
-        self.out_bias = nnx.Param(jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]),
-                                  out_sharding=(None,))
+        self.out_kernel = nnx.Param(
+            jnp.concatenate([self.out_kernel[...], new], axis=-1),
+            out_sharding=(None, None, None, None),
+        )
+        self.out_bias = nnx.Param(
+            jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]), out_sharding=(None,)
+        )
 
-    def __call__(self, x: Float[Array, "n h w d"],
-                 field_ids: Int[Array, "n c"] | Int[Array, "c"]) -> jax.Array:
+    def __call__(self, x: Float[Array, "n h w d"], field_ids: jax.Array) -> jax.Array:
         """(N, h, w, dim) -> (N, h*patch, w*patch, C) for the fields named by ``field_ids``."""
         for kernel, norm in zip(self.kernels, self.norms):
             x = jax.nn.gelu(norm(unpatchify_conv(x, kernel[...])), approximate=False)

@@ -33,10 +33,11 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float
 
 from jaxfm.nn.mlp import dense
+from jaxfm.nn.params import Fp32Param
 from jaxfm.nn.scan import METHODS, ScanMethod, selective_scan
 
 
-class SSMParam(nnx.Param):
+class SSMParam(Fp32Param):
     """A state-space parameter (A_log, D, dt bias): keep in float32, exclude from decay."""
 
 
@@ -47,13 +48,16 @@ def token_mask(mask: jax.Array | None, batch: int, length: int) -> jax.Array | N
     if mask.ndim == 4 and mask.shape[1] == mask.shape[2] == 1:
         mask = mask[:, 0, 0, :]
     if mask.shape != (batch, length):
-        raise ValueError(f"state-space mixers need a (batch, length) = {(batch, length)} "
-                         f"token mask; got shape {mask.shape}")
+        raise ValueError(
+            f"state-space mixers need a (batch, length) = {(batch, length)} "
+            f"token mask; got shape {mask.shape}"
+        )
     return mask.astype(bool)
 
 
-def dt_bias_init(key: jax.Array, shape: tuple[int, ...], dt_min: float, dt_max: float,
-                 floor: float) -> jax.Array:
+def dt_bias_init(
+    key: jax.Array, shape: tuple[int, ...], dt_min: float, dt_max: float, floor: float
+) -> jax.Array:
     """Inverse softplus of dt ~ log-uniform[dt_min, dt_max] (floored), float32."""
     u = jax.random.uniform(key, shape, jnp.float32)
     dt = jnp.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
@@ -61,26 +65,36 @@ def dt_bias_init(key: jax.Array, shape: tuple[int, ...], dt_min: float, dt_max: 
     return dt + jnp.log(-jnp.expm1(-dt))  # softplus^-1(dt) = log(exp(dt) - 1)
 
 
-def causal_depthwise_conv(channels: int, kernel: int, use_bias: bool,
-                          rngs: nnx.Rngs) -> nnx.Conv:
+def causal_depthwise_conv(channels: int, kernel: int, use_bias: bool, rngs: nnx.Rngs) -> nnx.Conv:
     """Depthwise causal 1-D convolution; PyTorch's default init U(±1/sqrt(kernel))."""
     return nnx.Conv(
-        channels, channels, kernel_size=(kernel,), feature_group_count=channels,
-        padding="CAUSAL", use_bias=use_bias, rngs=rngs,
+        channels,
+        channels,
+        kernel_size=(kernel,),
+        feature_group_count=channels,
+        padding="CAUSAL",
+        use_bias=use_bias,
+        rngs=rngs,
         kernel_init=nnx.with_partitioning(
-            nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"), (None, None, "mlp")),
+            nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"), (None, None, "mlp")
+        ),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("mlp",)),
     )
 
 
-def scaled_out_proj(din: int, dout: int, n_residual_layers: int, rngs: nnx.Rngs,
-                    use_bias: bool = False) -> nnx.Linear:
+def scaled_out_proj(
+    din: int, dout: int, n_residual_layers: int, rngs: nnx.Rngs, use_bias: bool = False
+) -> nnx.Linear:
     """Output projection with lecun-normal init divided by sqrt(n_residual_layers)."""
-    init = nnx.initializers.variance_scaling(1.0 / n_residual_layers, "fan_in",
-                                             "truncated_normal")
-    return nnx.Linear(din, dout, use_bias=use_bias, rngs=rngs,
-                      kernel_init=nnx.with_partitioning(init, ("mlp", "embed")),
-                      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)))
+    init = nnx.initializers.variance_scaling(1.0 / n_residual_layers, "fan_in", "truncated_normal")
+    return nnx.Linear(
+        din,
+        dout,
+        use_bias=use_bias,
+        rngs=rngs,
+        kernel_init=nnx.with_partitioning(init, ("mlp", "embed")),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+    )
 
 
 def _uniform_pm(bound: float):
@@ -110,11 +124,25 @@ class Mamba(nnx.Module):
       rngs: parameter initialisation.
     """
 
-    def __init__(self, dim: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-                 dt_rank: int | None = None, dt_min: float = 1e-3, dt_max: float = 0.1,
-                 dt_floor: float = 1e-4, scan: ScanMethod = "chunked", chunk: int = 64,
-                 n_layer: int = 1, n_residual: int = 1, conv_bias: bool = True,
-                 bias: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        *,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_floor: float = 1e-4,
+        scan: ScanMethod = "chunked",
+        chunk: int = 64,
+        n_layer: int = 1,
+        n_residual: int = 1,
+        conv_bias: bool = True,
+        bias: bool = False,
+        rngs: nnx.Rngs,
+    ):
         if scan not in METHODS:
             raise ValueError(f"unknown scan method {scan!r}; choose one of {METHODS}")
         if not 0 < dt_min <= dt_max:
@@ -125,22 +153,31 @@ class Mamba(nnx.Module):
         self.scan, self.chunk = scan, chunk
         self.in_proj = dense(dim, 2 * inner, ("embed", "mlp"), rngs, use_bias=bias)
         self.conv = causal_depthwise_conv(inner, d_conv, conv_bias, rngs)
-        self.x_proj = dense(inner, self.dt_rank + 2 * d_state, ("mlp", None), rngs,
-                            use_bias=False)
-        bound = self.dt_rank ** -0.5
+        self.x_proj = dense(inner, self.dt_rank + 2 * d_state, ("mlp", None), rngs, use_bias=False)
+        bound = self.dt_rank**-0.5
         self.dt_proj = nnx.Linear(
-            self.dt_rank, inner, use_bias=False, rngs=rngs,
-            kernel_init=nnx.with_partitioning(_uniform_pm(bound), (None, "mlp")))
-        self.dt_bias = SSMParam(dt_bias_init(rngs.params(), (inner,), dt_min, dt_max,
-                                             dt_floor), out_sharding=("mlp",))
+            self.dt_rank,
+            inner,
+            use_bias=False,
+            rngs=rngs,
+            kernel_init=nnx.with_partitioning(_uniform_pm(bound), (None, "mlp")),
+        )
+        self.dt_bias = SSMParam(
+            dt_bias_init(rngs.params(), (inner,), dt_min, dt_max, dt_floor), out_sharding=("mlp",)
+        )
         a = np.tile(np.log(np.arange(1, d_state + 1, dtype=np.float32)), (inner, 1))
         self.A_log = SSMParam(jnp.asarray(a), out_sharding=("mlp", None))
         self.D = SSMParam(jnp.ones((inner,), jnp.float32), out_sharding=("mlp",))
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs, use_bias=bias)
 
-    def __call__(self, x: Float[Array, "b l d"], *, mask: Bool[Array, "b l"] | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None
-                 ) -> Float[Array, "b l d"]:
+    def __call__(
+        self,
+        x: Float[Array, "b l d"],
+        *,
+        mask: Bool[Array, "b l"] | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b l d"]:
         """Applies the mixer; ``mask`` (B, L) marks real tokens (see module docstring)."""
         del deterministic, rngs  # no dropout inside the mixer
         b, l, _ = x.shape
@@ -150,16 +187,18 @@ class Mamba(nnx.Module):
         if mask is not None:
             u = jnp.where(mask[..., None], u, jnp.zeros_like(u))
         u = jax.nn.silu(self.conv(u))
-        delta, bm, cm = jnp.split(self.x_proj(u), [self.dt_rank, self.dt_rank + self.d_state],
-                                  axis=-1)
+        delta, bm, cm = jnp.split(
+            self.x_proj(u), [self.dt_rank, self.dt_rank + self.d_state], axis=-1
+        )
         f32 = jnp.float32
-        dt = jax.nn.softplus(self.dt_proj(delta).astype(f32)
-                             + self.dt_bias[...].astype(f32)[None, None])
+        dt = jax.nn.softplus(
+            self.dt_proj(delta).astype(f32) + self.dt_bias[...].astype(f32)[None, None]
+        )
         if mask is not None:
             dt = jnp.where(mask[..., None], dt, jnp.zeros_like(dt))
         a = -jnp.exp(self.A_log[...].astype(f32))
-        y, _ = selective_scan(u, dt, a, bm, cm, self.D[...].astype(f32), method=self.scan,
-                              chunk=self.chunk)
+        y, _ = selective_scan(
+            u, dt, a, bm, cm, self.D[...].astype(f32), method=self.scan, chunk=self.chunk
+        )
         y = y * jax.nn.silu(z)
         return self.out_proj(y).astype(x.dtype)
-

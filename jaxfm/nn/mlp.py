@@ -16,12 +16,22 @@ from flax import nnx
 Activation = Literal["gelu", "swiglu"]
 
 
-def dense(din: int, dout: int, axes: tuple[str | None, str | None], rngs: nnx.Rngs, *,
-          use_bias: bool = True, zero_init: bool = False) -> nnx.Linear:
+def dense(
+    din: int,
+    dout: int,
+    axes: tuple[str | None, str | None],
+    rngs: nnx.Rngs,
+    *,
+    use_bias: bool = True,
+    zero_init: bool = False,
+) -> nnx.Linear:
     """A Linear layer whose kernel carries logical axis names ``axes`` for sharding."""
     init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.lecun_normal()
     return nnx.Linear(
-        din, dout, use_bias=use_bias, rngs=rngs,
+        din,
+        dout,
+        use_bias=use_bias,
+        rngs=rngs,
         kernel_init=nnx.with_partitioning(init, axes),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
     )
@@ -30,8 +40,15 @@ def dense(din: int, dout: int, axes: tuple[str | None, str | None], rngs: nnx.Rn
 class MLP(nnx.Module):
     """Position-wise feed-forward network, (..., dim) -> (..., dim)."""
 
-    def __init__(self, dim: int, hidden: int, *, activation: Activation = "gelu",
-                 dropout: float = 0.0, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        *,
+        activation: Activation = "gelu",
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
         if activation not in ("gelu", "swiglu"):
             raise ValueError(f"unknown MLP activation {activation!r}; choose 'gelu' or 'swiglu'")
         self.activation = activation
@@ -42,8 +59,9 @@ class MLP(nnx.Module):
         self.down = dense(hidden, dim, ("mlp", "embed"), rngs)
         self.dropout = nnx.Dropout(dropout)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, deterministic: bool = True, rngs: nnx.Rngs | None = None
+    ) -> jax.Array:
         h = self.up(x)
         if self.activation == "swiglu":
             h = jax.nn.silu(self.gate(x)) * h

@@ -70,8 +70,9 @@ def _expert_axis_size() -> int:
 
 def _expert_init(axes):
     # lecun-normal per expert: fan-in is the middle axis, the leading axis is a batch of experts
-    init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-2,
-                                             out_axis=-1, batch_axis=(0,))
+    init = nnx.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1, batch_axis=(0,)
+    )
     return nnx.with_partitioning(init, axes)
 
 
@@ -92,10 +93,21 @@ class MoE(nnx.Module):
       rngs: parameter initialisation.
     """
 
-    def __init__(self, dim: int, hidden: int, n_experts: int, top_k: int = 2, *,
-                 activation: Literal["gelu", "swiglu"] = "gelu", dispatch: Dispatch = "dropless",
-                 capacity_factor: float = 1.25, lb_weight: float = 0.01, z_weight: float = 1e-4,
-                 bias_rate: float = 0.0, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        n_experts: int,
+        top_k: int = 2,
+        *,
+        activation: Literal["gelu", "swiglu"] = "gelu",
+        dispatch: Dispatch = "dropless",
+        capacity_factor: float = 1.25,
+        lb_weight: float = 0.01,
+        z_weight: float = 1e-4,
+        bias_rate: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
         if dispatch not in DISPATCHES:
             raise ValueError(f"unknown MoE dispatch {dispatch!r}; choose one of {DISPATCHES}")
         if activation not in ("gelu", "swiglu"):
@@ -107,13 +119,18 @@ class MoE(nnx.Module):
         self.lb_weight, self.z_weight, self.bias_rate = lb_weight, z_weight, bias_rate
         self.router = nnx.Param(
             nnx.initializers.lecun_normal()(rngs.params(), (dim, n_experts), jnp.float32),
-            out_sharding=("embed", None))
+            out_sharding=("embed", None),
+        )
         self.router_bias = RouterBias(jnp.zeros((n_experts,), jnp.float32))
-        w = lambda shape, axes: nnx.Param(_expert_init(axes)(rngs.params(), shape, jnp.float32),
-                                          out_sharding=axes)
+        w = lambda shape, axes: nnx.Param(
+            _expert_init(axes)(rngs.params(), shape, jnp.float32), out_sharding=axes
+        )
         self.w_up = w((n_experts, dim, hidden), ("expert", "embed", "mlp"))
-        self.w_gate = (w((n_experts, dim, hidden), ("expert", "embed", "mlp"))
-                       if activation == "swiglu" else None)
+        self.w_gate = (
+            w((n_experts, dim, hidden), ("expert", "embed", "mlp"))
+            if activation == "swiglu"
+            else None
+        )
         self.w_down = w((n_experts, hidden, dim), ("expert", "mlp", "embed"))
 
     # ------------------------------------------------------------------ routing
@@ -135,21 +152,22 @@ class MoE(nnx.Module):
 
     def _experts_batched(self, xe):  # (E, C, d) -> (E, C, d)
         dt = xe.dtype
-        mm = lambda w: (lambda v: jnp.einsum("ecd,edh->ech", v, w[...].astype(dt)))
+        mm = lambda w: lambda v: jnp.einsum("ecd,edh->ech", v, w[...].astype(dt))
         h = self._act(xe, mm(self.w_up), mm(self.w_gate) if self.w_gate is not None else None)
         return jnp.einsum("ech,ehd->ecd", h, self.w_down[...].astype(dt))
 
     def _experts_ragged(self, xs, group_sizes):  # (M, d) sorted by expert -> (M, d)
         dt = xs.dtype
-        mm = lambda w: (lambda v: jax.lax.ragged_dot(v, w[...].astype(dt), group_sizes))
+        mm = lambda w: lambda v: jax.lax.ragged_dot(v, w[...].astype(dt), group_sizes)
         h = self._act(xs, mm(self.w_up), mm(self.w_gate) if self.w_gate is not None else None)
         return jax.lax.ragged_dot(h, self.w_down[...].astype(dt), group_sizes)
 
     # ------------------------------------------------------------------ dispatch
 
     def _dense(self, x, idx, gates):
-        combine = jnp.sum(jax.nn.one_hot(idx, self.n_experts, dtype=jnp.float32)
-                          * gates[..., None], axis=1)  # (T, E)
+        combine = jnp.sum(
+            jax.nn.one_hot(idx, self.n_experts, dtype=jnp.float32) * gates[..., None], axis=1
+        )  # (T, E)
         out = self._experts_batched(jnp.broadcast_to(x[None], (self.n_experts,) + x.shape))
         return jnp.einsum("te,etd->td", combine.astype(x.dtype), out), jnp.zeros((), jnp.float32)
 
@@ -188,16 +206,18 @@ class MoE(nnx.Module):
 
     # ------------------------------------------------------------------ call
 
-    def __call__(self, x: Float[Array, "... d"], *, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> Float[Array, "... d"]:
+    def __call__(
+        self, x: Float[Array, "... d"], *, deterministic: bool = True, rngs: nnx.Rngs | None = None
+    ) -> Float[Array, "... d"]:
         """Routes every token to its top-k experts; records losses and load metrics."""
         del rngs
         shape = x.shape
         xf = x.reshape(-1, shape[-1])
         logits, idx, gates = self.route(xf)
         e, k = self.n_experts, self.top_k
-        y, dropped = {"dense": self._dense, "dropless": self._dropless,
-                      "capacity": self._capacity}[self.dispatch](xf, idx, gates)
+        y, dropped = {"dense": self._dense, "dropless": self._dropless, "capacity": self._capacity}[
+            self.dispatch
+        ](xf, idx, gates)
 
         if self.lb_weight:
             record_aux_loss(self, "load_balance", self.lb_weight * balance_loss(logits, idx))
@@ -209,7 +229,8 @@ class MoE(nnx.Module):
         record_metric(self, "dropped_frac", dropped)
         if self.bias_rate and not deterministic:
             self.router_bias[...] = self.router_bias[...] + self.bias_rate * jnp.sign(
-                jnp.mean(load) - load)
+                jnp.mean(load) - load
+            )
         return y.reshape(shape).astype(x.dtype)
 
 

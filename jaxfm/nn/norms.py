@@ -50,8 +50,9 @@ class LayerNorm(nnx.Module):
         mean = jnp.mean(xf, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-        return (y * _channels(self.scale[...], x.ndim)
-                + _channels(self.bias[...], x.ndim)).astype(x.dtype)
+        return (y * _channels(self.scale[...], x.ndim) + _channels(self.bias[...], x.ndim)).astype(
+            x.dtype
+        )
 
 
 def make_norm(kind: NormKind, dim: int) -> nnx.Module:

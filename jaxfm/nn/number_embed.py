@@ -36,14 +36,20 @@ class NumberEmbedding(nnx.Module):
 
     def __init__(self, vocab_size: int, dim: int, max_len: int, *, rngs: nnx.Rngs):
         init = nnx.initializers.normal(stddev=0.02)
-        self.token = nnx.Embed(vocab_size, dim, rngs=rngs,
-                               embedding_init=nnx.with_partitioning(init, ("vocab", "embed")))
-        self.position = nnx.Param(init(rngs.params(), (max_len, dim), jnp.float32),
-                                  out_sharding=(None, "embed"))
+        self.token = nnx.Embed(
+            vocab_size,
+            dim,
+            rngs=rngs,
+            embedding_init=nnx.with_partitioning(init, ("vocab", "embed")),
+        )
+        self.position = nnx.Param(
+            init(rngs.params(), (max_len, dim), jnp.float32), out_sharding=(None, "embed")
+        )
         self.max_len = max_len
 
-    def __call__(self, tokens: Int[Array, "b l"],
-                 values: Float[Array, "b l"]) -> Float[Array, "b l d"]:
+    def __call__(
+        self, tokens: Int[Array, "b l"], values: Float[Array, "b l"]
+    ) -> Float[Array, "b l d"]:
         """Embeds ``tokens`` with [NUM] embeddings multiplied by ``values`` (1.0 elsewhere)."""
         length = tokens.shape[-1]
         if length > self.max_len:

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-
 WRAPS = ("circular", "mpp")
 
 
@@ -58,8 +57,9 @@ def t5_bucket(rel: jax.Array, *, num_buckets: int = 32, max_distance: int = 32) 
     max_exact = half // 2
     # log of n >= max_exact only matters where it is used; clamp to avoid log(0)
     nf = jnp.maximum(n, 1).astype(jnp.float32)
-    large = max_exact + (jnp.log(nf / max_exact) / math.log(max_distance / max_exact)
-                         * (half - max_exact)).astype(jnp.int32)
+    large = max_exact + (
+        jnp.log(nf / max_exact) / math.log(max_distance / max_exact) * (half - max_exact)
+    ).astype(jnp.int32)
     large = jnp.minimum(large, half - 1)
     return ret + jnp.where(n < max_exact, n, large)
 
@@ -67,14 +67,21 @@ def t5_bucket(rel: jax.Array, *, num_buckets: int = 32, max_distance: int = 32) 
 class RelativePositionBias(nnx.Module):
     """Learned per-head bias indexed by the (optionally wrapped) relative-position bucket."""
 
-    def __init__(self, heads: int, *, num_buckets: int = 32, max_distance: int = 32,
-                 wrap: str = "circular", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        heads: int,
+        *,
+        num_buckets: int = 32,
+        max_distance: int = 32,
+        wrap: str = "circular",
+        rngs: nnx.Rngs,
+    ):
         """Args:
-          heads: attention heads (one bias per head and bucket).
-          num_buckets: total buckets (both directions).
-          max_distance: distances at or beyond this share the last bucket.
-          wrap: periodic wrap rule, ``circular`` or ``mpp`` (see module docstring).
-          rngs: parameter initialisation (N(0, 1), as ``torch.nn.Embedding``).
+        heads: attention heads (one bias per head and bucket).
+        num_buckets: total buckets (both directions).
+        max_distance: distances at or beyond this share the last bucket.
+        wrap: periodic wrap rule, ``circular`` or ``mpp`` (see module docstring).
+        rngs: parameter initialisation (N(0, 1), as ``torch.nn.Embedding``).
         """
         if wrap not in WRAPS:
             raise ValueError(f"unknown periodic wrap {wrap!r}; choose one of {WRAPS}")

@@ -52,8 +52,9 @@ def revin_stats(x: Float[Array, "b t *s c"], *, eps: float = MPP_EPS) -> RevINSt
     return RevINStats(mean=mean, std=jnp.sqrt(var) + eps)
 
 
-def revin_normalize(x: Float[Array, "b t *s c"], *,
-                    eps: float = MPP_EPS) -> tuple[jax.Array, RevINStats]:
+def revin_normalize(
+    x: Float[Array, "b t *s c"], *, eps: float = MPP_EPS
+) -> tuple[jax.Array, RevINStats]:
     """Returns ((x - mean) / std, stats) with the statistics of ``x`` itself."""
     stats = revin_stats(x, eps=eps)
     return ((x.astype(jnp.float32) - stats.mean) / stats.std).astype(x.dtype), stats

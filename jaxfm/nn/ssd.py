@@ -84,8 +84,10 @@ def ssd(
     if dt.shape != (b, l, h) or A.shape != (h,):
         raise ValueError(f"ssd: dt {dt.shape} / A {A.shape} do not match x {x.shape}")
     if B.shape != (b, l, g, n) or C.shape != (b, l, g, n) or h % g:
-        raise ValueError(f"ssd: B {B.shape}, C {C.shape} must be (b, l, groups, n) with "
-                         f"heads {h} a multiple of groups")
+        raise ValueError(
+            f"ssd: B {B.shape}, C {C.shape} must be (b, l, groups, n) with "
+            f"heads {h} a multiple of groups"
+        )
     f32 = jnp.float32
     xf, dtf, Af, Bf, Cf = (t.astype(f32) for t in (x, dt, A, B, C))
     q = min(chunk, l)
@@ -115,8 +117,9 @@ def ssd(
         st, dec = inp  # (b, h, p, n), (b, h)
         return dec[..., None, None] * carry + st, carry  # emit the state entering the chunk
 
-    last, entering = jax.lax.scan(step, init, (jnp.moveaxis(states, 1, 0),
-                                               jnp.moveaxis(chunk_decay, -1, 0)))
+    last, entering = jax.lax.scan(
+        step, init, (jnp.moveaxis(states, 1, 0), jnp.moveaxis(chunk_decay, -1, 0))
+    )
     entering = jnp.moveaxis(entering, 0, 1)  # (b, c, h, p, n)
     # 4. incoming state -> outputs, decayed from the chunk start to each token (inclusive)
     from_start = jnp.exp(jnp.cumsum(a, axis=-1))  # (b, h, c, q)
@@ -143,34 +146,53 @@ class Mamba2(nnx.Module):
       rngs: parameter initialisation.
     """
 
-    def __init__(self, dim: int, *, d_state: int = 64, d_conv: int = 4, expand: int = 2,
-                 headdim: int = 64, ngroups: int = 1, chunk: int = 64, dt_min: float = 1e-3,
-                 dt_max: float = 0.1, dt_floor: float = 1e-4, n_layer: int = 1,
-                 n_residual: int = 1, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        *,
+        d_state: int = 64,
+        d_conv: int = 4,
+        expand: int = 2,
+        headdim: int = 64,
+        ngroups: int = 1,
+        chunk: int = 64,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_floor: float = 1e-4,
+        n_layer: int = 1,
+        n_residual: int = 1,
+        rngs: nnx.Rngs,
+    ):
         inner = expand * dim
         if inner % headdim:
-            raise ValueError(f"Mamba2: expand*dim = {inner} is not divisible by "
-                             f"headdim = {headdim}")
+            raise ValueError(
+                f"Mamba2: expand*dim = {inner} is not divisible by headdim = {headdim}"
+            )
         heads = inner // headdim
         if heads % ngroups:
             raise ValueError(f"Mamba2: heads = {heads} is not divisible by ngroups = {ngroups}")
         self.inner, self.heads, self.headdim = inner, heads, headdim
         self.ngroups, self.d_state, self.chunk = ngroups, d_state, chunk
         conv_dim = inner + 2 * ngroups * d_state
-        self.in_proj = dense(dim, inner + conv_dim + heads, ("embed", "mlp"), rngs,
-                             use_bias=False)
+        self.in_proj = dense(dim, inner + conv_dim + heads, ("embed", "mlp"), rngs, use_bias=False)
         self.conv = causal_depthwise_conv(conv_dim, d_conv, True, rngs)
-        self.dt_bias = SSMParam(dt_bias_init(rngs.params(), (heads,), dt_min, dt_max,
-                                             dt_floor), out_sharding=(None,))
+        self.dt_bias = SSMParam(
+            dt_bias_init(rngs.params(), (heads,), dt_min, dt_max, dt_floor), out_sharding=(None,)
+        )
         a = jax.random.uniform(rngs.params(), (heads,), jnp.float32, 1.0, 16.0)
         self.A_log = SSMParam(jnp.log(a), out_sharding=(None,))
         self.D = SSMParam(jnp.ones((heads,), jnp.float32), out_sharding=(None,))
         self.norm = RMSNorm(inner, eps=1e-5)
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs)
 
-    def __call__(self, x: Float[Array, "b l d"], *, mask: Bool[Array, "b l"] | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None
-                 ) -> Float[Array, "b l d"]:
+    def __call__(
+        self,
+        x: Float[Array, "b l d"],
+        *,
+        mask: Bool[Array, "b l"] | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> Float[Array, "b l d"]:
         """Applies the mixer; ``mask`` (B, L) marks real tokens (masked ones are skipped)."""
         del deterministic, rngs
         b, l, _ = x.shape
@@ -185,11 +207,15 @@ class Mamba2(nnx.Module):
         dt = jax.nn.softplus(dt.astype(f32) + self.dt_bias[...].astype(f32)[None, None])
         if mask is not None:
             dt = jnp.where(mask[..., None], dt, jnp.zeros_like(dt))
-        y, _ = ssd(u.reshape(b, l, self.heads, self.headdim), dt,
-                   -jnp.exp(self.A_log[...].astype(f32)),
-                   bm.reshape(b, l, self.ngroups, self.d_state),
-                   cm.reshape(b, l, self.ngroups, self.d_state),
-                   self.D[...].astype(f32), chunk=self.chunk)
+        y, _ = ssd(
+            u.reshape(b, l, self.heads, self.headdim),
+            dt,
+            -jnp.exp(self.A_log[...].astype(f32)),
+            bm.reshape(b, l, self.ngroups, self.d_state),
+            cm.reshape(b, l, self.ngroups, self.d_state),
+            self.D[...].astype(f32),
+            chunk=self.chunk,
+        )
         y = y.reshape(b, l, self.inner)
         y = self.norm(y * jax.nn.silu(z))
         return self.out_proj(y).astype(x.dtype)

@@ -26,9 +26,19 @@ from jaxfm.nn.norms import RMSNorm
 class MultiHeadAttention(nnx.Module):
     """(B, L, dim) -> (B, L, dim) attention; keys/values from ``context`` when given."""
 
-    def __init__(self, dim: int, heads: int, *, kv_heads: int | None = None,
-                 head_dim: int | None = None, qk_norm: bool = False, causal: bool = False,
-                 impl: str = "auto", context_dim: int | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        kv_heads: int | None = None,
+        head_dim: int | None = None,
+        qk_norm: bool = False,
+        causal: bool = False,
+        impl: str = "auto",
+        context_dim: int | None = None,
+        rngs: nnx.Rngs,
+    ):
         kv_heads = kv_heads or heads
         if heads % kv_heads:
             raise ValueError(f"heads={heads} must be a multiple of kv_heads={kv_heads}")
@@ -46,10 +56,17 @@ class MultiHeadAttention(nnx.Module):
         self.q_norm = RMSNorm(head_dim) if qk_norm else None
         self.k_norm = RMSNorm(head_dim) if qk_norm else None
 
-    def __call__(self, x: jax.Array, *, context: jax.Array | None = None,
-                 mask: jax.Array | None = None, bias: jax.Array | None = None,
-                 key_padding_mask: jax.Array | None = None, deterministic: bool = True,
-                 rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        context: jax.Array | None = None,
+        mask: jax.Array | None = None,
+        bias: jax.Array | None = None,
+        key_padding_mask: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
         """Args: x (B, Lq, dim); context (B, Lk, context_dim); mask bool, True = attend,
         broadcastable to (B, heads, Lq, Lk); bias additive, broadcastable likewise;
         key_padding_mask (B, Lk) bool, True = a real key. Prefer ``key_padding_mask`` to an
@@ -64,8 +81,16 @@ class MultiHeadAttention(nnx.Module):
         v = self.v(ctx).reshape(b, lk, self.kv_heads, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        o = dot_product_attention(q, k, v, bias=bias, mask=mask, causal=self.causal,
-                                  impl=self.impl, key_padding_mask=key_padding_mask)
+        o = dot_product_attention(
+            q,
+            k,
+            v,
+            bias=bias,
+            mask=mask,
+            causal=self.causal,
+            impl=self.impl,
+            key_padding_mask=key_padding_mask,
+        )
         return self.out(o.reshape(b, lq, self.heads * self.head_dim))
 
 
@@ -79,8 +104,9 @@ class LayerScale(nnx.Module):
         return x * self.gamma[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
 
 
-def drop_path(x: jax.Array, rate: float, *, deterministic: bool,
-              rngs: nnx.Rngs | None) -> jax.Array:
+def drop_path(
+    x: jax.Array, rate: float, *, deterministic: bool, rngs: nnx.Rngs | None
+) -> jax.Array:
     """Stochastic depth: zero the whole residual branch per sample with prob ``rate``."""
     if deterministic or rate == 0.0 or rngs is None:
         return x
@@ -95,9 +121,16 @@ class Block(nnx.Module):
     so one block class serves every trunk. ``ffn=None`` gives a mixer-only block (Mamba style).
     """
 
-    def __init__(self, dim: int, mixer: nnx.Module, ffn: nnx.Module | None, *,
-                 norm: type[nnx.Module] = RMSNorm, layer_scale: float | None = None,
-                 drop_path: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        mixer: nnx.Module,
+        ffn: nnx.Module | None,
+        *,
+        norm: type[nnx.Module] = RMSNorm,
+        layer_scale: float | None = None,
+        drop_path: float = 0.0,
+    ):
         self.norm1, self.mixer = norm(dim), mixer
         self.norm2 = norm(dim) if ffn is not None else None
         self.ffn = ffn
@@ -105,11 +138,18 @@ class Block(nnx.Module):
         self.ls2 = LayerScale(dim, layer_scale) if (layer_scale and ffn is not None) else None
         self.drop_path = drop_path
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None,
-                 **mixer_kwargs) -> jax.Array:
-        h = self.mixer(self.norm1(x), mask=mask, deterministic=deterministic, rngs=rngs,
-                       **mixer_kwargs)
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        **mixer_kwargs,
+    ) -> jax.Array:
+        h = self.mixer(
+            self.norm1(x), mask=mask, deterministic=deterministic, rngs=rngs, **mixer_kwargs
+        )
         if self.ls1 is not None:
             h = self.ls1(h)
         x = x + drop_path(h, self.drop_path, deterministic=deterministic, rngs=rngs)

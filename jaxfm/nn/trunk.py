@@ -102,13 +102,25 @@ class TrunkConfig:
 
 
 def _attention(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module:
-    return MultiHeadAttention(cfg.dim, cfg.heads, kv_heads=cfg.kv_heads, qk_norm=cfg.qk_norm,
-                              causal=cfg.causal, impl=cfg.attn_impl, rngs=rngs)
+    return MultiHeadAttention(
+        cfg.dim,
+        cfg.heads,
+        kv_heads=cfg.kv_heads,
+        qk_norm=cfg.qk_norm,
+        causal=cfg.causal,
+        impl=cfg.attn_impl,
+        rngs=rngs,
+    )
 
 
 def _mlp(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module:
-    return MLP(cfg.dim, int(cfg.dim * cfg.mlp_ratio), activation=cfg.activation,
-               dropout=cfg.dropout, rngs=rngs)
+    return MLP(
+        cfg.dim,
+        int(cfg.dim * cfg.mlp_ratio),
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+        rngs=rngs,
+    )
 
 
 def _n_residual(cfg: TrunkConfig) -> int:
@@ -120,16 +132,33 @@ def _bidirectional_unless_causal(cfg: TrunkConfig, make) -> nnx.Module:
 
 
 def _mamba(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module:
-    make = lambda: Mamba(cfg.dim, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand,
-                         dt_rank=cfg.dt_rank, scan=cfg.scan, chunk=cfg.ssm_chunk,
-                         n_layer=cfg.depth, n_residual=_n_residual(cfg), rngs=rngs)
+    make = lambda: Mamba(
+        cfg.dim,
+        d_state=cfg.d_state,
+        d_conv=cfg.d_conv,
+        expand=cfg.expand,
+        dt_rank=cfg.dt_rank,
+        scan=cfg.scan,
+        chunk=cfg.ssm_chunk,
+        n_layer=cfg.depth,
+        n_residual=_n_residual(cfg),
+        rngs=rngs,
+    )
     return _bidirectional_unless_causal(cfg, make)
 
 
 def _mamba2(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module:
-    make = lambda: Mamba2(cfg.dim, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand,
-                          headdim=cfg.headdim, chunk=cfg.ssm_chunk, n_layer=cfg.depth,
-                          n_residual=_n_residual(cfg), rngs=rngs)
+    make = lambda: Mamba2(
+        cfg.dim,
+        d_state=cfg.d_state,
+        d_conv=cfg.d_conv,
+        expand=cfg.expand,
+        headdim=cfg.headdim,
+        chunk=cfg.ssm_chunk,
+        n_layer=cfg.depth,
+        n_residual=_n_residual(cfg),
+        rngs=rngs,
+    )
     return _bidirectional_unless_causal(cfg, make)
 
 
@@ -139,15 +168,29 @@ def _ssm_mlp(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module | None:
 
 def _moe(cfg: TrunkConfig, rngs: nnx.Rngs) -> nnx.Module:
     ratio = cfg.moe_hidden_ratio or cfg.mlp_ratio / cfg.top_k
-    return MoE(cfg.dim, max(1, int(cfg.dim * ratio)), cfg.n_experts, cfg.top_k,
-               activation=cfg.activation, dispatch=cfg.moe_dispatch,
-               capacity_factor=cfg.capacity_factor, lb_weight=cfg.lb_weight,
-               z_weight=cfg.z_weight, bias_rate=cfg.bias_rate, rngs=rngs)
+    return MoE(
+        cfg.dim,
+        max(1, int(cfg.dim * ratio)),
+        cfg.n_experts,
+        cfg.top_k,
+        activation=cfg.activation,
+        dispatch=cfg.moe_dispatch,
+        capacity_factor=cfg.capacity_factor,
+        lb_weight=cfg.lb_weight,
+        z_weight=cfg.z_weight,
+        bias_rate=cfg.bias_rate,
+        rngs=rngs,
+    )
 
 
 # name -> (mixer builder, feed-forward builder; a builder may return None: mixer-only block)
-MIXERS: dict[str, tuple[Callable[[TrunkConfig, nnx.Rngs], nnx.Module],
-                        Callable[[TrunkConfig, nnx.Rngs], nnx.Module | None] | None]] = {
+MIXERS: dict[
+    str,
+    tuple[
+        Callable[[TrunkConfig, nnx.Rngs], nnx.Module],
+        Callable[[TrunkConfig, nnx.Rngs], nnx.Module | None] | None,
+    ],
+] = {
     "attention": (_attention, _mlp),
     "mamba": (_mamba, _ssm_mlp),
     "mamba2": (_mamba2, _ssm_mlp),
@@ -166,8 +209,14 @@ def build_block(cfg: TrunkConfig, index: int, rngs: nnx.Rngs) -> Block:
     make_mixer, make_ffn = MIXERS[cfg.kind]
     rate = cfg.drop_path * index / max(cfg.depth - 1, 1)
     ffn = make_ffn(cfg, rngs) if make_ffn else None
-    return Block(cfg.dim, make_mixer(cfg, rngs), ffn,
-                 norm=_NORMS[cfg.norm], layer_scale=cfg.layer_scale, drop_path=rate)
+    return Block(
+        cfg.dim,
+        make_mixer(cfg, rngs),
+        ffn,
+        norm=_NORMS[cfg.norm],
+        layer_scale=cfg.layer_scale,
+        drop_path=rate,
+    )
 
 
 class Trunk(nnx.Module):
@@ -178,8 +227,14 @@ class Trunk(nnx.Module):
         self.blocks = nnx.List([build_block(cfg, i, rngs) for i in range(cfg.depth)])
         self.norm = _NORMS[cfg.norm](cfg.dim)
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
-                 deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+    ) -> jax.Array:
         for block in self.blocks:
             x = block(x, mask=mask, deterministic=deterministic, rngs=rngs)
         return self.norm(x)

@@ -5,5 +5,15 @@ from jaxfm.parallel.mesh import AXES, BATCH_AXES, batch_sharding, make_mesh, rep
 from jaxfm.parallel.options import ParallelConfig
 from jaxfm.parallel.rules import RULES, logical_to_spec, state_shardings
 
-__all__ = ["AXES", "BATCH_AXES", "RULES", "ParallelConfig", "batch_sharding", "initialize",
-           "logical_to_spec", "make_mesh", "replicated", "state_shardings"]
+__all__ = [
+    "AXES",
+    "BATCH_AXES",
+    "RULES",
+    "ParallelConfig",
+    "batch_sharding",
+    "initialize",
+    "logical_to_spec",
+    "make_mesh",
+    "replicated",
+    "state_shardings",
+]

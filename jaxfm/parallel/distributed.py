@@ -30,9 +30,11 @@ def _explicit_env() -> dict | None:
     if not addr:
         return None
     try:
-        kwargs = dict(coordinator_address=addr,
-                      num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                      process_id=int(os.environ["JAX_PROCESS_ID"]))
+        kwargs = dict(
+            coordinator_address=addr,
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
     except KeyError as e:
         raise RuntimeError(f"JAX_COORDINATOR_ADDRESS is set but {e.args[0]} is not") from None
     ids = os.environ.get("JAX_LOCAL_DEVICE_IDS")
@@ -77,6 +79,11 @@ def initialize(mode: str = "auto") -> bool:
         jax.distributed.initialize(**_explicit_env())
     else:
         jax.distributed.initialize()
-    log.info("jax.distributed initialised (%s): process %d of %d, %d local devices", kind,
-             jax.process_index(), jax.process_count(), jax.local_device_count())
+    log.info(
+        "jax.distributed initialised (%s): process %d of %d, %d local devices",
+        kind,
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+    )
     return True

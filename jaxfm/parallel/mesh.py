@@ -24,16 +24,22 @@ def mesh_shape(cfg: ParallelConfig, n_devices: int) -> tuple[int, int, int, int]
     """Resolves -1 entries of (data, fsdp, tensor, expert) so their product is n_devices."""
     sizes = [cfg.data, cfg.fsdp, cfg.tensor, cfg.expert]
     if sum(s == -1 for s in sizes) > 1:
-        raise ValueError(f"at most one mesh axis may be -1, got data={cfg.data} "
-                         f"fsdp={cfg.fsdp} tensor={cfg.tensor} expert={cfg.expert}")
+        raise ValueError(
+            f"at most one mesh axis may be -1, got data={cfg.data} "
+            f"fsdp={cfg.fsdp} tensor={cfg.tensor} expert={cfg.expert}"
+        )
     known = math.prod(s for s in sizes if s != -1)
     if any(s == 0 or s < -1 for s in sizes) or n_devices % known:
-        raise ValueError(f"mesh data={cfg.data} x fsdp={cfg.fsdp} x tensor={cfg.tensor} x "
-                         f"expert={cfg.expert} does not divide {n_devices} devices")
+        raise ValueError(
+            f"mesh data={cfg.data} x fsdp={cfg.fsdp} x tensor={cfg.tensor} x "
+            f"expert={cfg.expert} does not divide {n_devices} devices"
+        )
     sizes = [n_devices // known if s == -1 else s for s in sizes]
     if math.prod(sizes) != n_devices:
-        raise ValueError(f"mesh {dict(zip(AXES, sizes))} has {math.prod(sizes)} devices, "
-                         f"but {n_devices} are available; use -1 on one axis to fill")
+        raise ValueError(
+            f"mesh {dict(zip(AXES, sizes))} has {math.prod(sizes)} devices, "
+            f"but {n_devices} are available; use -1 on one axis to fill"
+        )
     return tuple(sizes)
 
 

@@ -45,8 +45,14 @@ RULES: dict[str, dict[str, MeshAxes]] = {
 _FALLBACK_MIN_SIZE = 1024  # unnamed parameters smaller than this stay replicated
 
 
-def logical_to_spec(names: tuple[str | None, ...] | None, shape: tuple[int, ...], mesh: Mesh,
-                    rules: Mapping[str, MeshAxes], *, fsdp_fallback: bool) -> PartitionSpec:
+def logical_to_spec(
+    names: tuple[str | None, ...] | None,
+    shape: tuple[int, ...],
+    mesh: Mesh,
+    rules: Mapping[str, MeshAxes],
+    *,
+    fsdp_fallback: bool,
+) -> PartitionSpec:
     """PartitionSpec for an array of ``shape`` whose axes carry logical ``names``."""
     if names is None:
         if not fsdp_fallback or math.prod(shape) < _FALLBACK_MIN_SIZE:
@@ -102,8 +108,9 @@ def state_shardings(state: nnx.State, mesh: Mesh, strategy: str) -> dict:
     rules = RULES[strategy]
 
     def one(v: nnx.Variable) -> NamedSharding:
-        spec = logical_to_spec(_names(v), tuple(v.get_value().shape), mesh, rules,
-                               fsdp_fallback=strategy != "dp")
+        spec = logical_to_spec(
+            _names(v), tuple(v.get_value().shape), mesh, rules, fsdp_fallback=strategy != "dp"
+        )
         return NamedSharding(mesh, spec)
 
     shardings = jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))

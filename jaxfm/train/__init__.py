@@ -14,6 +14,17 @@ from jaxfm.train.options import TrainConfig
 from jaxfm.train.step import Engine
 from jaxfm.train.task import Task
 
-__all__ = ["ConfigMismatchError", "Engine", "NonFiniteError", "Task", "TrainConfig",
-           "evaluate", "load_model", "load_state", "make_optimizer", "make_schedule", "run",
-           "write_results"]
+__all__ = [
+    "ConfigMismatchError",
+    "Engine",
+    "NonFiniteError",
+    "Task",
+    "TrainConfig",
+    "evaluate",
+    "load_model",
+    "load_state",
+    "make_optimizer",
+    "make_schedule",
+    "run",
+    "write_results",
+]

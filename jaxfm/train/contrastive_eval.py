@@ -35,10 +35,17 @@ def _probe_r2(tr_x, te_x, train, gallery, props, *, seed: int, epochs: int) -> d
     return out
 
 
-def evaluate_contrastive(model, train: dict[str, np.ndarray], gallery: dict[str, np.ndarray],
-                         data_cfg: GalaxyConfig, *, k: int = 16, probes: bool = True,
-                         probe_epochs: int = 30, seed: int = 0
-                         ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def evaluate_contrastive(
+    model,
+    train: dict[str, np.ndarray],
+    gallery: dict[str, np.ndarray],
+    data_cfg: GalaxyConfig,
+    *,
+    k: int = 16,
+    probes: bool = True,
+    probe_epochs: int = 30,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(flat metrics, gallery embeddings) of ``model`` (a ``ContrastiveModel``).
 
     Args:
@@ -57,12 +64,18 @@ def evaluate_contrastive(model, train: dict[str, np.ndarray], gallery: dict[str,
     if all(p in gallery for p in PROPERTY_KEYS) and data_cfg.path is None:
         second = embed_records(model, rerender(gallery, data_cfg, seed=10_000 + seed))
         emb["image2"], emb["spectrum2"] = second["image"], second["spectrum"]
-    out = retrieval_report(emb, train_emb=emb_tr, train_props={p: train[p] for p in props},
-                           test_props={p: gallery[p] for p in props}, k=k)
+    out = retrieval_report(
+        emb,
+        train_emb=emb_tr,
+        train_props={p: train[p] for p in props},
+        test_props={p: gallery[p] for p in props},
+        k=k,
+    )
     if probes:
         for mod in ("image", "spectrum"):
-            for key, v in _probe_r2(emb_tr[mod], emb[mod], train, gallery, props, seed=seed,
-                                    epochs=probe_epochs).items():
+            for key, v in _probe_r2(
+                emb_tr[mod], emb[mod], train, gallery, props, seed=seed, epochs=probe_epochs
+            ).items():
                 out[f"probe_{mod}/{key}"] = v
     out["gallery_size"] = float(len(gallery["redshift"]))
     return out, emb
@@ -71,12 +84,15 @@ def evaluate_contrastive(model, train: dict[str, np.ndarray], gallery: dict[str,
 def raw_features(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Raw inputs for supervised baselines: flattened images; asinh spectra (flux spans decades)."""
     n = records["image"].shape[0]
-    return {"image": records["image"].reshape(n, -1),
-            "spectrum": np.arcsinh(records["spectrum"].reshape(n, -1))}
+    return {
+        "image": records["image"].reshape(n, -1),
+        "spectrum": np.arcsinh(records["spectrum"].reshape(n, -1)),
+    }
 
 
-def supervised_baselines(train: dict[str, np.ndarray], gallery: dict[str, np.ndarray], *,
-                         epochs: int = 30, seed: int = 0) -> dict[str, float]:
+def supervised_baselines(
+    train: dict[str, np.ndarray], gallery: dict[str, np.ndarray], *, epochs: int = 30, seed: int = 0
+) -> dict[str, float]:
     """R^2 of the few-shot MLP trained directly on raw images and raw spectra."""
     props = tuple(p for p in PROPS if p in train)
     ftr, fte = raw_features(train), raw_features(gallery)
@@ -95,8 +111,10 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
     Rows are (input modality, method) pairs; columns are z, M*, sSFR R^2 (k-NN or probe as
     the row says) and retrieval top-1/top-5 where it applies.
     """
-    head = ("| Input | Method | z R² | log M* R² | log sSFR R² | i→s top-1/5 | s→i top-1/5 |\n"
-            "|---|---|---|---|---|---|---|\n")
+    head = (
+        "| Input | Method | z R² | log M* R² | log sSFR R² | i→s top-1/5 | s→i top-1/5 |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for name, m in rows.items():
         mod, method, prefix = name.split("|")
@@ -104,7 +122,9 @@ def results_table(rows: dict[str, dict[str, float]]) -> str:
         cells = ["–" if v is None else f"{v:.3f}" for v in r2]
         ret = ["–", "–"]
         if prefix.startswith("knn_") and "i2s/top1" in m:
-            ret = [f"{m['i2s/top1']:.3f}/{m['i2s/top5']:.3f}",
-                   f"{m['s2i/top1']:.3f}/{m['s2i/top5']:.3f}"]
+            ret = [
+                f"{m['i2s/top1']:.3f}/{m['i2s/top5']:.3f}",
+                f"{m['s2i/top1']:.3f}/{m['s2i/top5']:.3f}",
+            ]
         lines.append(f"| {mod} | {method} | " + " | ".join(cells + ret) + " |")
     return head + "\n".join(lines) + "\n"

@@ -44,8 +44,9 @@ def clamp_scale(log_scale: jax.Array, max_scale: float = MAX_SCALE) -> jax.Array
     return jnp.exp(jnp.minimum(log_scale.astype(jnp.float32), math.log(max_scale)))
 
 
-def infonce_loss(a: Float[Array, "b e"], b: Float[Array, "b e"],
-                 scale: float | jax.Array) -> jax.Array:
+def infonce_loss(
+    a: Float[Array, "b e"], b: Float[Array, "b e"], scale: float | jax.Array
+) -> jax.Array:
     """Symmetric InfoNCE of the global batch; rows i of ``a`` and ``b`` are the positives.
 
     Args:
@@ -61,8 +62,12 @@ def infonce_loss(a: Float[Array, "b e"], b: Float[Array, "b e"],
     return 0.5 * (jnp.mean(a2b) + jnp.mean(b2a))
 
 
-def siglip_loss(a: Float[Array, "b e"], b: Float[Array, "b e"], scale: float | jax.Array,
-                bias: float | jax.Array) -> jax.Array:
+def siglip_loss(
+    a: Float[Array, "b e"],
+    b: Float[Array, "b e"],
+    scale: float | jax.Array,
+    bias: float | jax.Array,
+) -> jax.Array:
     """Pairwise sigmoid loss of the global batch, summed over pairs and divided by B."""
     logits = scale * (l2_normalize(a) @ l2_normalize(b).T) + bias
     n = logits.shape[0]
@@ -70,16 +75,18 @@ def siglip_loss(a: Float[Array, "b e"], b: Float[Array, "b e"], scale: float | j
     return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / n
 
 
-def infonce_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array,
-                       axis_name: str | tuple[str, ...]) -> jax.Array:
+def infonce_loss_local(
+    a: jax.Array, b: jax.Array, scale: jax.Array, axis_name: str | tuple[str, ...]
+) -> jax.Array:
     """Per-device InfoNCE inside ``shard_map`` over ``axis_name``; returns the global loss.
 
     ``a``, ``b`` are this device's (n, E) rows of a batch sharded contiguously along
     ``axis_name``; the result (replicated) equals :func:`infonce_loss` of the full batch.
     """
     a, b = l2_normalize(a), l2_normalize(b)
-    a_all = jax.lax.all_gather(a, axis_name, tiled=True)  # (N, E)
-    b_all = jax.lax.all_gather(b, axis_name, tiled=True)
+    # one collective for both modalities (fewer concurrent collectives per step)
+    ab_all = jax.lax.all_gather(jnp.concatenate([a, b], axis=1), axis_name, tiled=True)
+    a_all, b_all = ab_all[:, : a.shape[1]], ab_all[:, a.shape[1] :]  # (N, E) each
     n = a.shape[0]
     pos = scale * jnp.sum(a * b, axis=-1)  # (n,)
     a2b = jax.nn.logsumexp(scale * (a @ b_all.T), axis=1) - pos  # local images vs all spectra
@@ -89,8 +96,9 @@ def infonce_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array,
     return 0.5 * total / big_n
 
 
-def siglip_loss_local(a: jax.Array, b: jax.Array, scale: jax.Array, bias: jax.Array,
-                      axis_name: str | tuple[str, ...]) -> jax.Array:
+def siglip_loss_local(
+    a: jax.Array, b: jax.Array, scale: jax.Array, bias: jax.Array, axis_name: str | tuple[str, ...]
+) -> jax.Array:
     """Per-device sigmoid loss inside ``shard_map``; equals :func:`siglip_loss` globally."""
     a, b = l2_normalize(a), l2_normalize(b)
     b_all = jax.lax.all_gather(b, axis_name, tiled=True)  # (N, E)

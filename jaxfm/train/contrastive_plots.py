@@ -28,8 +28,15 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
-def plot_retrieval_gallery(path: str, gallery: dict[str, np.ndarray], emb: dict[str, np.ndarray],
-                           *, n_queries: int = 4, k: int = 4, seed: int = 0) -> str:
+def plot_retrieval_gallery(
+    path: str,
+    gallery: dict[str, np.ndarray],
+    emb: dict[str, np.ndarray],
+    *,
+    n_queries: int = 4,
+    k: int = 4,
+    seed: int = 0,
+) -> str:
     """Saves image->spectrum and spectrum->image top-k panels to ``path``; returns it."""
     rng = np.random.default_rng(seed)
     q_idx = rng.choice(len(gallery["redshift"]), n_queries, replace=False)
@@ -52,8 +59,7 @@ def plot_retrieval_gallery(path: str, gallery: dict[str, np.ndarray], emb: dict[
                     ax.imshow(_rgb(gallery["image"][gi]))
                 else:
                     ax.plot(wave, gallery["spectrum"][gi, :, 0], lw=0.6, color=colour)
-                ax.set_title(f"#{c + 1} z={gallery['redshift'][gi]:.2f}", fontsize=7,
-                             color=colour)
+                ax.set_title(f"#{c + 1} z={gallery['redshift'][gi]:.2f}", fontsize=7, color=colour)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -80,9 +86,11 @@ def plot_embedding_map(path: str, emb: dict[str, np.ndarray], redshift: np.ndarr
     return path
 
 
-def save_plots(workdir: str, gallery: dict[str, np.ndarray], emb: dict[str, np.ndarray]
-               ) -> list[str]:
+def save_plots(
+    workdir: str, gallery: dict[str, np.ndarray], emb: dict[str, np.ndarray]
+) -> list[str]:
     """Both plots into ``workdir``; returns their paths."""
-    return [plot_retrieval_gallery(os.path.join(workdir, "retrieval_gallery.png"), gallery, emb),
-            plot_embedding_map(os.path.join(workdir, "embedding_pca.png"), emb,
-                               gallery["redshift"])]
+    return [
+        plot_retrieval_gallery(os.path.join(workdir, "retrieval_gallery.png"), gallery, emb),
+        plot_embedding_map(os.path.join(workdir, "embedding_pca.png"), emb, gallery["redshift"]),
+    ]

@@ -39,26 +39,32 @@ def bound_batch_axes() -> tuple[str, ...]:
     return tuple(axes)
 
 
-def contrastive_objective(model: ContrastiveModel, za: jax.Array, zb: jax.Array
-                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def contrastive_objective(
+    model: ContrastiveModel, za: jax.Array, zb: jax.Array, *, accuracy: bool = True
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The configured loss of paired embeddings and its metrics.
 
     Under ``jit`` (the engine's default step) ``za``/``zb`` are the global batch. Inside the
     engine's ``shard_map`` step they are this device's rows: the ``*_local`` losses then
     all-gather the other devices' embeddings, so the loss is still the global one (the engine's
-    ``pmean`` of an already global value leaves it unchanged). The in-batch accuracies are
-    per device in that case.
+    ``pmean`` of an already global value leaves it unchanged). The in-batch accuracies
+    (``accuracy=True``) are per device in that case. The training loss leaves them out: each
+    is another global similarity matrix, i.e. more cross-device collectives per step, and on
+    the CPU host platform concurrent independent collectives can deadlock XLA's in-process
+    rendezvous when the cores are oversubscribed (seen with 8 simulated devices).
     """
     scale = model.scale()
     axes = bound_batch_axes()
     if model.cfg.loss == "infonce":
-        loss = (infonce_loss_local(za, zb, scale, axes) if axes else infonce_loss(za, zb, scale))
+        loss = infonce_loss_local(za, zb, scale, axes) if axes else infonce_loss(za, zb, scale)
     elif axes:
         loss = siglip_loss_local(za, zb, scale, model.logit_bias[...], axes)
     else:
         loss = siglip_loss(za, zb, scale, model.logit_bias[...])
-    metrics = {"scale": scale, "acc_i2s": in_batch_accuracy(za, zb),
-               "acc_s2i": in_batch_accuracy(zb, za)}
+    metrics = {"scale": scale}
+    if accuracy:
+        metrics["acc_i2s"] = in_batch_accuracy(za, zb)
+        metrics["acc_s2i"] = in_batch_accuracy(zb, za)
     if model.logit_bias is not None:
         metrics["bias"] = model.logit_bias[...]
     return loss, metrics
@@ -75,7 +81,7 @@ class ContrastiveTask:
         self.spectrum_params = spectrum_params
 
     def build_model(self, rngs: nnx.Rngs) -> ContrastiveModel:
-        """A freshly initialised :class:`ContrastiveModel` (pretrained spectrum encoder if given)."""
+        """A fresh :class:`ContrastiveModel` (with the pretrained spectrum encoder if given)."""
         model = ContrastiveModel(self.cfg, rngs=rngs)
         if self.spectrum_params is not None:
             state = nnx.state(model.spectrum_encoder, nnx.Param)
@@ -84,9 +90,9 @@ class ContrastiveTask:
         return model
 
     def loss(self, model: ContrastiveModel, batch: dict[str, jax.Array], rngs: nnx.Rngs):
-        """Contrastive loss of the batch (dropout on), with scale and in-batch accuracy."""
+        """Contrastive loss of the batch (dropout on) and the logit scale."""
         za, zb = model(batch["image"], batch["spectrum"], deterministic=False, rngs=rngs)
-        return contrastive_objective(model, za, zb)
+        return contrastive_objective(model, za, zb, accuracy=False)
 
     def eval_metrics(self, model: ContrastiveModel, batch: dict[str, jax.Array]):
         """Loss and in-batch retrieval accuracy without dropout."""
@@ -109,8 +115,9 @@ class SpecFormerPretrainTask:
 
     def loss(self, model: SpecFormer, batch: dict[str, jax.Array], rngs: nnx.Rngs):
         """Masked-token MSE with a fresh random mask (drawn from the dropout stream)."""
-        return masked_modelling_loss(model, batch["spectrum"], rngs.dropout(),
-                                     deterministic=False, rngs=rngs)
+        return masked_modelling_loss(
+            model, batch["spectrum"], rngs.dropout(), deterministic=False, rngs=rngs
+        )
 
     def eval_metrics(self, model: SpecFormer, batch: dict[str, jax.Array]):
         """Masked-token MSE with a fixed mask, comparable across evaluations."""
@@ -118,15 +125,16 @@ class SpecFormerPretrainTask:
         return {"loss": loss, **metrics}
 
 
-def embed_records(model: ContrastiveModel, records: dict[str, np.ndarray], *,
-                  batch_size: int = 256) -> dict[str, np.ndarray]:
+def embed_records(
+    model: ContrastiveModel, records: dict[str, np.ndarray], *, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Unnormalised image and spectrum embeddings of a whole record set, float32 on host."""
     fwd = nnx.jit(lambda m, x, s: m(x, s))
     n = records["image"].shape[0]
     outs: dict[str, list[np.ndarray]] = {"image": [], "spectrum": []}
     for s in range(0, n, batch_size):
-        img = jnp.asarray(records["image"][s:s + batch_size])
-        spec = jnp.asarray(records["spectrum"][s:s + batch_size])
+        img = jnp.asarray(records["image"][s : s + batch_size])
+        spec = jnp.asarray(records["spectrum"][s : s + batch_size])
         za, zb = fwd(model, img, spec)
         outs["image"].append(np.asarray(za))
         outs["spectrum"].append(np.asarray(zb))
@@ -139,8 +147,11 @@ def save_encoder(path: str, model: nnx.Module, cfg) -> None:
     import json
 
     flat = nnx.traversals.flatten_mapping(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    np.savez(path, __config__=np.asarray(json.dumps(dataclasses.asdict(cfg))),
-             **{"/".join(map(str, k)): np.asarray(v) for k, v in flat.items()})
+    np.savez(
+        path,
+        __config__=np.asarray(json.dumps(dataclasses.asdict(cfg))),
+        **{"/".join(map(str, k)): np.asarray(v) for k, v in flat.items()},
+    )
 
 
 def load_encoder(path: str, cfg) -> dict:
@@ -158,8 +169,10 @@ def load_encoder(path: str, cfg) -> dict:
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for key in sorted(set(saved) | set(want)):
         if saved.get(key) != want.get(key):
-            raise ValueError(f"{path}: encoder was saved with {key}={saved.get(key)!r}, "
-                             f"the model wants {key}={want.get(key)!r}")
+            raise ValueError(
+                f"{path}: encoder was saved with {key}={saved.get(key)!r}, "
+                f"the model wants {key}={want.get(key)!r}"
+            )
     return nnx.traversals.unflatten_mapping({tuple(_keys(k)): v for k, v in flat.items()})
 
 

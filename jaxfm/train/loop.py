@@ -28,11 +28,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfm.ckpt.manager import CKPT_DIR, CheckpointError, Checkpointer, checkpoint_dir
+from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer, CheckpointError, checkpoint_dir
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
-from jaxfm.train.optim import make_optimizer
 from jaxfm.train.step import Engine, State
 from jaxfm.train.task import Task
 from jaxfm.train.writer import MetricWriter, Progress
@@ -72,7 +71,8 @@ def _check_same_run(path: str, new: dict) -> None:
         for key, va, vb in diff(old.get(section, {}), new.get(section, {}), f"{section}."):
             raise ConfigMismatchError(
                 f"{path} was written with {key}={va!r}, but this run has {key}={vb!r}; "
-                f"use a new --workdir (nothing in the old one was changed)")
+                f"use a new --workdir (nothing in the old one was changed)"
+            )
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -124,19 +124,29 @@ def _finite_or_raise(step: int, metrics: dict, enabled: bool) -> None:
             raise NonFiniteError(
                 f"{key} is {float(metrics[key])} at step {step}; stopping (the last good "
                 f"checkpoint is kept). Lower train.lr, check the data, or set "
-                f"train.crash_on_nan=false to continue anyway")
+                f"train.crash_on_nan=false to continue anyway"
+            )
 
 
-def evaluate(engine: Engine, state: State, source: Any, *, batch_size: int,
-             max_batches: int = 0) -> dict[str, float]:
+def evaluate(
+    engine: Engine, state: State, source: Any, *, batch_size: int, max_batches: int = 0
+) -> dict[str, float]:
     """Mean of the task's eval metrics over ``source`` (one pass, fixed order)."""
     shards = batch_size_per_shard(engine.mesh)
     bs = min(batch_size, len(source) // shards * shards)
     if bs <= 0:
-        raise ValueError(f"eval set of {len(source)} examples is smaller than the "
-                         f"{shards} data-parallel shards")
-    ds = make_dataset(source, batch_size=bs, seed=0, shuffle=False, num_epochs=1,
-                      process_index=jax.process_index(), process_count=jax.process_count())
+        raise ValueError(
+            f"eval set of {len(source)} examples is smaller than the {shards} data-parallel shards"
+        )
+    ds = make_dataset(
+        source,
+        batch_size=bs,
+        seed=0,
+        shuffle=False,
+        num_epochs=1,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
     step_fn = engine.eval_step()
     sums: dict[str, float] = {}
     n = 0
@@ -171,8 +181,9 @@ def _load_params(path: str, engine: Engine) -> dict:
 # ----------------------------------------------------------------------------- run
 
 
-def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
-        meta: dict | None = None) -> dict[str, Any]:
+def run(
+    cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *, meta: dict | None = None
+) -> dict[str, Any]:
     """Trains ``task`` on ``train_source`` as configured by ``cfg``; returns the results.
 
     Args:
@@ -193,21 +204,31 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
     config = _config_dict(cfg)
     config_path = os.path.join(workdir, "config.json")
     has_ckpt = os.path.isdir(os.path.join(workdir, CKPT_DIR)) and any(
-        d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR)))
+        d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR))
+    )
     if has_ckpt and os.path.exists(config_path):
         _check_same_run(config_path, config)
     if is_main:
         _write_json(config_path, config)
 
     mesh = make_mesh(cfg.parallel)
-    check_batch(tc.batch_size, shards=batch_size_per_shard(mesh),
-                process_count=jax.process_count(), grad_accum=tc.grad_accum)
-    tx, schedule = make_optimizer(tc)
-    engine = Engine(task, tc, tx, schedule, mesh, cfg.parallel.strategy)
+    check_batch(
+        tc.batch_size,
+        shards=batch_size_per_shard(mesh),
+        process_count=jax.process_count(),
+        grad_accum=tc.grad_accum,
+    )
+    engine = Engine(task, tc, None, None, mesh, cfg.parallel.strategy)
 
-    train_ds = make_dataset(train_source, batch_size=tc.batch_size, seed=tc.seed,
-                            shuffle=tc.shuffle, process_index=jax.process_index(),
-                            process_count=jax.process_count(), worker_count=tc.data_workers)
+    train_ds = make_dataset(
+        train_source,
+        batch_size=tc.batch_size,
+        seed=tc.seed,
+        shuffle=tc.shuffle,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        worker_count=tc.data_workers,
+    )
     if tc.data_workers > 0:
         _mark_absl_flags_parsed()
     data_iter = iter(train_ds)
@@ -230,9 +251,12 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
     writer.truncate_after(start)
     if is_main:
         n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
-        print(f"jaxfm: {type(task).__name__} | {n_params:,} trainable parameters | "
-              f"mesh {dict(mesh.shape)} | {cfg.parallel.strategy} | {source_of_state} | "
-              f"workdir {workdir}", flush=True)
+        print(
+            f"jaxfm: {type(task).__name__} | {n_params:,} trainable parameters | "
+            f"mesh {dict(mesh.shape)} | {cfg.parallel.strategy} | {source_of_state} | "
+            f"workdir {workdir}",
+            flush=True,
+        )
 
     progress = Progress(tc.steps, start, tc.batch_size, enabled=is_main and tc.progress)
     train_step = engine.train_step()
@@ -269,15 +293,24 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
                 if pending is not None:
                     finish_step(*pending)
                 pending = (step, metrics)
-                evaluate_now = eval_source is not None and tc.eval_every and \
-                    step % tc.eval_every == 0 and step < tc.steps
+                evaluate_now = (
+                    eval_source is not None
+                    and tc.eval_every
+                    and step % tc.eval_every == 0
+                    and step < tc.steps
+                )
                 save_now = cfg.ckpt.every and step % cfg.ckpt.every == 0 and step < tc.steps
                 if evaluate_now or save_now:
                     finish_step(*pending)
                     pending = None
                 if evaluate_now:
-                    last_eval = evaluate(engine, state, eval_source, batch_size=tc.batch_size,
-                                         max_batches=tc.eval_batches)
+                    last_eval = evaluate(
+                        engine,
+                        state,
+                        eval_source,
+                        batch_size=tc.batch_size,
+                        max_batches=tc.eval_batches,
+                    )
                     writer.write(step, last_eval)
                     progress.show(step, last_eval)
                 if save_now:
@@ -285,8 +318,13 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
             if pending is not None:
                 finish_step(*pending)
             if status == "finished" and eval_source is not None:
-                last_eval = evaluate(engine, state, eval_source, batch_size=tc.batch_size,
-                                     max_batches=tc.eval_batches)
+                last_eval = evaluate(
+                    engine,
+                    state,
+                    eval_source,
+                    batch_size=tc.batch_size,
+                    max_batches=tc.eval_batches,
+                )
                 writer.write(step, last_eval)
                 progress.show(step, last_eval)
             save(step, state)
@@ -296,10 +334,15 @@ def run(cfg: Any, task: Task, train_source: Any, eval_source: Any = None, *,
         if hasattr(data_iter, "close"):
             data_iter.close()
     if status == "terminated" and is_main:
-        print(f"SIGTERM: saved checkpoint at step {step} in {workdir}/{CKPT_DIR}; rerun the "
-              f"same command to resume", flush=True)
+        print(
+            f"SIGTERM: saved checkpoint at step {step} in {workdir}/{CKPT_DIR}; rerun the "
+            f"same command to resume",
+            flush=True,
+        )
     results = {
-        "status": status, "step": step, "wall_time_s": time.perf_counter() - t_start,
+        "status": status,
+        "step": step,
+        "wall_time_s": time.perf_counter() - t_start,
         "compile_and_first_step_s": progress.compile_s,
         **{f"train/{k}": v for k, v in last_train.items() if np.ndim(v) == 0},
         **last_eval,
@@ -318,8 +361,7 @@ def _mark_absl_flags_parsed() -> None:
         pass
 
 
-def load_state(workdir: str, task: Task, cfg: Any,
-               devices=None) -> tuple[Engine, State, int]:
+def load_state(workdir: str, task: Task, cfg: Any, devices=None) -> tuple[Engine, State, int]:
     """(engine, state, step) of the newest readable checkpoint in ``workdir``.
 
     Args:
@@ -330,8 +372,7 @@ def load_state(workdir: str, task: Task, cfg: Any,
       devices: devices of the mesh to restore onto (default: all).
     """
     mesh = make_mesh(cfg.parallel, devices)
-    tx, schedule = make_optimizer(cfg.train)
-    engine = Engine(task, cfg.train, tx, schedule, mesh, cfg.parallel.strategy)
+    engine = Engine(task, cfg.train, None, None, mesh, cfg.parallel.strategy)
     ckpt = Checkpointer(checkpoint_dir(workdir), read_only=True)
     try:
         step, state, _ = ckpt.restore(engine.abstract_state)
@@ -346,5 +387,12 @@ def load_model(workdir: str, task: Task, cfg: Any, devices=None):
     return engine.model(state)
 
 
-__all__ = ["ConfigMismatchError", "NonFiniteError", "evaluate", "load_model", "load_state",
-           "run", "write_results"]
+__all__ = [
+    "ConfigMismatchError",
+    "NonFiniteError",
+    "evaluate",
+    "load_model",
+    "load_state",
+    "run",
+    "write_results",
+]

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import optax
 
@@ -34,20 +36,32 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup])
 
 
-def decay_mask(params):
-    """True for parameters that get weight decay: matrices and higher-rank kernels."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+def decay_mask(params, no_decay=None):
+    """True for parameters that get weight decay: matrices and higher-rank kernels, except
+    those marked True in ``no_decay`` (a matching tree, e.g. float32-only SSM parameters)."""
+    if no_decay is None:
+        return jax.tree.map(lambda p: p.ndim >= 2, params)
+    return jax.tree.map(lambda p, skip: p.ndim >= 2 and not skip, params, no_decay)
 
 
-def make_optimizer(cfg: TrainConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """(optimizer, schedule) for ``cfg``; the optimizer clips, then updates."""
+def make_optimizer(
+    cfg: TrainConfig, no_decay=None
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(optimizer, schedule) for ``cfg``; the optimizer clips, then updates.
+
+    Args:
+      cfg: the ``train`` config section.
+      no_decay: optional tree of bools matching the parameters; True leaves never decay.
+    """
     schedule = make_schedule(cfg)
+    mask = functools.partial(decay_mask, no_decay=no_decay)
     if cfg.optimizer == "adamw":
-        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,
-                          mask=decay_mask)
+        opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask)
     elif cfg.optimizer == "sgd":
-        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
-                          optax.sgd(schedule, momentum=cfg.b1 or None))
+        opt = optax.chain(
+            optax.add_decayed_weights(cfg.weight_decay, mask=mask),
+            optax.sgd(schedule, momentum=cfg.b1 or None),
+        )
     else:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
     if cfg.clip_norm is not None:

@@ -93,8 +93,12 @@ def surrogate_loss(pred, target, *, kind: str = "nmse", valid=None) -> jax.Array
     return masked_mean(per, valid)
 
 
-def group_mean(values: np.ndarray, groups: np.ndarray, names: Sequence[str] | None = None,
-               valid: np.ndarray | None = None) -> dict[str, float]:
+def group_mean(
+    values: np.ndarray,
+    groups: np.ndarray,
+    names: Sequence[str] | None = None,
+    valid: np.ndarray | None = None,
+) -> dict[str, float]:
     """Mean of ``values`` per group id (e.g. per field id or per system id), on the host.
 
     Args:

@@ -20,8 +20,14 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_metrics(workdir: str, keys: list[str], *, title: str = "",
-                 filename: str = "metrics.png", log_y: bool = True) -> str | None:
+def plot_metrics(
+    workdir: str,
+    keys: list[str],
+    *,
+    title: str = "",
+    filename: str = "metrics.png",
+    log_y: bool = True,
+) -> str | None:
     """Plots ``keys`` against step into ``WORKDIR/filename``; returns its path (or None)."""
     records = read_metrics(workdir)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))

@@ -22,8 +22,9 @@ def _standardize(train: np.ndarray, *others: np.ndarray):
     return ((train - mu) / sd, *[(o - mu) / sd for o in others]), (mu, sd)
 
 
-def ridge_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
-                alpha: float = 1.0) -> np.ndarray:
+def ridge_probe(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, alpha: float = 1.0
+) -> np.ndarray:
     """Closed-form ridge regression (float64) of standardised targets; (m, t) predictions."""
     (xtr, xte), _ = _standardize(np.asarray(train_x, np.float64), np.asarray(test_x, np.float64))
     (ytr,), (ymu, ysd) = _standardize(np.asarray(train_y, np.float64).reshape(len(train_y), -1))
@@ -48,9 +49,18 @@ class _Regressor(nnx.Module):
         return self.l3(x)
 
 
-def mlp_regress(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
-                hidden: int = 64, dropout: float = 0.1, lr: float = 1e-3, epochs: int = 30,
-                batch_size: int = 128, seed: int = 0) -> np.ndarray:
+def mlp_regress(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    *,
+    hidden: int = 64,
+    dropout: float = 0.1,
+    lr: float = 1e-3,
+    epochs: int = 30,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> np.ndarray:
     """Trains the AstroCLIP few-shot MLP on (train_x, train_y); returns test predictions.
 
     Args:
@@ -66,6 +76,7 @@ def mlp_regress(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
     def step(model, opt, x, y):
         def loss_fn(m):
             return ((m(x, deterministic=False) - y) ** 2).mean()
+
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
         return loss
@@ -76,7 +87,7 @@ def mlp_regress(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
     for _ in range(epochs):
         perm = rng.permutation(n)
         for s in range(0, n - bs + 1, bs):
-            idx = perm[s:s + bs]
+            idx = perm[s : s + bs]
             step(model, opt, xtr[idx], ytr[idx].astype(np.float32))
     pred = nnx.jit(lambda m, x: m(x, deterministic=True))(model, xte.astype(np.float32))
     return np.asarray(pred, np.float64) * ysd + ymu

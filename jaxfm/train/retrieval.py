@@ -52,8 +52,15 @@ def topk_accuracy(q: np.ndarray, g: np.ndarray, ks: tuple[int, ...] = (1, 5)) ->
     return out
 
 
-def knn_regress(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
-                k: int = 16, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
+def knn_regress(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    *,
+    k: int = 16,
+    exclude_self: bool = False,
+    chunk: int = 2048,
+) -> np.ndarray:
     """Mean target of the k cosine-nearest training embeddings of each test embedding.
 
     Args:
@@ -71,7 +78,7 @@ def knn_regress(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
     y = np.asarray(train_y, np.float64)
     preds = []
     for s in range(0, test_x.shape[0], chunk):
-        sim = normalize(test_x[s:s + chunk]) @ tr.T
+        sim = normalize(test_x[s : s + chunk]) @ tr.T
         if exclude_self:
             idx = np.arange(s, s + sim.shape[0])
             sim[np.arange(sim.shape[0]), idx] = -np.inf
@@ -87,8 +94,14 @@ def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
     return float(1.0 - np.sum((y - pred) ** 2) / max(ss_tot, 1e-300))
 
 
-def knn_r2(train_x: np.ndarray, train_props: dict[str, np.ndarray], test_x: np.ndarray,
-           test_props: dict[str, np.ndarray], *, k: int = 16) -> dict[str, float]:
+def knn_r2(
+    train_x: np.ndarray,
+    train_props: dict[str, np.ndarray],
+    test_x: np.ndarray,
+    test_props: dict[str, np.ndarray],
+    *,
+    k: int = 16,
+) -> dict[str, float]:
     """R^2 of cosine k-NN regression for every property, {name: R^2}."""
     names = list(test_props)
     ys = np.stack([train_props[n] for n in names], axis=1)
@@ -96,9 +109,14 @@ def knn_r2(train_x: np.ndarray, train_props: dict[str, np.ndarray], test_x: np.n
     return {n: r2_score(test_props[n], pred[:, i]) for i, n in enumerate(names)}
 
 
-def retrieval_report(emb: dict[str, np.ndarray], *, train_emb: dict[str, np.ndarray],
-                     train_props: dict[str, np.ndarray], test_props: dict[str, np.ndarray],
-                     k: int = 16) -> dict[str, float]:
+def retrieval_report(
+    emb: dict[str, np.ndarray],
+    *,
+    train_emb: dict[str, np.ndarray],
+    train_props: dict[str, np.ndarray],
+    test_props: dict[str, np.ndarray],
+    k: int = 16,
+) -> dict[str, float]:
     """Every retrieval and k-NN number of the Evaluation section, flat {name: value}.
 
     Args:
@@ -109,8 +127,12 @@ def retrieval_report(emb: dict[str, np.ndarray], *, train_emb: dict[str, np.ndar
       k: k-NN neighbours.
     """
     out: dict[str, float] = {}
-    for name, (q, g) in {"i2s": ("image", "spectrum"), "s2i": ("spectrum", "image"),
-                         "i2i": ("image", "image2"), "s2s": ("spectrum", "spectrum2")}.items():
+    for name, (q, g) in {
+        "i2s": ("image", "spectrum"),
+        "s2i": ("spectrum", "image"),
+        "i2i": ("image", "image2"),
+        "s2s": ("spectrum", "spectrum2"),
+    }.items():
         if q in emb and g in emb:
             for m, v in topk_accuracy(emb[q], emb[g]).items():
                 out[f"{name}/{m}"] = v

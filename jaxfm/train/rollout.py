@@ -29,8 +29,9 @@ WINDOWS: tuple[tuple[int, int], ...] = ((1, 1), (2, 5), (6, 12))
 """Rollout windows (first step, last step), 1-based, inclusive."""
 
 
-def rollout(step_fn: Callable[[jax.Array], jax.Array], context: Float[Array, "b t *s c"],
-            n_steps: int) -> jax.Array:
+def rollout(
+    step_fn: Callable[[jax.Array], jax.Array], context: Float[Array, "b t *s c"], n_steps: int
+) -> jax.Array:
     """Rolls ``step_fn`` (window (B, T, ...) -> next frame (B, ...)) out for ``n_steps``.
 
     Written with ``lax.scan`` so it traces ``step_fn`` once; call it under ``jit`` (or
@@ -47,8 +48,11 @@ def rollout(step_fn: Callable[[jax.Array], jax.Array], context: Float[Array, "b 
     return jnp.moveaxis(preds, 0, 1)
 
 
-def per_step_errors(pred: Float[Array, "b s *sp c"], truth: Float[Array, "b s *sp c"],
-                    metrics: Sequence[str] = ("nrmse", "vrmse", "rmse")) -> dict[str, np.ndarray]:
+def per_step_errors(
+    pred: Float[Array, "b s *sp c"],
+    truth: Float[Array, "b s *sp c"],
+    metrics: Sequence[str] = ("nrmse", "vrmse", "rmse"),
+) -> dict[str, np.ndarray]:
     """Metric name -> (B, S, C) error of every sample, rollout step and field (host arrays)."""
     if pred.shape != truth.shape:
         raise ValueError(f"rollout {pred.shape} and ground truth {truth.shape} differ in shape")
@@ -66,8 +70,11 @@ def window_label(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
-def window_means(per_step: np.ndarray, windows: Sequence[tuple[int, int]] = WINDOWS,
-                 valid: np.ndarray | None = None) -> dict[str, float]:
+def window_means(
+    per_step: np.ndarray,
+    windows: Sequence[tuple[int, int]] = WINDOWS,
+    valid: np.ndarray | None = None,
+) -> dict[str, float]:
     """Mean of a (B, S, C) error over each window of steps that the rollout reaches.
 
     A window starting beyond S is dropped; one ending beyond S is truncated and labelled

@@ -37,8 +37,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfm.nn.aux import pop_aux
+from jaxfm.nn.params import Fp32Param
 from jaxfm.parallel.mesh import BATCH_AXES, batch_sharding, replicated
 from jaxfm.parallel.rules import state_shardings
+from jaxfm.train.optim import make_optimizer
 from jaxfm.train.options import TrainConfig
 from jaxfm.train.task import Task, trainable_filter
 
@@ -51,9 +53,21 @@ def split_model(model: nnx.Module, task: Task):
     return nnx.split(model, trainable_filter(task), nnx.Param, ...)
 
 
-def _cast_floats(tree, dtype):
-    return jax.tree.map(
-        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+def _cast_floats(tree, dtype, keep=None):
+    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True."""
+    cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+    if keep is None:
+        return jax.tree.map(cast, tree)
+    return jax.tree.map(lambda x, k: x if k else cast(x), tree, keep)
+
+
+def fp32_mask(state: nnx.State) -> dict:
+    """Pure dict of bools: True for :class:`jaxfm.nn.params.Fp32Param` leaves."""
+    return nnx.to_pure_dict(
+        jax.tree.map(
+            lambda v: isinstance(v, Fp32Param), state, is_leaf=lambda x: isinstance(x, nnx.Variable)
+        )
+    )
 
 
 class Engine:
@@ -62,34 +76,57 @@ class Engine:
     Args:
       task: the model family (see :class:`jaxfm.train.task.Task`).
       cfg: the ``train`` config section.
-      tx: the optax optimizer; ``schedule`` gives the logged learning rate.
+      tx: the optax optimizer, or None to build it from ``cfg`` (then ``Fp32Param``
+        parameters are excluded from weight decay); ``schedule`` gives the logged rate.
       mesh: the device mesh; ``strategy`` picks the sharding rule table.
     """
 
-    def __init__(self, task: Task, cfg: TrainConfig, tx: optax.GradientTransformation,
-                 schedule: Callable, mesh: Mesh, strategy: str):
-        self.task, self.cfg, self.tx, self.schedule = task, cfg, tx, schedule
+    def __init__(
+        self,
+        task: Task,
+        cfg: TrainConfig,
+        tx: optax.GradientTransformation | None,
+        schedule: Callable | None,
+        mesh: Mesh,
+        strategy: str,
+    ):
+        self.task, self.cfg = task, cfg
         self.mesh, self.strategy = mesh, strategy
         self.dtype = _DTYPES[cfg.compute_dtype]
         abstract_model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(cfg.seed)))
         self.graphdef, a_params, a_frozen, a_rest = split_model(abstract_model, task)
-        shard = {"params": state_shardings(a_params, mesh, strategy),
-                 "frozen": state_shardings(a_frozen, mesh, strategy),
-                 "rest": jax.tree.map(lambda _: replicated(mesh), nnx.to_pure_dict(a_rest))}
+        shard = {
+            "params": state_shardings(a_params, mesh, strategy),
+            "frozen": state_shardings(a_frozen, mesh, strategy),
+            "rest": jax.tree.map(lambda _: replicated(mesh), nnx.to_pure_dict(a_rest)),
+        }
         abstract_params = nnx.to_pure_dict(a_params)
+        self.keep_fp32 = {"params": fp32_mask(a_params), "frozen": fp32_mask(a_frozen)}
+        if tx is None:
+            tx, schedule = make_optimizer(cfg, no_decay=self.keep_fp32["params"])
+        self.tx, self.schedule = tx, schedule
         a_opt = jax.eval_shape(tx.init, abstract_params)
         shard["opt_state"] = optax.tree_map_params(
-            tx, lambda _, s: s, a_opt, shard["params"],
-            transform_non_params=lambda _: replicated(mesh))
+            tx,
+            lambda _, s: s,
+            a_opt,
+            shard["params"],
+            transform_non_params=lambda _: replicated(mesh),
+        )
         shard["step"] = shard["rng"] = replicated(mesh)
         self.state_sharding: State = shard
         self.abstract_state: State = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            {"params": abstract_params, "frozen": nnx.to_pure_dict(a_frozen),
-             "rest": nnx.to_pure_dict(a_rest), "opt_state": a_opt,
-             "step": jax.ShapeDtypeStruct((), jnp.int32),
-             "rng": jax.ShapeDtypeStruct((2,), jnp.uint32)},
-            shard)
+            {
+                "params": abstract_params,
+                "frozen": nnx.to_pure_dict(a_frozen),
+                "rest": nnx.to_pure_dict(a_rest),
+                "opt_state": a_opt,
+                "step": jax.ShapeDtypeStruct((), jnp.int32),
+                "rng": jax.ShapeDtypeStruct((2,), jnp.uint32),
+            },
+            shard,
+        )
         self._train_step = None
         self._eval_step = None
 
@@ -102,10 +139,14 @@ class Engine:
             model = self.task.build_model(nnx.Rngs(seed))
             _, params, frozen, rest = split_model(model, self.task)
             params = nnx.to_pure_dict(params)
-            return {"params": params, "frozen": nnx.to_pure_dict(frozen),
-                    "rest": nnx.to_pure_dict(rest), "opt_state": self.tx.init(params),
-                    "step": jnp.zeros((), jnp.int32),
-                    "rng": jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32)}
+            return {
+                "params": params,
+                "frozen": nnx.to_pure_dict(frozen),
+                "rest": nnx.to_pure_dict(rest),
+                "opt_state": self.tx.init(params),
+                "step": jnp.zeros((), jnp.int32),
+                "rng": jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32),
+            }
 
         return jax.jit(_init, out_shardings=self.state_sharding)()
 
@@ -116,16 +157,22 @@ class Engine:
     # ------------------------------------------------------------------------------- loss
 
     def _loss(self, params, frozen, rest, batch, key):
-        model = nnx.merge(self.graphdef, _cast_floats(params, self.dtype),
-                          _cast_floats(frozen, self.dtype), rest)
+        model = nnx.merge(
+            self.graphdef,
+            _cast_floats(params, self.dtype, self.keep_fp32["params"]),
+            _cast_floats(frozen, self.dtype, self.keep_fp32["frozen"]),
+            rest,
+        )
         batch = _cast_floats(batch, self.dtype)
         loss, metrics = self.task.loss(model, batch, nnx.Rngs(dropout=key))
         aux_loss, aux_metrics = pop_aux(model)
         _, _, _, new_rest = split_model(model, self.task)
         total = loss.astype(jnp.float32) + aux_loss
-        metrics = {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
-                   **{k: jnp.mean(jnp.asarray(v, jnp.float32)) for k, v in aux_metrics.items()},
-                   "task_loss": loss.astype(jnp.float32)}
+        metrics = {
+            **{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
+            **{k: jnp.mean(jnp.asarray(v, jnp.float32)) for k, v in aux_metrics.items()},
+            "task_loss": loss.astype(jnp.float32),
+        }
         return total, (metrics, nnx.to_pure_dict(new_rest))
 
     def _grads(self, state: State, batch, key):
@@ -133,32 +180,44 @@ class Engine:
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
         k = self.cfg.grad_accum
         if k == 1:
-            (loss, (metrics, rest)), grads = grad_fn(state["params"], state["frozen"],
-                                                     state["rest"], batch, key)
+            (loss, (metrics, rest)), grads = grad_fn(
+                state["params"], state["frozen"], state["rest"], batch, key
+            )
             return loss, grads, metrics, rest
         micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
 
         def body(carry, xs):
             grads_acc, rest, i = carry
             mb = xs
-            (loss, (metrics, rest)), grads = grad_fn(state["params"], state["frozen"], rest,
-                                                     mb, jax.random.fold_in(key, i))
+            (loss, (metrics, rest)), grads = grad_fn(
+                state["params"], state["frozen"], rest, mb, jax.random.fold_in(key, i)
+            )
             grads_acc = jax.tree.map(jnp.add, grads_acc, grads)
             return (grads_acc, rest, i + 1), (loss, metrics)
 
         zeros = jax.tree.map(jnp.zeros_like, state["params"])
         (grads, rest, _), (losses, metrics) = jax.lax.scan(
-            body, (zeros, state["rest"], jnp.int32(0)), micro)
+            body, (zeros, state["rest"], jnp.int32(0)), micro
+        )
         grads = jax.tree.map(lambda g: g / k, grads)
         return losses.mean(), grads, jax.tree.map(jnp.mean, metrics), rest
 
     def _apply(self, state: State, loss, grads, metrics, rest) -> tuple[State, dict]:
         updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        new = {**state, "params": params, "opt_state": opt_state, "rest": rest,
-               "step": state["step"] + 1}
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "lr": jnp.asarray(self.schedule(state["step"]), jnp.float32)}
+        new = {
+            **state,
+            "params": params,
+            "opt_state": opt_state,
+            "rest": rest,
+            "step": state["step"] + 1,
+        }
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": jnp.asarray(self.schedule(state["step"]), jnp.float32),
+        }
         return new, metrics
 
     # ------------------------------------------------------------------------------- steps
@@ -178,14 +237,16 @@ class Engine:
             loss, grads, metrics, rest = self._grads(state, batch, self._step_key(state))
             return self._apply(state, loss, grads, metrics, rest)
 
-        self._train_step = jax.jit(step, out_shardings=(self.state_sharding, replicated(
-            self.mesh)), donate_argnums=(0,))
+        self._train_step = jax.jit(
+            step, out_shardings=(self.state_sharding, replicated(self.mesh)), donate_argnums=(0,)
+        )
         return self._train_step
 
     def _shard_map_step(self):
         if self.strategy != "dp":
-            raise ValueError(f"step_impl=shard_map supports strategy 'dp' only, got "
-                             f"{self.strategy!r}")
+            raise ValueError(
+                f"step_impl=shard_map supports strategy 'dp' only, got {self.strategy!r}"
+            )
         axes = tuple(a for a in BATCH_AXES if self.mesh.shape[a] > 1) or BATCH_AXES[:1]
 
         def local(state, batch):
@@ -198,25 +259,36 @@ class Engine:
             if self.cfg.grad_accum != 1:
                 raise ValueError("step_impl=shard_map does not support grad_accum > 1")
             (loss, (metrics, rest)), grads = jax.value_and_grad(global_loss, has_aux=True)(
-                state["params"], state["frozen"], state["rest"], batch, key)
+                state["params"], state["frozen"], state["rest"], batch, key
+            )
             return self._apply(state, loss, grads, metrics, rest)
 
         def step(state, batch):
             specs_batch = jax.tree.map(lambda _: PartitionSpec(axes), batch)
             specs_state = jax.tree.map(lambda _: PartitionSpec(), state)
-            fn = jax.shard_map(local, mesh=self.mesh, in_specs=(specs_state, specs_batch),
-                               out_specs=(specs_state, PartitionSpec()))
+            fn = jax.shard_map(
+                local,
+                mesh=self.mesh,
+                in_specs=(specs_state, specs_batch),
+                out_specs=(specs_state, PartitionSpec()),
+            )
             return fn(state, batch)
 
-        return jax.jit(step, out_shardings=(self.state_sharding, replicated(self.mesh)),
-                       donate_argnums=(0,))
+        return jax.jit(
+            step, out_shardings=(self.state_sharding, replicated(self.mesh)), donate_argnums=(0,)
+        )
 
     def eval_step(self) -> Callable[[State, dict], dict]:
         """The compiled ``(state, batch) -> metrics`` (no gradient, deterministic model)."""
         if self._eval_step is None:
+
             def step(state, batch):
-                model = nnx.merge(self.graphdef, _cast_floats(state["params"], self.dtype),
-                                  _cast_floats(state["frozen"], self.dtype), state["rest"])
+                model = nnx.merge(
+                    self.graphdef,
+                    _cast_floats(state["params"], self.dtype, self.keep_fp32["params"]),
+                    _cast_floats(state["frozen"], self.dtype, self.keep_fp32["frozen"]),
+                    state["rest"],
+                )
                 metrics = self.task.eval_metrics(model, _cast_floats(batch, self.dtype))
                 pop_aux(model)
                 return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
@@ -228,6 +300,7 @@ class Engine:
 
     def put_batch(self, local_batch: dict) -> dict:
         """This process's rows -> global arrays sharded over the batch axes (explicit copy)."""
+
         def put(x):
             sharding = batch_sharding(self.mesh, x.ndim)
             return jax.make_array_from_process_local_data(sharding, x)

@@ -55,8 +55,11 @@ def trainable_filter(freeze: str):
     """The NNX filter of the parameters trained under ``freeze``."""
     if freeze == "none":
         return nnx.Param
-    heads = [nnx.PathContains("fields"), nnx.PathContains("out_kernel"),
-             nnx.PathContains("out_bias")]
+    heads = [
+        nnx.PathContains("fields"),
+        nnx.PathContains("out_kernel"),
+        nnx.PathContains("out_bias"),
+    ]
     if freeze == "processor":
         heads += [nnx.PathContains("stem"), nnx.PathContains("destem")]
     elif freeze != "middle":
@@ -80,13 +83,16 @@ class SurrogateTask:
 
     def __init__(self, cfg: SurrogateTaskConfig, periodic_by_system: np.ndarray | None = None):
         """Args:
-          cfg: model, loss and freezing.
-          periodic_by_system: (n_systems, 2) bool, system id -> (H, W) periodic; None: all
-            axes bounded.
+        cfg: model, loss and freezing.
+        periodic_by_system: (n_systems, 2) bool, system id -> (H, W) periodic; None: all
+          axes bounded.
         """
         self.cfg = cfg
-        self.periodic_table = (None if periodic_by_system is None
-                               else np.asarray(periodic_by_system, bool).reshape(-1, 2))
+        self.periodic_table = (
+            None
+            if periodic_by_system is None
+            else np.asarray(periodic_by_system, bool).reshape(-1, 2)
+        )
         self.trainable = trainable_filter(cfg.freeze)
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
@@ -112,8 +118,9 @@ class SurrogateTask:
     def loss(self, model, batch, rngs):
         """(loss, metrics) of one training micro-batch."""
         ids = self._ids(batch)
-        pred = self.predict(model, batch["x"], ids, self._periodic(batch), deterministic=False,
-                            rngs=rngs)
+        pred = self.predict(
+            model, batch["x"], ids, self._periodic(batch), deterministic=False, rngs=rngs
+        )
         target, valid = batch["y"][:, 0], ids >= 0
         loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)
         return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}

@@ -27,8 +27,9 @@ class Task(Protocol):
         """A freshly initialised model (called under ``nnx.eval_shape`` and ``jit``)."""
         ...
 
-    def loss(self, model: nnx.Module, batch: dict[str, jax.Array],
-             rngs: nnx.Rngs) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss(
+        self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(scalar loss, scalar metrics) for a training micro-batch; ``rngs.dropout`` exists."""
         ...
 

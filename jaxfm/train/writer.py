@@ -45,8 +45,10 @@ class MetricWriter:
             try:
                 from tensorboardX import SummaryWriter
             except ImportError:
-                raise RuntimeError("train.tensorboard=true needs tensorboardX: "
-                                   "pip install 'jaxfm-science[tensorboard]'") from None
+                raise RuntimeError(
+                    "train.tensorboard=true needs tensorboardX: "
+                    "pip install 'jaxfm-science[tensorboard]'"
+                ) from None
             self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -102,8 +104,15 @@ class Progress:
       enabled: print the line (process 0 with ``train.progress``).
     """
 
-    def __init__(self, total_steps: int, start_step: int, examples_per_step: int, *,
-                 enabled: bool = True, stream=None):
+    def __init__(
+        self,
+        total_steps: int,
+        start_step: int,
+        examples_per_step: int,
+        *,
+        enabled: bool = True,
+        stream=None,
+    ):
         self.total, self.start = total_steps, start_step
         self.examples = examples_per_step
         self.enabled = enabled

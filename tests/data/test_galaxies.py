@@ -44,8 +44,11 @@ def test_latent_distribution_follows_recipe():
 
 def test_spectrum_lines_move_with_redshift():
     """Noise-free H-alpha of a star-forming galaxy sits at 6563 (1 + z) Å."""
-    lat = {"redshift": np.array([0.1, 0.3]), "log_mass": np.array([10.0, 10.0]),
-           "log_ssfr": np.array([-9.5, -9.5])}
+    lat = {
+        "redshift": np.array([0.1, 0.3]),
+        "log_mass": np.array([10.0, 10.0]),
+        "log_ssfr": np.array([-9.5, -9.5]),
+    }
     spec = render_spectra(lat, 2048, np.random.default_rng(0), noise=0.0)[..., 0]
     wave = wavelengths(2048)
     for i, z in enumerate(lat["redshift"]):

@@ -59,7 +59,7 @@ def test_arrays_layout(encoding, train_on):
         row, pos = a["tokens"][i], int(a["answer_pos"][i])
         end = int(np.flatnonzero(row == EOS)[0])
         assert a["values"].shape == a["loss_mask"].shape == (60, longest)
-        assert np.all(row[end + 1:] == PAD)
+        assert np.all(row[end + 1 :] == PAD)
         prompt = codec.decode(row[1:], a["values"][i, 1:]).split("=")[0]
         assert prompt == texts["eval_ood"][i].split("=")[0]
         got = codec.read_number(row[pos:], a["values"][i, pos:]) * a["answer_unit"][i]
@@ -70,7 +70,7 @@ def test_arrays_layout(encoding, train_on):
         assert end == pos + codec.tokens_per_number  # the answer is the last thing before EOS
         mask = a["loss_mask"][i]
         first = pos if train_on == "answer" else 1
-        assert np.all(mask[first:end + 1] == 1) and mask.sum() == end + 1 - first
+        assert np.all(mask[first : end + 1] == 1) and mask.sum() == end + 1 - first
     if encoding == "xval":
         assert np.all(a["values"][a["tokens"] != NUM] == 1.0)
         assert np.all(np.abs(arrays["train"]["values"]) <= cfg.bound)
@@ -78,8 +78,9 @@ def test_arrays_layout(encoding, train_on):
 
 def test_bad_configs_fail_clearly():
     with pytest.raises(ValueError, match="max_len"):
-        make_splits(NumberTaskConfig(task="orbits", encoding="p10", n_train=10, n_eval=5,
-                                     max_len=20))
+        make_splits(
+            NumberTaskConfig(task="orbits", encoding="p10", n_train=10, n_eval=5, max_len=20)
+        )
     with pytest.raises(ValueError, match="unknown number task"):
         generate_texts(_small(task="sorting"))
     with pytest.raises(ValueError, match="ood_lo"):
@@ -96,5 +97,6 @@ def test_read_answers_recovers_the_targets_and_flags_garbage():
         np.testing.assert_allclose(got, a["answer"], rtol=rtol, atol=0)
         garbage = a["tokens"].copy()
         garbage[np.arange(len(garbage)), a["answer_pos"]] = EOS
-        assert np.all(np.isnan(read_answers(codec, garbage, a["values"], a["answer_pos"],
-                                            a["answer_unit"])))
+        assert np.all(
+            np.isnan(read_answers(codec, garbage, a["values"], a["answer_pos"], a["answer_unit"]))
+        )

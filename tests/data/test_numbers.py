@@ -48,8 +48,13 @@ def test_format_then_parse_is_bit_exact(x):
 @given(st.integers(0, 10**12), st.integers(0, 12), st.integers(-45, 38), st.booleans())
 def test_parse_float32_rounds_correctly(mantissa, point, exp, neg):
     digits = str(mantissa).rjust(point + 1, "0")
-    literal = ("-" if neg else "") + digits[:len(digits) - point] + "." + \
-        (digits[len(digits) - point:] or "0") + f"e{exp}"
+    literal = (
+        ("-" if neg else "")
+        + digits[: len(digits) - point]
+        + "."
+        + (digits[len(digits) - point :] or "0")
+        + f"e{exp}"
+    )
     if abs(Fraction(literal)) >= Fraction(float(np.finfo(np.float32).max)):
         return
     assert parse_float32(literal) == _nearest_float32(literal)
@@ -57,13 +62,20 @@ def test_parse_float32_rounds_correctly(mantissa, point, exp, neg):
 
 # -- the round-trip property: canonical texts decode to themselves, exactly -----------------
 
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(SEPARATORS), finite32), min_size=1, max_size=8),
-       st.sampled_from(["", "T: ", "'k': ", "{"]), st.sampled_from(["", ".", " end", "}"]))
+@given(
+    st.lists(st.tuples(st.sampled_from(SEPARATORS), finite32), min_size=1, max_size=8),
+    st.sampled_from(["", "T: ", "'k': ", "{"]),
+    st.sampled_from(["", ".", " end", "}"]),
+)
 def test_canonical_text_round_trips_exactly(pairs, head, tail):
     # the first number follows the head directly: a bare "+"/"-" before it would be its sign
-    text = head + "".join((sep if i else "") + format_number(v)
-                          for i, (sep, v) in enumerate(pairs)) + tail
+    text = (
+        head
+        + "".join((sep if i else "") + format_number(v) for i, (sep, v) in enumerate(pairs))
+        + tail
+    )
     codec = NumberCodec("xval")
     enc = codec.encode(text)
     assert codec.decode(enc.tokens, enc.values) == text
@@ -92,9 +104,15 @@ def test_any_text_decodes_to_a_fixed_point(text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "q"]),
-                          st.floats(1e-3, 1e6).map(np.float32), st.booleans()),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "q"]), st.floats(1e-3, 1e6).map(np.float32), st.booleans()
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_scaled_round_trip_is_exact_and_bounded(items):
     text = ", ".join(f"{k}={format_number(-v if neg else v)}" for k, v, neg in items)
     scaler = FieldScaler.fit([text], bound=5.0)
@@ -108,6 +126,7 @@ def test_scaled_round_trip_is_exact_and_bounded(items):
 
 
 # -- what counts as a number, fields and separators ----------------------------------------
+
 
 def test_quoted_keys_and_words_keep_their_digits():
     ex = extract("{'planet0': 1.5, 'x2': -3e-2, v1=4}")
@@ -147,8 +166,11 @@ def test_bad_input_errors_name_the_problem():
 
 # -- baselines -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoding,per_number,numbers", [
-    ("xval", 1, 1), ("p10", 5, 27), ("p1000", 3, 918), ("fp15", 1, 27001)])
+
+@pytest.mark.parametrize(
+    "encoding,per_number,numbers",
+    [("xval", 1, 1), ("p10", 5, 27), ("p1000", 3, 918), ("fp15", 1, 27001)],
+)
 def test_token_counts_and_vocabularies(encoding, per_number, numbers):
     codec = NumberCodec(encoding)
     enc = codec.encode("a=1.5, b=-0.25")
@@ -158,8 +180,11 @@ def test_token_counts_and_vocabularies(encoding, per_number, numbers):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["p10", "p1000", "fp15"]),
-       st.floats(1e-7, 9.99e7).map(np.float32), st.booleans())
+@given(
+    st.sampled_from(["p10", "p1000", "fp15"]),
+    st.floats(1e-7, 9.99e7).map(np.float32),
+    st.booleans(),
+)
 def test_baselines_round_trip_to_three_significant_figures(encoding, x, neg):
     v = float(-x if neg else x)
     codec = NumberCodec(encoding)

@@ -12,8 +12,9 @@ from jaxfm.data.sources import ArraySource, H5Source
 
 
 def _src(n=24):
-    return ArraySource({"i": np.arange(n), "x": np.arange(n, dtype=np.float32)[:, None] * 2},
-                       "range")
+    return ArraySource(
+        {"i": np.arange(n), "x": np.arange(n, dtype=np.float32)[:, None] * 2}, "range"
+    )
 
 
 def _take(it, k):
@@ -42,8 +43,10 @@ def test_iterator_state_resumes_the_stream_exactly():
 
 def test_process_slices_reassemble_the_global_batch():
     full = _take(iter(make_dataset(_src(), batch_size=8, seed=3)), 5)
-    parts = [_take(iter(make_dataset(_src(), batch_size=8, seed=3, process_index=p,
-                                     process_count=2)), 5) for p in range(2)]
+    parts = [
+        _take(iter(make_dataset(_src(), batch_size=8, seed=3, process_index=p, process_count=2)), 5)
+        for p in range(2)
+    ]
     for step in range(5):
         assert parts[0][step] + parts[1][step] == full[step]
 

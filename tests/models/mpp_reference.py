@@ -23,8 +23,9 @@ def mpp_state_dict(rng, *, dim=32, heads=2, depth=1, n_states=5, strides=(4, 2, 
     sd = {"space_bag.weight": r(q, n_states, scale=0.5), "space_bag.bias": r(q, scale=0.1)}
     chans = [q, q, q, dim]
     for i, s in enumerate(strides):
-        sd[f"embed.in_proj.{3 * i}.weight"] = r(chans[i + 1], chans[i], s, s,
-                                                scale=1 / math.sqrt(chans[i] * s * s))
+        sd[f"embed.in_proj.{3 * i}.weight"] = r(
+            chans[i + 1], chans[i], s, s, scale=1 / math.sqrt(chans[i] * s * s)
+        )
         sd[f"embed.in_proj.{3 * i + 1}.weight"] = pos(chans[i + 1])
         sd[f"embed.in_proj.{3 * i + 1}.bias"] = r(chans[i + 1])  # unused by MPP
     for b in range(depth):
@@ -49,8 +50,9 @@ def mpp_state_dict(rng, *, dim=32, heads=2, depth=1, n_states=5, strides=(4, 2, 
     rev = strides[::-1]
     dchans = [dim, q, q]
     for i in range(2):
-        sd[f"debed.out_proj.{3 * i}.weight"] = r(dchans[i], dchans[i + 1], rev[i], rev[i],
-                                                 scale=1 / math.sqrt(dchans[i]))
+        sd[f"debed.out_proj.{3 * i}.weight"] = r(
+            dchans[i], dchans[i + 1], rev[i], rev[i], scale=1 / math.sqrt(dchans[i])
+        )
         sd[f"debed.out_proj.{3 * i + 1}.weight"] = pos(dchans[i + 1])
         sd[f"debed.out_proj.{3 * i + 1}.bias"] = r(dchans[i + 1])  # unused by MPP
     sd["debed.out_kernel"] = r(q, n_states, rev[2], rev[2], scale=1 / math.sqrt(q))
@@ -128,7 +130,7 @@ def _qkv(sd, p, x, heads):  # x (N, C, H, W) -> q, k, v (N, he, H, W, dh)
     n, c3, h, w = y.shape
     y = y.reshape(n, heads, c3 // heads, h, w).transpose(0, 1, 3, 4, 2)
     dh = c3 // heads // 3
-    q, k, v = y[..., :dh], y[..., dh:2 * dh], y[..., 2 * dh:]
+    q, k, v = y[..., :dh], y[..., dh : 2 * dh], y[..., 2 * dh :]
     q = _ln(q, sd[f"{p}.qnorm.weight"], sd[f"{p}.qnorm.bias"])
     k = _ln(k, sd[f"{p}.knorm.weight"], sd[f"{p}.knorm.bias"])
     return q, k, v
@@ -149,10 +151,14 @@ def mpp_forward(sd, x, labels, bcs, heads):
     x = (x - mean) / std
     w = sd["space_bag.weight"][:, labels]
     scale = math.sqrt(sd["space_bag.weight"].shape[1] / len(labels))
-    x = scale * (np.einsum("tbchw,qc->tbqhw", x, w) + sd["space_bag.bias"][None, None, :, None, None])
+    x = scale * (
+        np.einsum("tbchw,qc->tbqhw", x, w) + sd["space_bag.bias"][None, None, :, None, None]
+    )
     h = x.reshape(t * b, *x.shape[2:])
     for i in range(3):
-        h = _rmsin(_conv(h, sd[f"embed.in_proj.{3 * i}.weight"]), sd[f"embed.in_proj.{3 * i + 1}.weight"])
+        h = _rmsin(
+            _conv(h, sd[f"embed.in_proj.{3 * i}.weight"]), sd[f"embed.in_proj.{3 * i + 1}.weight"]
+        )
         if i < 2:
             h = _gelu(h)
     x = h.reshape(t, b, *h.shape[1:])
@@ -163,9 +169,17 @@ def mpp_forward(sd, x, labels, bcs, heads):
         inp = x
         y = _instnorm(x.reshape(t * b, c, hh, ww), sd[f"{p}.norm1.weight"], sd[f"{p}.norm1.bias"])
         q, k, v = _qkv(sd, p, y, heads)  # (t b) he h w dh
-        to_seq = lambda a: a.reshape(t, b, heads, hh, ww, -1).transpose(1, 3, 4, 2, 0, 5).reshape(
-            b * hh * ww, heads, t, -1)
-        o = _attend(to_seq(q), to_seq(k), to_seq(v), _rel_bias(sd[f"{p}.rel_pos_bias.relative_attention_bias.weight"], t, 0))
+        to_seq = lambda a, hh=hh, ww=ww: (
+            a.reshape(t, b, heads, hh, ww, -1)
+            .transpose(1, 3, 4, 2, 0, 5)
+            .reshape(b * hh * ww, heads, t, -1)
+        )
+        o = _attend(
+            to_seq(q),
+            to_seq(k),
+            to_seq(v),
+            _rel_bias(sd[f"{p}.rel_pos_bias.relative_attention_bias.weight"], t, 0),
+        )
         o = o.reshape(b, hh, ww, heads, t, -1).transpose(4, 0, 3, 5, 1, 2).reshape(t * b, c, hh, ww)
         o = _out_head(sd, p, _instnorm(o, sd[f"{p}.norm2.weight"], sd[f"{p}.norm2.bias"]))
         x = inp + o.reshape(t, b, c, hh, ww) * sd[f"{p}.gamma"][None, None, :, None, None]
@@ -176,10 +190,14 @@ def mpp_forward(sd, x, labels, bcs, heads):
         q, k, v = _qkv(sd, p, y, heads)  # n he h w dh
         tab = sd[f"{p}.rel_pos_bias.relative_attention_bias.weight"]
         n = t * b
-        seq_x = lambda a: a.transpose(0, 2, 1, 3, 4).reshape(n * hh, heads, ww, -1)
+        seq_x = lambda a, n=n, hh=hh, ww=ww: a.transpose(0, 2, 1, 3, 4).reshape(
+            n * hh, heads, ww, -1
+        )
         ox = _attend(seq_x(q), seq_x(k), seq_x(v), _rel_bias(tab, ww, bcs[0]))
         ox = ox.reshape(n, hh, heads, ww, -1).transpose(0, 2, 4, 1, 3).reshape(n, c, hh, ww)
-        seq_y = lambda a: a.transpose(0, 3, 1, 2, 4).reshape(n * ww, heads, hh, -1)
+        seq_y = lambda a, n=n, hh=hh, ww=ww: a.transpose(0, 3, 1, 2, 4).reshape(
+            n * ww, heads, hh, -1
+        )
         oy = _attend(seq_y(q), seq_y(k), seq_y(v), _rel_bias(tab, hh, bcs[1]))
         oy = oy.reshape(n, ww, heads, hh, -1).transpose(0, 2, 4, 3, 1).reshape(n, c, hh, ww)
         o = _out_head(sd, p, _rmsin((ox + oy) / 2, sd[f"{p}.norm2.weight"]))
@@ -192,7 +210,15 @@ def mpp_forward(sd, x, labels, bcs, heads):
         x = xs.reshape(t, b, c, hh, ww)
     h = x.reshape(t * b, *x.shape[2:])
     for i in range(2):
-        h = _gelu(_rmsin(_convT(h, sd[f"debed.out_proj.{3 * i}.weight"]), sd[f"debed.out_proj.{3 * i + 1}.weight"]))
-    h = _convT(h, sd["debed.out_kernel"][:, labels]) + sd["debed.out_bias"][labels][None, :, None, None]
+        h = _gelu(
+            _rmsin(
+                _convT(h, sd[f"debed.out_proj.{3 * i}.weight"]),
+                sd[f"debed.out_proj.{3 * i + 1}.weight"],
+            )
+        )
+    h = (
+        _convT(h, sd["debed.out_kernel"][:, labels])
+        + sd["debed.out_bias"][labels][None, :, None, None]
+    )
     out = h.reshape(t, b, *h.shape[1:]) * std + mean
     return out[-1]  # (B, C, H, W)

@@ -32,11 +32,16 @@ def test_spectral_conv_matches_numpy_fft():
     assert float(jnp.abs(conv(jnp.asarray(hi, jnp.float32))).max()) < 1e-5
 
 
-@pytest.mark.parametrize("make", [
-    lambda: FNO(FNOConfig(n_channels=2, n_steps_input=3, width=8, modes=4, depth=2),
-                rngs=nnx.Rngs(0)),
-    lambda: UNet(UNetConfig(n_channels=2, n_steps_input=3, base=4, levels=1), rngs=nnx.Rngs(0))],
-    ids=["fno", "unet"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FNO(
+            FNOConfig(n_channels=2, n_steps_input=3, width=8, modes=4, depth=2), rngs=nnx.Rngs(0)
+        ),
+        lambda: UNet(UNetConfig(n_channels=2, n_steps_input=3, base=4, levels=1), rngs=nnx.Rngs(0)),
+    ],
+    ids=["fno", "unet"],
+)
 def test_baselines_shapes_and_persistence_init(make):
     model = make()
     x = jax.random.normal(jax.random.key(0), (2, 3, 8, 8, 2)) + 3.0
@@ -51,8 +56,7 @@ def test_baselines_shapes_and_persistence_init(make):
 
 
 def test_baseline_errors():
-    fno = FNO(FNOConfig(n_channels=2, n_steps_input=3, width=8, modes=4, depth=1),
-              rngs=nnx.Rngs(0))
+    fno = FNO(FNOConfig(n_channels=2, n_steps_input=3, width=8, modes=4, depth=1), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"built for \(B, 3, H, W, 2\)"):
         fno(jnp.ones((1, 3, 16, 16, 4)))
     with pytest.raises(ValueError, match="too many"):

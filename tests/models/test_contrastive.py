@@ -28,17 +28,25 @@ from jaxfm.models.vit import ViT, ViTConfig
 from jaxfm.nn.trunk import TrunkConfig
 
 TINY = TrunkConfig(depth=1, dim=32, heads=2)
-SPEC = SpecFormerConfig(spectrum_len=128, section=16, stride=8, trunk=TINY, mask_segments=3,
-                        mask_len=3)
-CFG = ContrastiveConfig(vit=ViTConfig(image_size=16, patch=4, trunk=TINY),
-                        resnet=ResNetConfig(widths=(8, 16), groups=4), spectrum=SPEC,
-                        embed_dim=24, head_heads=2, head_mlp_ratio=2.0)
+SPEC = SpecFormerConfig(
+    spectrum_len=128, section=16, stride=8, trunk=TINY, mask_segments=3, mask_len=3
+)
+CFG = ContrastiveConfig(
+    vit=ViTConfig(image_size=16, patch=4, trunk=TINY),
+    resnet=ResNetConfig(widths=(8, 16), groups=4),
+    spectrum=SPEC,
+    embed_dim=24,
+    head_heads=2,
+    head_mlp_ratio=2.0,
+)
 
 
 def _batch(b=3, seed=0):
     rng = np.random.default_rng(seed)
-    return (jnp.asarray(rng.normal(size=(b, 16, 16, 3)), jnp.float32),
-            jnp.asarray(rng.lognormal(size=(b, 128, 1)), jnp.float32))
+    return (
+        jnp.asarray(rng.normal(size=(b, 16, 16, 3)), jnp.float32),
+        jnp.asarray(rng.lognormal(size=(b, 128, 1)), jnp.float32),
+    )
 
 
 def test_tokenizer_matches_numpy_and_real_shape():
@@ -50,7 +58,7 @@ def test_tokenizer_matches_numpy_and_real_shape():
     mu, sd = xs.mean(1, keepdims=True), np.maximum(xs.std(1, keepdims=True), SPEC.min_std)
     z = (xs - mu) / sd
     for j in (0, 7, 14):  # section j covers pixels 8j .. 8j + 15
-        np.testing.assert_allclose(tok[:, 1 + j, :16], z[:, 8 * j:8 * j + 16], atol=1e-5)
+        np.testing.assert_allclose(tok[:, 1 + j, :16], z[:, 8 * j : 8 * j + 16], atol=1e-5)
     assert np.all(tok[:, 1:, 16:] == 0) and np.all(tok[:, 0, :16] == 0)
     mu_back, sd_back = untokenize_stats(jnp.asarray(tok), SPEC)
     np.testing.assert_allclose(np.asarray(mu_back), mu[:, 0], rtol=1e-5)
@@ -70,23 +78,23 @@ def test_chunk_mask_runs():
     seg = SPEC.n_sections // SPEC.mask_segments
     for row in m:  # exactly one contiguous run inside each segment
         for s in range(SPEC.mask_segments):
-            part = row[1 + s * seg:1 + (s + 1) * seg].astype(int)
+            part = row[1 + s * seg : 1 + (s + 1) * seg].astype(int)
             assert part.sum() == SPEC.mask_len and np.diff(part).clip(0).sum() <= 1
     assert len({r.tobytes() for r in m}) > 10  # offsets vary
-    desi = SpecFormerConfig(spectrum_len=7781, section=20, stride=10, mask_segments=6,
-                            mask_len=50)
+    desi = SpecFormerConfig(spectrum_len=7781, section=20, stride=10, mask_segments=6, mask_len=50)
     assert int(chunk_mask(jax.random.key(0), 2, desi).sum(1)[0]) == 300  # 6 x 50 of 777
 
 
 def test_encoders_shapes_and_batch_one():
     img, spec = _batch(1)
-    fwd = nnx.jit(lambda m, x: m(x))  # eager NNX dispatches op by op: slow on a busy CPU
-    assert fwd(ViT(CFG.vit, rngs=nnx.Rngs(0)), img).shape == (1, 16, 32)
-    assert fwd(ResNet(CFG.resnet, rngs=nnx.Rngs(0)), img).shape == (1, 64, 16)
-    assert fwd(SpecFormer(SPEC, rngs=nnx.Rngs(0)), spec).shape == (1, 16, 32)
-    for enc in ("vit", "resnet"):
+    # one jitted call per model (eager NNX dispatches op by op: slow on a busy CPU)
+    fwd = nnx.jit(lambda m, x, s: (m.image_encoder(x), m.spectrum_encoder(s), *m(x, s)))
+    tokens = {"vit": (1, 16, 32), "resnet": (1, 64, 16)}  # 4x4 patches; 16 -> 8 px, 16 ch
+    for enc, kind in (("vit", ViT), ("resnet", ResNet)):
         m = ContrastiveModel(dataclasses.replace(CFG, image_encoder=enc), rngs=nnx.Rngs(0))
-        za, zb = nnx.jit(lambda m, x, s: m(x, s))(m, img, spec)
+        assert isinstance(m.image_encoder, kind) and isinstance(m.spectrum_encoder, SpecFormer)
+        ti, ts, za, zb = fwd(m, img, spec)
+        assert ti.shape == tokens[enc] and ts.shape == (1, 16, 32)
         assert za.shape == (1, 24) and zb.shape == (1, 24)
     with pytest.raises(ValueError, match="image_encoder='cnn'"):
         ContrastiveModel(dataclasses.replace(CFG, image_encoder="cnn"), rngs=nnx.Rngs(0))
@@ -108,15 +116,17 @@ def test_cross_attention_pool_matches_reference():
     w = jax.nn.softmax(jnp.einsum("qhd,bkhd->bhqk", qh, kh) / 2.0, axis=-1)
     o = lin(a.out, jnp.einsum("bhqk,bkhd->bqhd", w, vh).reshape(2, 1, 8))
     mu, var = o.mean(-1, keepdims=True), o.var(-1, keepdims=True)
-    x = (o - mu) / jnp.sqrt(var + 1e-6) * pool.norm.scale[...][None, None] + \
-        pool.norm.bias[...][None, None]
+    x = (o - mu) / jnp.sqrt(var + 1e-6) * pool.norm.scale[...][None, None] + pool.norm.bias[...][
+        None, None
+    ]
     h = lin(pool.mlp.down, jax.nn.gelu(lin(pool.mlp.up, x), approximate=False))
     # float32 matmuls of width <= 16: agreement to ~1e-6
     fwd = nnx.jit(lambda p, t: p(t))
     np.testing.assert_allclose(np.asarray(fwd(pool, tok)), np.asarray((x + h)[:, 0]), atol=1e-5)
     # attention pooling is invariant to the order of the tokens
-    np.testing.assert_allclose(np.asarray(fwd(pool, tok[:, ::-1])), np.asarray(fwd(pool, tok)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(fwd(pool, tok[:, ::-1])), np.asarray(fwd(pool, tok)), atol=1e-5
+    )
 
 
 def _train_step(model, filt, loss_fn, steps=2):
@@ -172,11 +182,14 @@ def test_masked_modelling_loss_learns():
     model = SpecFormer(SPEC, rngs=nnx.Rngs(0))
     wave = np.linspace(0, 1, 128)
     rng = np.random.default_rng(0)
-    spec = jnp.asarray((1.0 + np.sin(2 * np.pi * (wave[None] * rng.uniform(2, 4, (16, 1)))))
-                       [..., None], jnp.float32)
+    spec = jnp.asarray(
+        (1.0 + np.sin(2 * np.pi * (wave[None] * rng.uniform(2, 4, (16, 1)))))[..., None],
+        jnp.float32,
+    )
     key = jax.random.key(0)
-    losses = _train_step(model, nnx.Param,
-                         lambda m: masked_modelling_loss(m, spec, key)[0], steps=60)
+    losses = _train_step(
+        model, nnx.Param, lambda m: masked_modelling_loss(m, spec, key)[0], steps=60
+    )
     _, met = masked_modelling_loss(model, spec, key)
     assert losses[-1] < 0.3 * losses[0]
     assert float(met["mse_masked"]) < 0.3 * float(met["mse_zero_baseline"])

@@ -43,8 +43,11 @@ def test_outputs_match_numpy_transcription_of_mpp(converted, bcs):
     x = rng.normal(size=(3, 2, 3, 32, 64)) * np.array([1.0, 0.2, 3.0])[None, None, :, None, None]
     want = mpp_forward(sd, x, labels, np.array(bcs), heads=2)  # (B, C, H, W)
     ours = nnx.jit(lambda m, x, i, p: m(x, i, periodic=p))(
-        model, jnp.asarray(x.transpose(1, 0, 3, 4, 2), jnp.float32), jnp.asarray(labels),
-        jnp.asarray([bool(bcs[1]), bool(bcs[0])]))  # ours: (H, W); MPP: [x=W, y=H]
+        model,
+        jnp.asarray(x.transpose(1, 0, 3, 4, 2), jnp.float32),
+        jnp.asarray(labels),
+        jnp.asarray([bool(bcs[1]), bool(bcs[0])]),
+    )  # ours: (H, W); MPP: [x=W, y=H]
     got = np.asarray(ours, np.float64).transpose(0, 3, 1, 2)
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * scale)
@@ -69,14 +72,18 @@ def test_bad_state_dicts_raise():
 
 def _have_torch_mpp() -> bool:
     try:
-        return (importlib.util.find_spec("torch") is not None
-                and importlib.util.find_spec("models.avit") is not None)
+        return (
+            importlib.util.find_spec("torch") is not None
+            and importlib.util.find_spec("models.avit") is not None
+        )
     except ImportError:  # no "models" package at all
         return False
 
 
 @pytest.mark.torch
-@pytest.mark.skipif(not _have_torch_mpp(), reason="needs torch and the MPP source tree (models/avit.py) on sys.path")
+@pytest.mark.skipif(
+    not _have_torch_mpp(), reason="needs torch and the MPP source tree (models/avit.py) on sys.path"
+)
 def test_outputs_match_pytorch_mpp():
     import torch
     from models.avit import AViT as TorchAViT  # MPP's own model
@@ -95,6 +102,7 @@ def test_outputs_match_pytorch_mpp():
     bcs = torch.tensor([[1, 0]])
     with torch.no_grad():
         want = net(torch.from_numpy(x), [labels], bcs).numpy()
-    got = np.asarray(model(jnp.asarray(x.transpose(1, 0, 3, 4, 2)), jnp.asarray(labels),
-                           periodic=(False, True))).transpose(0, 3, 1, 2)
+    got = np.asarray(
+        model(jnp.asarray(x.transpose(1, 0, 3, 4, 2)), jnp.asarray(labels), periodic=(False, True))
+    ).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * np.abs(want).max())

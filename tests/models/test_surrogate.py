@@ -14,15 +14,30 @@ from jaxfm.nn.trunk import count_params
 def _mpp_closed_form(d: int, heads: int, depth: int, n: int = 12) -> int:
     """MPP AViT parameter count (reference note, section 2), patch 16 = three stem stages."""
     q, dh = d // 4, d // heads
-    return ((n + 1) * q + 20 * q * q + 4 * q * d + 4 * q + 2 * d
-            + depth * (16 * d * d + 26 * d + 8 * dh + 64 * heads)
-            + 4 * q * d + 4 * q * q + 4 * q + 16 * q * n + n)
+    return (
+        (n + 1) * q
+        + 20 * q * q
+        + 4 * q * d
+        + 4 * q
+        + 2 * d
+        + depth * (16 * d * d + 26 * d + 8 * dh + 64 * heads)
+        + 4 * q * d
+        + 4 * q * q
+        + 4 * q
+        + 16 * q * n
+        + n
+    )
 
 
-@pytest.mark.parametrize("name,dims,published", [
-    ("Ti", (192, 3, 12), 7_285_884), ("S", (384, 6, 12), 28_979_436),
-    pytest.param("B", (768, 12, 12), None, marks=pytest.mark.slow),
-    pytest.param("L", (1024, 16, 24), None, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name,dims,published",
+    [
+        ("Ti", (192, 3, 12), 7_285_884),
+        ("S", (384, 6, 12), 28_979_436),
+        pytest.param("B", (768, 12, 12), None, marks=pytest.mark.slow),
+        pytest.param("L", (1024, 16, 24), None, marks=pytest.mark.slow),
+    ],
+)
 def test_parameter_counts_match_mpp(name, dims, published):
     cfg = avit_config(name)
     model = nnx.eval_shape(lambda: AViT(cfg, rngs=nnx.Rngs(0)))
@@ -38,13 +53,22 @@ def test_parameter_counts_match_mpp(name, dims, published):
 def batch():
     k1, k2 = jax.random.split(jax.random.key(0))
     # offsets and scales per field, as in physical data
-    x = (jax.random.normal(k1, (2, 3, 16, 16, 3)) * jnp.array([1.0, 0.1, 5.0]).reshape(1, 1, 1, 1, 3)
-         + jnp.array([0.0, 2.0, 60.0]).reshape(1, 1, 1, 1, 3))
+    x = jax.random.normal(k1, (2, 3, 16, 16, 3)) * jnp.array([1.0, 0.1, 5.0]).reshape(
+        1, 1, 1, 1, 3
+    ) + jnp.array([0.0, 2.0, 60.0]).reshape(1, 1, 1, 1, 3)
     return x, jnp.array([[0, 4, 7], [0, 4, 7]], jnp.int32)
 
 
+_JIT_APPLY = nnx.jit(lambda m, x, i, p: m(x, i, periodic=p))  # one cache for every test
+
+
 def _apply(model, x, ids, periodic=(False, False)):
-    return nnx.jit(lambda m, x, i, p: m(x, i, periodic=p))(model, x, ids, jnp.asarray(periodic))
+    return _JIT_APPLY(model, x, ids, jnp.asarray(periodic))
+
+
+# layer_scale 1 (not MPP's 1e-6) so the blocks, not just stem/de-stem, shape the output;
+# one config for the full-state tests so they share compiled programs
+_FULL = dict(delta=False, n_fields=8, layer_scale=1.0)
 
 
 def test_delta_model_starts_as_persistence(batch):
@@ -58,8 +82,7 @@ def test_delta_model_starts_as_persistence(batch):
 
 def test_full_state_model_expansion_and_field_permutation(batch):
     x, ids = batch
-    # layer_scale 1 (not MPP's 1e-6) so the blocks, not just stem/de-stem, shape the output
-    model = AViT(avit_config("smoke", delta=False, n_fields=8, layer_scale=1.0), rngs=nnx.Rngs(1))
+    model = AViT(avit_config("smoke", **_FULL), rngs=nnx.Rngs(1))
     y = np.asarray(_apply(model, x, ids))
     assert np.all(np.isfinite(y)) and not np.allclose(y, np.asarray(x[:, -1]), atol=1e-2)
     # permuting the fields of the input permutes the output the same way
@@ -77,7 +100,7 @@ def test_full_state_model_expansion_and_field_permutation(batch):
 
 def test_periodic_flags_per_sample(batch):
     x, ids = batch
-    model = AViT(avit_config("smoke", delta=False, layer_scale=1.0), rngs=nnx.Rngs(3))
+    model = AViT(avit_config("smoke", **_FULL), rngs=nnx.Rngs(3))
     open_ = np.asarray(_apply(model, x, ids, (False, False)))
     per = np.asarray(_apply(model, x, ids, (True, True)))
     assert not np.allclose(open_, per, atol=1e-4)  # the bias really depends on the BCs

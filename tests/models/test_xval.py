@@ -24,8 +24,12 @@ from jaxfm.models.xval import (
 )
 from jaxfm.nn.trunk import TrunkConfig
 
-TINY = XValConfig(vocab_size=40, max_len=16, head_hidden=32,
-                  trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True))
+TINY = XValConfig(
+    vocab_size=40,
+    max_len=16,
+    head_hidden=32,
+    trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True),
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +51,15 @@ def test_loss_matches_numpy_reference():
     tokens, values, mask = _batch(rng)
     logits = rng.normal(size=(*tokens.shape, 40)).astype(np.float32)
     numbers = rng.normal(size=tokens.shape).astype(np.float32)
-    loss, m = xval_loss(jnp.asarray(logits), jnp.asarray(numbers), jnp.asarray(tokens),
-                        jnp.asarray(values), jnp.asarray(mask), num_token=NUM,
-                        num_loss_weight=0.7)
+    loss, m = xval_loss(
+        jnp.asarray(logits),
+        jnp.asarray(numbers),
+        jnp.asarray(tokens),
+        jnp.asarray(values),
+        jnp.asarray(mask),
+        num_token=NUM,
+        num_loss_weight=0.7,
+    )
     lg = logits.astype(np.float64)
     logp = lg - lg.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
@@ -68,12 +78,24 @@ def test_mse_ignores_non_number_and_masked_positions():
     tokens, values, mask = _batch(rng)
     logits = jnp.asarray(rng.normal(size=(*tokens.shape, 40)), jnp.float32)
     exact = np.where((tokens == NUM) & (mask > 0), values, rng.normal(size=tokens.shape) * 100)
-    _, m = xval_loss(logits, jnp.asarray(exact, jnp.float32), jnp.asarray(tokens),
-                     jnp.asarray(values), jnp.asarray(mask), num_token=NUM)
+    _, m = xval_loss(
+        logits,
+        jnp.asarray(exact, jnp.float32),
+        jnp.asarray(tokens),
+        jnp.asarray(values),
+        jnp.asarray(mask),
+        num_token=NUM,
+    )
     assert float(m["num_mse"]) == 0.0  # garbage elsewhere costs nothing
     no_num = np.where(tokens == NUM, 5, tokens)
-    loss, m = xval_loss(logits, jnp.asarray(exact, jnp.float32), jnp.asarray(no_num),
-                        jnp.asarray(values), jnp.asarray(mask), num_token=NUM)
+    loss, m = xval_loss(
+        logits,
+        jnp.asarray(exact, jnp.float32),
+        jnp.asarray(no_num),
+        jnp.asarray(values),
+        jnp.asarray(mask),
+        num_token=NUM,
+    )
     assert float(m["num_mse"]) == 0.0 and np.isfinite(float(loss))  # guarded empty mean
 
 
@@ -81,6 +103,7 @@ def test_mse_ignores_non_number_and_masked_positions():
 def _grads(task, model, batch):
     def f(m):
         return task.loss(m, batch, nnx.Rngs(dropout=0))[0]
+
     return nnx.grad(f)(model)
 
 
@@ -92,8 +115,11 @@ def test_number_head_gradient_is_zero_without_number_targets(tiny):
     task, model = XValTask(TINY), tiny
     rng = np.random.default_rng(2)
     tokens, values, mask = _batch(rng, l=16)
-    batch = {"tokens": jnp.asarray(tokens), "values": jnp.asarray(values),
-             "loss_mask": jnp.asarray(mask)}
+    batch = {
+        "tokens": jnp.asarray(tokens),
+        "values": jnp.asarray(values),
+        "loss_mask": jnp.asarray(mask),
+    }
     head = jax.tree.leaves(_grads(task, model, batch)["number_head"])
     assert max(float(jnp.abs(g).max()) for g in head) > 0
     # the same batch with [NUM] targets masked out of the loss: no gradient reaches the head
@@ -146,8 +172,8 @@ def test_generate_follows_the_token_head_and_feeds_back_values(tiny):
             p = p0 + s - 1
             t[p + 1] = int(jnp.argmax(lg[0, p]))
             v[p + 1] = float(nm[0, p]) if t[p + 1] == NUM else 1.0
-        np.testing.assert_array_equal(np.asarray(out_t[b, :p0 + 3]), t[:p0 + 3])
-        np.testing.assert_allclose(np.asarray(out_v[b, :p0 + 3]), v[:p0 + 3], atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(out_t[b, : p0 + 3]), t[: p0 + 3])
+        np.testing.assert_allclose(np.asarray(out_v[b, : p0 + 3]), v[: p0 + 3], atol=1e-5)
 
     # force [NUM]: every emitted token is [NUM] and carries the number head's value, which
     # feeds back into the next step's input
@@ -183,8 +209,12 @@ def test_xval_learns_addition_far_better_than_a_constant():
     """
     data = NumberTaskConfig(task="arithmetic", operands=2, n_train=2048, n_eval=256, max_len=16)
     codec, arrays, _ = make_splits(data)
-    cfg = XValConfig(vocab_size=codec.vocab_size, max_len=16, head_hidden=32,
-                     trunk=TrunkConfig(depth=1, dim=32, heads=4, causal=True))
+    cfg = XValConfig(
+        vocab_size=codec.vocab_size,
+        max_len=16,
+        head_hidden=32,
+        trunk=TrunkConfig(depth=1, dim=32, heads=4, causal=True),
+    )
     task = XValTask(cfg)
     model = nnx.jit(lambda: task.build_model(nnx.Rngs(0)))()
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
@@ -192,7 +222,8 @@ def test_xval_learns_addition_far_better_than_a_constant():
     @nnx.jit
     def step(model, opt, batch):
         loss, grads = nnx.value_and_grad(lambda m: task.loss(m, batch, nnx.Rngs(dropout=0))[0])(
-            model)
+            model
+        )
         opt.update(model, grads)
         return loss
 
@@ -203,11 +234,16 @@ def test_xval_learns_addition_far_better_than_a_constant():
 
     ev = arrays["eval_id"]
     tok, val = _generate(
-        model, jnp.asarray(ev["tokens"]), jnp.asarray(ev["values"]), jnp.asarray(ev["answer_pos"]),
-        codec.tokens_per_number)
+        model,
+        jnp.asarray(ev["tokens"]),
+        jnp.asarray(ev["values"]),
+        jnp.asarray(ev["answer_pos"]),
+        codec.tokens_per_number,
+    )
     tok, val = np.asarray(tok), np.asarray(val)
-    pred = np.asarray([codec.read_number(tok[i, p:], val[i, p:]) for i, p in
-                       enumerate(ev["answer_pos"])])
+    pred = np.asarray(
+        [codec.read_number(tok[i, p:], val[i, p:]) for i, p in enumerate(ev["answer_pos"])]
+    )
     got = answer_metrics(pred, ev["answer"])
     const = answer_metrics(np.full_like(pred, train["answer"].mean()), ev["answer"])
     assert got["valid"] == 1.0
@@ -224,8 +260,13 @@ def test_side_by_side_models_get_exactly_their_own_gradients(tiny):
     batch = {}
     for name, vocab in (("a", 40), ("b", 50)):
         tokens, values, mask = _batch(rng, l=16, vocab=vocab)
-        batch.update({f"{name}/tokens": jnp.asarray(tokens), f"{name}/values": jnp.asarray(values),
-                      f"{name}/loss_mask": jnp.asarray(mask)})
+        batch.update(
+            {
+                f"{name}/tokens": jnp.asarray(tokens),
+                f"{name}/values": jnp.asarray(values),
+                f"{name}/loss_mask": jnp.asarray(mask),
+            }
+        )
     grads = _grads(joint, ens, batch)
     for name in cfgs:
         alone = _grads(XValTask(cfgs[name]), ens.models[name], SideBySideTask._sub(batch, name))

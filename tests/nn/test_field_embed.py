@@ -25,7 +25,7 @@ def _conv_ref(x, kernel):
     out = np.zeros((n, h // k, w // k, kernel.shape[-1]))
     for i in range(h // k):
         for j in range(w // k):
-            patch = x[:, i * k:(i + 1) * k, j * k:(j + 1) * k, :]
+            patch = x[:, i * k : (i + 1) * k, j * k : (j + 1) * k, :]
             out[:, i, j] = np.einsum("nabc,abco->no", patch, kernel)
     return out
 
@@ -37,8 +37,9 @@ def _convT_ref(x, kernel):
     out = np.zeros((n, h * k, w * k, kernel.shape[-1]))
     for i in range(h):
         for j in range(w):
-            out[:, i * k:(i + 1) * k, j * k:(j + 1) * k] = np.einsum("nc,abco->nabo",
-                                                                      x[:, i, j], kernel)
+            out[:, i * k : (i + 1) * k, j * k : (j + 1) * k] = np.einsum(
+                "nc,abco->nabo", x[:, i, j], kernel
+            )
     return out
 
 
@@ -49,6 +50,7 @@ def _rmsin_ref(x, weight, eps=1e-8):
 
 def _gelu(x):
     from scipy.special import erf
+
     return 0.5 * x * (1 + erf(x / np.sqrt(2)))
 
 
@@ -69,12 +71,14 @@ def test_field_embedding_is_permutation_invariant_and_ignores_padding():
     x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
     ids = jnp.array([4, 7, 1])
     perm = jnp.array([2, 0, 1])
-    np.testing.assert_allclose(_np(emb(x, ids)), _np(emb(x[..., perm], ids[perm])),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _np(emb(x, ids)), _np(emb(x[..., perm], ids[perm])), rtol=RTOL, atol=ATOL
+    )
     # a padding channel (id -1) with garbage values gives the same output as leaving it out
     xpad = jnp.concatenate([x, 1e3 * jnp.ones_like(x[..., :1])], axis=-1)
-    np.testing.assert_allclose(_np(emb(xpad, jnp.array([4, 7, 1, -1]))), _np(emb(x, ids)),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _np(emb(xpad, jnp.array([4, 7, 1, -1]))), _np(emb(x, ids)), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_field_embedding_expansion_keeps_old_outputs():
@@ -136,13 +140,21 @@ def test_instance_norms_match_numpy():
     x = np.random.default_rng(3).normal(size=(3, 5, 4, 6)) * 2 + 1
     rms = RMSInstanceNorm(6)
     rms.weight[...] = jnp.linspace(0.5, 2.0, 6)
-    np.testing.assert_allclose(_np(rms(jnp.asarray(x, jnp.float32))),
-                               _rmsin_ref(x, np.linspace(0.5, 2.0, 6)), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _np(rms(jnp.asarray(x, jnp.float32))),
+        _rmsin_ref(x, np.linspace(0.5, 2.0, 6)),
+        rtol=RTOL,
+        atol=ATOL,
+    )
     inn = InstanceNorm(6)
     inn.bias[...] = jnp.ones(6)
     mean, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
-    np.testing.assert_allclose(_np(inn(jnp.asarray(x, jnp.float32))),
-                               (x - mean) / np.sqrt(var + 1e-5) + 1, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        _np(inn(jnp.asarray(x, jnp.float32))),
+        (x - mean) / np.sqrt(var + 1e-5) + 1,
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
 
 def test_bad_input_raises():

@@ -80,21 +80,37 @@ def _attention_ref(x, ctx, m, heads, kv_heads, mask=None, bias=None, causal=Fals
     return o @ W(m.out)[0] + W(m.out)[1]
 
 
-@pytest.mark.parametrize("kv_heads, qk_norm, causal, cross", [
-    (4, False, False, False), (2, True, False, False), (1, False, True, False),
-    (4, True, False, True)])
+@pytest.mark.parametrize(
+    "kv_heads, qk_norm, causal, cross",
+    [
+        (4, False, False, False),
+        (2, True, False, False),
+        (1, False, True, False),
+        (4, True, False, True),
+    ],
+)
 def test_multihead_attention_matches_numpy(kv_heads, qk_norm, causal, cross):
     dim, heads = 32, 4
-    m = MultiHeadAttention(dim, heads, kv_heads=kv_heads, qk_norm=qk_norm, causal=causal,
-                           context_dim=24 if cross else None,
-                           rngs=nnx.Rngs(int(RNG.integers(1 << 30))))
+    m = MultiHeadAttention(
+        dim,
+        heads,
+        kv_heads=kv_heads,
+        qk_norm=qk_norm,
+        causal=causal,
+        context_dim=24 if cross else None,
+        rngs=nnx.Rngs(int(RNG.integers(1 << 30))),
+    )
     x = RNG.normal(size=(2, 7, dim)).astype(np.float32)
     ctx = RNG.normal(size=(2, 5, 24)).astype(np.float32) if cross else x
     bias = RNG.normal(size=(1, heads, 7, ctx.shape[1])).astype(np.float32)
     mask = RNG.random((2, 1, 7, ctx.shape[1])) > 0.3
     mask[..., 0] = True  # every query keeps at least one key
-    got = m(jnp.asarray(x), context=jnp.asarray(ctx) if cross else None,
-            bias=jnp.asarray(bias), mask=jnp.asarray(mask))
+    got = m(
+        jnp.asarray(x),
+        context=jnp.asarray(ctx) if cross else None,
+        bias=jnp.asarray(bias),
+        mask=jnp.asarray(mask),
+    )
     ref = _attention_ref(_np(x), _np(ctx), m, heads, kv_heads, mask, _np(bias), causal)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 

@@ -26,11 +26,11 @@ def numpy_mamba(m: Mamba, x: np.ndarray) -> np.ndarray:
     k = _np(m.conv.kernel)[:, 0, :]  # (width, channels), depthwise
     w = k.shape[0]
     up = np.pad(u, ((0, 0), (w - 1, 0), (0, 0)))
-    conv = sum(k[j] * up[:, j:j + u.shape[1]] for j in range(w)) + _np(m.conv.bias)
+    conv = sum(k[j] * up[:, j : j + u.shape[1]] for j in range(w)) + _np(m.conv.bias)
     u = silu(conv)
     dbc = u @ _np(m.x_proj.kernel)
     r, n = m.dt_rank, m.d_state
-    delta, bm, cm = dbc[..., :r], dbc[..., r:r + n], dbc[..., r + n:]
+    delta, bm, cm = dbc[..., :r], dbc[..., r : r + n], dbc[..., r + n :]
     dt = softplus(delta @ _np(m.dt_proj.kernel) + _np(m.dt_bias))
     a = -np.exp(_np(m.A_log))
     h0 = np.zeros((x.shape[0], u.shape[-1], n))
@@ -43,12 +43,13 @@ def test_reference_initialisation_and_parameter_count():
     # d 64: 32,640 parameters in mamba_ssm's Mamba(d_model=64) (in_proj 16384, conv 640,
     # x_proj 4608, dt_proj 512 + bias 128, A_log 2048, D 128, out_proj 8192).
     assert count_params(m) == 32640
-    np.testing.assert_array_equal(np.asarray(m.A_log[...]),
-                                  np.tile(np.log(np.arange(1, 17, dtype=np.float32)), (128, 1)))
+    np.testing.assert_array_equal(
+        np.asarray(m.A_log[...]), np.tile(np.log(np.arange(1, 17, dtype=np.float32)), (128, 1))
+    )
     np.testing.assert_array_equal(_np(m.D), np.ones(128))
     dt = np.log1p(np.exp(_np(m.dt_bias)))
     assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 0.1 * (1 + 1e-5)
-    assert np.abs(_np(m.dt_proj.kernel)).max() <= 4 ** -0.5  # dt_rank = ceil(64 / 16) = 4
+    assert np.abs(_np(m.dt_proj.kernel)).max() <= 4**-0.5  # dt_rank = ceil(64 / 16) = 4
     # log-uniform: the median of log dt sits near the middle of [log 1e-3, log 0.1]
     assert abs(np.median(np.log(dt)) - np.log(1e-2)) < 0.5
 
@@ -94,8 +95,10 @@ def test_padding_mask_equals_unpadded():
 
 
 def test_bidirectional_sees_both_directions():
-    bi = Bidirectional(Mamba(16, d_state=8, scan="linear", rngs=nnx.Rngs(5)),
-                       Mamba(16, d_state=8, scan="linear", rngs=nnx.Rngs(6)))
+    bi = Bidirectional(
+        Mamba(16, d_state=8, scan="linear", rngs=nnx.Rngs(5)),
+        Mamba(16, d_state=8, scan="linear", rngs=nnx.Rngs(6)),
+    )
     x = jax.random.normal(jax.random.key(2), (1, 16, 16))
     f = nnx.jit(lambda bi, x: (bi(x), bi.forward(x) + jnp.flip(bi.backward(jnp.flip(x, 1)), 1)))
     (y, ref), (y2, _) = f(bi, x), f(bi, x.at[:, 10].add(1.0))
@@ -119,5 +122,6 @@ def test_bf16_compute_keeps_float32_scan():
     y32 = f(cast(jnp.float32), x.astype(jnp.float32))
     assert y16.dtype == jnp.bfloat16
     scale = float(jnp.abs(y32).max())
-    np.testing.assert_allclose(np.asarray(y16, np.float32) / scale, np.asarray(y32) / scale,
-                               rtol=3e-2, atol=5e-2)
+    np.testing.assert_allclose(
+        np.asarray(y16, np.float32) / scale, np.asarray(y32) / scale, rtol=3e-2, atol=5e-2
+    )

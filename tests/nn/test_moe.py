@@ -27,7 +27,7 @@ def numpy_moe(m: MoE, x: np.ndarray, keep: np.ndarray | None = None) -> np.ndarr
     """
     f64 = lambda v: np.asarray(v[...], np.float64)
     logits = x @ f64(m.router)
-    idx = np.argsort(-logits, axis=-1, kind="stable")[:, :m.top_k]
+    idx = np.argsort(-logits, axis=-1, kind="stable")[:, : m.top_k]
     sel = np.take_along_axis(logits, idx, -1)
     gates = np.exp(sel - sel.max(-1, keepdims=True))
     gates /= gates.sum(-1, keepdims=True)
@@ -62,9 +62,14 @@ def _apply(m, x):
     return y, {k.split("/")[-1]: float(v) for k, v in aux.items()}
 
 
-@pytest.mark.parametrize("dispatch, activation",
-                         [("dropless", "gelu"), ("dropless", "swiglu"),
-                          pytest.param("dense", "gelu", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "dispatch, activation",
+    [
+        ("dropless", "gelu"),
+        ("dropless", "swiglu"),
+        pytest.param("dense", "gelu", marks=pytest.mark.slow),
+    ],
+)
 def test_dispatch_matches_weighted_every_expert_reference(dispatch, activation):
     m = _fresh(dispatch=dispatch, activation=activation)
     x = np.random.default_rng(0).standard_normal((2, 24, 16))
@@ -160,8 +165,10 @@ def test_aux_loss_free_bias_evens_out_the_load():
         m(x, deterministic=False)
         return pop_aux(m)[1]
 
-    loads = [float(next(v for k, v in train_step(m, x).items() if k.endswith("max_load")))
-             for _ in range(40)]
+    loads = [
+        float(next(v for k, v in train_step(m, x).items() if k.endswith("max_load")))
+        for _ in range(40)
+    ]
     # the most loaded expert gets a negative bias, the least loaded a positive one
     bias = np.asarray(m.router_bias[...])
     assert bias[load0.argmax()] < 0 < bias[load0.argmin()]
@@ -185,8 +192,7 @@ def test_losses_are_recorded_with_their_weights():
     np.testing.assert_allclose(float(total), float(expect), rtol=1e-6)
 
 
-@pytest.mark.parametrize("dispatch", ["capacity",
-                                      pytest.param("dropless", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dispatch", ["capacity", pytest.param("dropless", marks=pytest.mark.slow)])
 def test_expert_sharded_equals_unsharded(dispatch):
     assert jax.device_count() == 8
     m = _fresh(seed=10, dispatch=dispatch, capacity_factor=1.0, activation="swiglu")

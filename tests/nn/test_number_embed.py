@@ -38,8 +38,9 @@ def test_plain_embedding_at_unit_values_and_linear_in_value():
     emb, table, pos = _embedding(2)
     tokens = jnp.asarray([[5, NUM, 7, NUM]], jnp.int32)
     ones = jnp.ones((1, 4), jnp.float32)
-    np.testing.assert_allclose(np.asarray(emb(tokens, ones)[0]),
-                               table[[5, NUM, 7, NUM]] + pos[:4], atol=ATOL)
+    np.testing.assert_allclose(
+        np.asarray(emb(tokens, ones)[0]), table[[5, NUM, 7, NUM]] + pos[:4], atol=ATOL
+    )
     # Linear in the value *before* the position term, positions never scaled:
     # f(x) - f(0) = x * E[NUM] and f(0) = pos at the [NUM] slot.
     for x in (-4.5, 0.3, 2.0):

@@ -19,16 +19,18 @@ def _bucket_ref(rel: int, num_buckets: int = 32, max_distance: int = 32) -> int:
     max_exact = half // 2
     if n < max_exact:
         return ret + n
-    large = max_exact + int(math.log(n / max_exact) / math.log(max_distance / max_exact)
-                            * (half - max_exact))
+    large = max_exact + int(
+        math.log(n / max_exact) / math.log(max_distance / max_exact) * (half - max_exact)
+    )
     return ret + min(large, half - 1)
 
 
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 32), (32, 128), (16, 20)])
 def test_buckets_match_reference(num_buckets, max_distance):
     rel = np.arange(-300, 301)
-    got = np.asarray(t5_bucket(jnp.asarray(rel), num_buckets=num_buckets,
-                               max_distance=max_distance))
+    got = np.asarray(
+        t5_bucket(jnp.asarray(rel), num_buckets=num_buckets, max_distance=max_distance)
+    )
     want = np.array([_bucket_ref(int(r), num_buckets, max_distance) for r in rel])
     np.testing.assert_array_equal(got, want)
     assert got.min() == 0 and got.max() == num_buckets - 1
@@ -81,8 +83,9 @@ def test_mpp_wrap_differs_only_at_half_distance():
 def test_traced_periodic_flag_selects_the_same_bias():
     bias = RelativePositionBias(2, rngs=nnx.Rngs(1))
     for flag in (True, False):
-        np.testing.assert_array_equal(np.asarray(bias(12, jnp.asarray(flag))),
-                                      np.asarray(bias(12, flag)))
+        np.testing.assert_array_equal(
+            np.asarray(bias(12, jnp.asarray(flag))), np.asarray(bias(12, flag))
+        )
 
 
 def test_per_sample_flags_pick_per_sample_bias():

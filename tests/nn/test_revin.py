@@ -31,8 +31,9 @@ def test_round_trip_restores_input():
     # float32 round trip of values ~7 with std 3: a few ulps
     np.testing.assert_allclose(np.asarray(back), np.asarray(x), rtol=0, atol=5e-6)
     # a frame without the time axis (the model's prediction) de-normalises the same way
-    np.testing.assert_allclose(np.asarray(revin_denormalize(xn[:, -1], stats)),
-                               np.asarray(x[:, -1]), atol=5e-6)
+    np.testing.assert_allclose(
+        np.asarray(revin_denormalize(xn[:, -1], stats)), np.asarray(x[:, -1]), atol=5e-6
+    )
 
 
 def test_no_gradient_through_statistics():

@@ -35,8 +35,17 @@ _scan = jax.jit(selective_scan, static_argnames=("method", "chunk"))
 
 def _run(inp, method, chunk=16, dtype=jnp.float32):
     args = {k: jnp.asarray(v, dtype) for k, v in inp.items()}
-    return _scan(args["x"], args["dt"], args["A"], args["B"], args["C"], args["D"],
-                          method=method, chunk=chunk, h0=args["h0"])
+    return _scan(
+        args["x"],
+        args["dt"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args["D"],
+        method=method,
+        chunk=chunk,
+        h0=args["h0"],
+    )
 
 
 def test_oracle_adjoint_matches_finite_differences():
@@ -75,14 +84,14 @@ def test_gradients_match_float64_adjoint(method):
     args = {k: jnp.asarray(v, jnp.float32) for k, v in inp.items()}
 
     def loss(a):
-        y, _ = selective_scan(a["x"], a["dt"], a["A"], a["B"], a["C"], a["D"], method=method,
-                              chunk=16, h0=a["h0"])
+        y, _ = selective_scan(
+            a["x"], a["dt"], a["A"], a["B"], a["C"], a["D"], method=method, chunk=16, h0=a["h0"]
+        )
         return jnp.sum(y * jnp.asarray(gy, jnp.float32))
 
     grads = jax.jit(jax.grad(loss))(args)
     for k in ref:
-        np.testing.assert_allclose(np.asarray(grads[k]), ref[k], rtol=1e-3, atol=1e-3,
-                                   err_msg=k)
+        np.testing.assert_allclose(np.asarray(grads[k]), ref[k], rtol=1e-3, atol=1e-3, err_msg=k)
 
 
 def test_backends_agree_with_each_other():
@@ -98,8 +107,10 @@ def test_backends_agree_with_each_other():
 def test_bf16_inputs_use_fp32_state(method):
     inp = make_inputs(7)
     # The oracle sees the same bf16-rounded inputs, so only the arithmetic differs.
-    rounded = {k: np.asarray(jnp.asarray(v, jnp.bfloat16).astype(jnp.float32), np.float64)
-               for k, v in inp.items()}
+    rounded = {
+        k: np.asarray(jnp.asarray(v, jnp.bfloat16).astype(jnp.float32), np.float64)
+        for k, v in inp.items()
+    }
     y_ref, hs = oracle_forward(**rounded)
     y, h = _run(inp, method, dtype=jnp.bfloat16)
     assert y.dtype == jnp.bfloat16 and h.dtype == jnp.float32
@@ -136,7 +147,12 @@ def test_chunked_memory_does_not_grow_with_the_full_state():
 def test_bad_shapes_raise():
     inp = make_inputs(8)
     with pytest.raises(ValueError, match="A shape"):
-        selective_scan(jnp.asarray(inp["x"]), jnp.asarray(inp["dt"]), jnp.zeros((3, 8)),
-                       jnp.asarray(inp["B"]), jnp.asarray(inp["C"]))
+        selective_scan(
+            jnp.asarray(inp["x"]),
+            jnp.asarray(inp["dt"]),
+            jnp.zeros((3, 8)),
+            jnp.asarray(inp["B"]),
+            jnp.asarray(inp["C"]),
+        )
     with pytest.raises(ValueError, match="unknown scan method"):
         _run(inp, "fft")

@@ -23,8 +23,10 @@ def naive_ssd(x, dt, A, B, C, D, h0):
     y = np.zeros_like(x)
     for t in range(l):
         dec = np.exp(dt[:, t] * A[None])  # (b, h)
-        H = dec[..., None, None] * H + (dt[:, t, :, None] * x[:, t])[..., None] * \
-            Bh[:, t, :, None, :]
+        H = (
+            dec[..., None, None] * H
+            + (dt[:, t, :, None] * x[:, t])[..., None] * Bh[:, t, :, None, :]
+        )
         y[:, t] = np.einsum("bhpn,bhn->bhp", H, Ch[:, t]) + D[None, :, None] * x[:, t]
     return y, H
 
@@ -53,7 +55,7 @@ def test_segsum_is_stable():
     exact = np.full((256, 256), -np.inf)
     for i in range(256):
         for j in range(i + 1):
-            exact[i, j] = a[j + 1:i + 1].sum()
+            exact[i, j] = a[j + 1 : i + 1].sum()
     got = np.asarray(jnp.exp(segsum(jnp.asarray(a, jnp.float32))), np.float64)
     assert np.abs(got - np.exp(exact)).max() < 1e-6
     cs = jnp.cumsum(jnp.asarray(a, jnp.float32))
@@ -79,8 +81,7 @@ def _as_mamba1(x, dt, A, B, C, D):
     xs = x.reshape(b, l, h * p)
     dts = jnp.repeat(dt, p, axis=2)
     As = jnp.broadcast_to(jnp.repeat(A, p)[:, None], (h * p, n))
-    y, last = selective_scan(xs, dts, As, B[:, :, 0], C[:, :, 0], jnp.repeat(D, p),
-                             method="linear")
+    y, last = selective_scan(xs, dts, As, B[:, :, 0], C[:, :, 0], jnp.repeat(D, p), method="linear")
     return y.reshape(b, l, h, p), last.reshape(b, h, p, n)
 
 
@@ -95,12 +96,14 @@ def test_ssd_equals_mamba1_scan_forward_and_gradients():
 
     f_ssd = lambda a: ssd(**a, chunk=16)
     f_m1 = lambda a: _as_mamba1(**a)
-    (l1, g1), (l2, g2) = (jax.jit(jax.value_and_grad(lambda a, f=f: loss(f, a)))(args)
-                          for f in (f_ssd, f_m1))
+    (l1, g1), (l2, g2) = (
+        jax.jit(jax.value_and_grad(lambda a, f=f: loss(f, a)))(args) for f in (f_ssd, f_m1)
+    )
     np.testing.assert_allclose(float(l1), float(l2), rtol=1e-5)
     for k in args:  # gradient tolerance of the mamba_ssm scan tests
-        np.testing.assert_allclose(np.asarray(g1[k]), np.asarray(g2[k]), rtol=1e-3, atol=1e-3,
-                                   err_msg=k)
+        np.testing.assert_allclose(
+            np.asarray(g1[k]), np.asarray(g2[k]), rtol=1e-3, atol=1e-3, err_msg=k
+        )
 
 
 def test_mamba2_mixer_is_causal_and_skips_padding():
@@ -116,6 +119,7 @@ def test_mamba2_mixer_is_causal_and_skips_padding():
     junk = x.at[:, 5:8].set(10 * jax.random.normal(k2, (1, 3, 16)))
     mask = ones.at[:, 5:8].set(False)
     y_mask, y_junk = f(m, x, mask), f(m, junk, mask)
-    np.testing.assert_allclose(np.asarray(y_junk[:, 8:]), np.asarray(y_mask[:, 8:]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(y_junk[:, 8:]), np.asarray(y_mask[:, 8:]), rtol=1e-5, atol=1e-5
+    )
     assert np.abs(np.asarray(y_mask[:, 8:] - y[:, 8:])).max() > 1e-3  # the mask did act

@@ -14,8 +14,9 @@ from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.trunk import MIXERS, Trunk, TrunkConfig
 
 KINDS = ["attention", "mamba", "mamba2", "moe"]
-SMALL = TrunkConfig(depth=1, dim=32, heads=4, d_state=8, headdim=16, ssm_chunk=8,
-                    n_experts=4, norm="rmsnorm")
+SMALL = TrunkConfig(
+    depth=1, dim=32, heads=4, d_state=8, headdim=16, ssm_chunk=8, n_experts=4, norm="rmsnorm"
+)
 
 
 def test_registry_lists_every_kind():
@@ -59,8 +60,11 @@ def test_noncausal_ssm_trunk_is_bidirectional_and_takes_key_masks(kind):
 def test_each_trunk_learns_a_causal_copy_task(kind):
     # Predict x_{t-3} from x_1..x_t: needs memory of the past, so a pointwise model cannot.
     cfg = dataclasses.replace(SMALL, kind=kind, causal=True, depth=2)
-    model = nnx.Sequential(nnx.Linear(4, 32, rngs=nnx.Rngs(2)), Trunk(cfg, rngs=nnx.Rngs(3)),
-                           nnx.Linear(32, 4, rngs=nnx.Rngs(4)))
+    model = nnx.Sequential(
+        nnx.Linear(4, 32, rngs=nnx.Rngs(2)),
+        Trunk(cfg, rngs=nnx.Rngs(3)),
+        nnx.Linear(32, 4, rngs=nnx.Rngs(4)),
+    )
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
     x = jax.random.normal(jax.random.key(5), (16, 24, 4))
     target = jnp.pad(x, ((0, 0), (3, 0), (0, 0)))[:, :24]

@@ -31,8 +31,13 @@ def test_mesh_axes_and_sizes():
 
 def test_rule_tables_map_logical_names():
     mesh = make_mesh(ParallelConfig(data=1, fsdp=4, expert=2))
-    spec = lambda names, shape, s: logical_to_spec(names, shape, mesh, RULES[s],  # noqa: E731
-                                                   fsdp_fallback=s != "dp")
+    spec = lambda names, shape, s: logical_to_spec(
+        names,
+        shape,
+        mesh,
+        RULES[s],  # noqa: E731
+        fsdp_fallback=s != "dp",
+    )
     assert spec(("embed", "mlp"), (64, 256), "dp") == P(None, None)
     assert spec(("embed", "mlp"), (64, 256), "fsdp") == P("fsdp", None)
     assert spec(("expert", "embed", "mlp"), (4, 64, 256), "fsdp_ep") == P("expert", "fsdp", None)
@@ -47,9 +52,12 @@ def test_rule_tables_map_logical_names():
 
 
 def test_state_shardings_follow_the_annotations():
-    model = nnx.Linear(64, 32, rngs=nnx.Rngs(0),
-                       kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(),
-                                                         ("embed", "mlp")))
+    model = nnx.Linear(
+        64,
+        32,
+        rngs=nnx.Rngs(0),
+        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "mlp")),
+    )
     mesh = make_mesh(ParallelConfig(data=1, fsdp=8))
     sh = state_shardings(nnx.state(model, nnx.Param), mesh, "fsdp")
     assert sh["kernel"].spec == P("fsdp", None)

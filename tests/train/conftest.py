@@ -15,7 +15,8 @@ class TinyConfig(ExperimentConfig):
     """Engine-test experiment."""
 
     model: RegressorConfig = dataclasses.field(
-        default_factory=lambda: RegressorConfig(hidden=64, depth=2))
+        default_factory=lambda: RegressorConfig(hidden=64, depth=2)
+    )
     """Regressor."""
 
 
@@ -28,9 +29,17 @@ def lorenz():
 @pytest.fixture
 def make_cfg(tmp_path):
     def make(workdir="run", **overrides):
-        base = {"workdir": str(tmp_path / workdir), "train.steps": "6", "train.batch_size": "32",
-                "train.lr": "3e-3", "train.warmup_steps": "2", "train.log_every": "1",
-                "train.progress": "false", "ckpt.every": "0", "ckpt.async_save": "false"}
+        base = {
+            "workdir": str(tmp_path / workdir),
+            "train.steps": "6",
+            "train.batch_size": "32",
+            "train.lr": "3e-3",
+            "train.warmup_steps": "2",
+            "train.log_every": "1",
+            "train.progress": "false",
+            "ckpt.every": "0",
+            "ckpt.async_save": "false",
+        }
         base.update({k: str(v) for k, v in overrides.items()})
         return override(TinyConfig(), base)
 

@@ -27,8 +27,9 @@ from jaxfm.train.retrieval import knn_r2, topk_accuracy
 PROPS = ("redshift", "log_mass", "log_ssfr")
 
 
-def _train(cfg: ContrastiveConfig, data: GalaxyConfig, *, steps: int, batch: int, lr: float,
-           seed: int = 0):
+def _train(
+    cfg: ContrastiveConfig, data: GalaxyConfig, *, steps: int, batch: int, lr: float, seed: int = 0
+):
     train, gallery = generate(data.n_train, data, 0), generate(data.n_eval, data, 1)
     task = ContrastiveTask(cfg)
     model = task.build_model(nnx.Rngs(seed))
@@ -41,8 +42,9 @@ def _train(cfg: ContrastiveConfig, data: GalaxyConfig, *, steps: int, batch: int
     @nnx.jit
     def step(model, opt, b, rngs):
         diff = nnx.DiffState(0, task.trainable)
-        (loss, _), g = nnx.value_and_grad(lambda m: task.loss(m, b, rngs), has_aux=True,
-                                          argnums=diff)(model)
+        (loss, _), g = nnx.value_and_grad(
+            lambda m: task.loss(m, b, rngs), has_aux=True, argnums=diff
+        )(model)
         opt.update(model, g)
         return loss
 
@@ -50,11 +52,20 @@ def _train(cfg: ContrastiveConfig, data: GalaxyConfig, *, steps: int, batch: int
     for _ in range(steps):
         idx = rng.choice(len(train["image"]), batch, replace=False)
         img = np.rot90(train["image"][idx], int(rng.integers(4)), axes=(1, 2))  # augmentation
-        b = {"image": jnp.asarray(np.ascontiguousarray(img)),
-             "spectrum": jnp.asarray(train["spectrum"][idx])}
+        b = {
+            "image": jnp.asarray(np.ascontiguousarray(img)),
+            "spectrum": jnp.asarray(train["spectrum"][idx]),
+        }
         losses.append(float(step(model, opt, b, rngs)))
-    return (embed_records(model, gallery), embed_records(model, train), control, control_train,
-            train, gallery, losses)
+    return (
+        embed_records(model, gallery),
+        embed_records(model, train),
+        control,
+        control_train,
+        train,
+        gallery,
+        losses,
+    )
 
 
 def _check(result, *, batch: int, top5_min: float, r2_min: dict, k: int = 16):
@@ -72,8 +83,10 @@ def _check(result, *, batch: int, top5_min: float, r2_min: dict, k: int = 16):
     # cross-modal k-NN: image queries against spectrum neighbours (and back)
     r2 = knn_r2(emb_tr["spectrum"], tr_props, emb["image"], te_props, k=k)
     r2_ctl = knn_r2(ctl_tr["spectrum"], tr_props, ctl["image"], te_props, k=k)
-    print(f"\nN={n} retrieval (top1, top5, control top5) {summary}; i2s k-NN R^2 {r2}; "
-          f"control {r2_ctl}; final loss {np.mean(losses[-10:]):.3f} (log B {np.log(batch):.3f})")
+    print(
+        f"\nN={n} retrieval (top1, top5, control top5) {summary}; i2s k-NN R^2 {r2}; "
+        f"control {r2_ctl}; final loss {np.mean(losses[-10:]):.3f} (log B {np.log(batch):.3f})"
+    )
     for p in PROPS:
         assert r2[p] >= r2_min[p], (p, r2)
         assert r2_ctl[p] <= 0.1, (p, r2_ctl)
@@ -83,23 +96,30 @@ def _check(result, *, batch: int, top5_min: float, r2_min: dict, k: int = 16):
 def test_contrastive_learning_beats_random_init():
     """~150 small steps: a few times chance in retrieval, clearly positive cross-modal R^2."""
     trunk = TrunkConfig(depth=1, dim=32, heads=2)
-    cfg = ContrastiveConfig(vit=ViTConfig(image_size=16, patch=4, trunk=trunk),
-                            spectrum=SpecFormerConfig(spectrum_len=128, trunk=trunk),
-                            embed_dim=32, head_heads=2, head_mlp_ratio=2.0)
+    cfg = ContrastiveConfig(
+        vit=ViTConfig(image_size=16, patch=4, trunk=trunk),
+        spectrum=SpecFormerConfig(spectrum_len=128, trunk=trunk),
+        embed_dim=32,
+        head_heads=2,
+        head_mlp_ratio=2.0,
+    )
     data = GalaxyConfig(n_train=1024, n_eval=256, image_size=16, spectrum_len=128)
     res = _train(cfg, data, steps=150, batch=64, lr=3e-3)
-    _check(res, batch=64, top5_min=0.1, r2_min={"redshift": 0.3, "log_mass": 0.3,
-                                                "log_ssfr": 0.5})
+    _check(res, batch=64, top5_min=0.1, r2_min={"redshift": 0.3, "log_mass": 0.3, "log_ssfr": 0.5})
 
 
 @pytest.mark.slow
 def test_contrastive_learning_calibrated():
     """Reference §7 setting: 400 steps, batch 128, 4096 pairs, gallery 1024."""
     trunk = TrunkConfig(depth=2, dim=64, heads=4)
-    cfg = ContrastiveConfig(vit=ViTConfig(patch=4, trunk=trunk),
-                            spectrum=SpecFormerConfig(trunk=trunk), embed_dim=64,
-                            head_mlp_ratio=2.0)
+    cfg = ContrastiveConfig(
+        vit=ViTConfig(patch=4, trunk=trunk),
+        spectrum=SpecFormerConfig(trunk=trunk),
+        embed_dim=64,
+        head_mlp_ratio=2.0,
+    )
     data = dataclasses.replace(GalaxyConfig(), n_train=4096, n_eval=1024)
     res = _train(cfg, data, steps=400, batch=128, lr=2e-3)
-    _check(res, batch=128, top5_min=0.11, r2_min={"redshift": 0.5, "log_mass": 0.5,
-                                                  "log_ssfr": 0.7})
+    _check(
+        res, batch=128, top5_min=0.11, r2_min={"redshift": 0.5, "log_mass": 0.5, "log_ssfr": 0.7}
+    )

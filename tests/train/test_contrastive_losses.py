@@ -127,16 +127,21 @@ def test_sharded_equals_unsharded(kind):
     ref_val, ref_grads = jax.value_and_grad(glob, argnums=(0, 1, 2))(a, b, params)
     np.testing.assert_allclose(
         float(ref_val),
-        np_infonce(a, b, 12.0) if kind == "infonce" else np_siglip(a, b, 12.0, -3.0), rtol=RTOL)
+        np_infonce(a, b, 12.0) if kind == "infonce" else np_siglip(a, b, 12.0, -3.0),
+        rtol=RTOL,
+    )
 
     mesh = _mesh()
     rows = NamedSharding(mesh, P("data", None))
     a_s, b_s = jax.device_put(a, rows), jax.device_put(b, rows)
     p_s = jax.device_put(params, NamedSharding(mesh, P()))
     sharded = jax.jit(jax.value_and_grad(glob, argnums=(0, 1, 2)))
-    local = jax.jit(jax.value_and_grad(
-        jax.shard_map(loc, mesh=mesh, in_specs=(P("data"), P("data"), P()), out_specs=P()),
-        argnums=(0, 1, 2)))
+    local = jax.jit(
+        jax.value_and_grad(
+            jax.shard_map(loc, mesh=mesh, in_specs=(P("data"), P("data"), P()), out_specs=P()),
+            argnums=(0, 1, 2),
+        )
+    )
     for fn in (sharded, local):
         val, grads = fn(a_s, b_s, p_s)
         # gradients: same float32 arithmetic reordered across devices
@@ -158,18 +163,27 @@ def test_task_objective_inside_engine_style_shard_map(loss):
     from jaxfm.train.contrastive_task import contrastive_objective
 
     a, b = _pair(11, n=64)
-    model = types.SimpleNamespace(cfg=types.SimpleNamespace(loss=loss),
-                                  scale=lambda: jnp.float32(9.0),
-                                  logit_bias=jnp.float32(-2.0) if loss == "siglip" else None)
+    model = types.SimpleNamespace(
+        cfg=types.SimpleNamespace(loss=loss),
+        scale=lambda: jnp.float32(9.0),
+        logit_bias=jnp.float32(-2.0) if loss == "siglip" else None,
+    )
     ref_val, ref_grads = jax.value_and_grad(
-        lambda a, b: contrastive_objective(model, a, b)[0], argnums=(0, 1))(a, b)
+        lambda a, b: contrastive_objective(model, a, b)[0], argnums=(0, 1)
+    )(a, b)
 
     def local(a, b):
         f = lambda a, b: jax.lax.pmean(contrastive_objective(model, a, b)[0], "data")
         return jax.value_and_grad(f, argnums=(0, 1))(a, b)
 
-    fn = jax.jit(jax.shard_map(local, mesh=_mesh(), in_specs=(P("data"), P("data")),
-                               out_specs=(P(), (P("data"), P("data")))))
+    fn = jax.jit(
+        jax.shard_map(
+            local,
+            mesh=_mesh(),
+            in_specs=(P("data"), P("data")),
+            out_specs=(P(), (P("data"), P("data"))),
+        )
+    )
     val, grads = fn(a, b)
     np.testing.assert_allclose(float(val), float(ref_val), rtol=RTOL)
     for g, r in zip(grads, ref_grads):

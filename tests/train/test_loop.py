@@ -44,12 +44,27 @@ def test_run_writes_the_workdir_contract(make_cfg, task, lorenz):
 
 
 def _start(workdir, *extra, env=None):
-    args = [sys.executable, QUICKSTART, "smoke", "--workdir", workdir, "--train.log_every", "1",
-            "--train.progress", "false", *extra]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
+    args = [
+        sys.executable,
+        QUICKSTART,
+        "smoke",
+        "--workdir",
+        workdir,
+        "--train.log_every",
+        "1",
+        "--train.progress",
+        "false",
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 def _wait_for_checkpoint(workdir, step, proc, timeout=120):
@@ -127,8 +142,11 @@ def test_restore_onto_a_different_device_count(make_cfg, task, lorenz):
     _, state1, step1 = load_state(cfg8.workdir, task, cfg1, devices=jax.devices()[:1])
     assert step1 == step8 == 6
     assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(state1["params"]))
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state1["params"]),
-                 jax.device_get(state8["params"]))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.device_get(state1["params"]),
+        jax.device_get(state8["params"]),
+    )
     # 1 -> 8: save from the 1-device state, restore onto the 8-device fsdp mesh
     d1 = os.path.join(os.path.dirname(cfg8.workdir), "one", "checkpoints")
     ck = Checkpointer(d1)
@@ -139,8 +157,11 @@ def test_restore_onto_a_different_device_count(make_cfg, task, lorenz):
     back.close()
     for x in jax.tree.leaves(state_back["params"]):
         assert len(x.sharding.device_set) == 8
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state_back["params"]),
-                 jax.device_get(state8["params"]))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.device_get(state_back["params"]),
+        jax.device_get(state8["params"]),
+    )
 
 
 def test_init_from_loads_parameters_only(make_cfg, task, lorenz):
@@ -151,8 +172,11 @@ def test_init_from_loads_parameters_only(make_cfg, task, lorenz):
     results = run(fine, task, *lorenz)
     _, state, step = load_state(fine.workdir, task, fine)
     assert step == 0 and results["step"] == 0
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state["params"]),
-                 jax.device_get(pre_state["params"]))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.device_get(state["params"]),
+        jax.device_get(pre_state["params"]),
+    )
     assert int(state["opt_state"][1][0].count) == 0  # optimizer state starts fresh
     with pytest.raises(Exception, match="no such checkpoint directory"):
         run(make_cfg("bad", init_from=str(pre.workdir) + "-missing"), task, *lorenz)
@@ -172,14 +196,21 @@ def test_nan_guard_names_step_and_metric_and_keeps_last_good_checkpoint(make_cfg
     good = make_cfg("good", **{"ckpt.every": 2, "train.steps": 4})
     run(good, task, train, held)
     with pytest.raises(NonFiniteError):
-        run(make_cfg("good", **{"ckpt.every": 2, "train.steps": 8}), task,
-            ArraySource(arrays, "poisoned"), held)
+        run(
+            make_cfg("good", **{"ckpt.every": 2, "train.steps": 8}),
+            task,
+            ArraySource(arrays, "poisoned"),
+            held,
+        )
     assert sorted(os.listdir(os.path.join(good.workdir, "checkpoints"))) == ["2", "4"]
 
 
 def test_batch_not_divisible_explains_the_arithmetic(make_cfg, task, lorenz):
-    with pytest.raises(ValueError, match=r"micro-batch 12 .* not divisible by the 8 "
-                                         r"data-parallel shards .* use a multiple of 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"micro-batch 12 .* not divisible by the 8 "
+        r"data-parallel shards .* use a multiple of 8",
+    ):
         run(make_cfg(**{"train.batch_size": 12}), task, *lorenz)
 
 
@@ -206,3 +237,30 @@ def test_evaluate_is_the_mean_over_the_eval_set(make_cfg, task, lorenz):
     n = len(x) // 16 * 16
     ref = float(jnp.mean((model(jnp.asarray(x[:n])) - y[:n]) ** 2))
     np.testing.assert_allclose(got["eval/mse"], ref, rtol=1e-5)
+
+
+def test_keep_newest_plus_best_and_tensorboard(make_cfg, task, lorenz):
+    # best_mode=max ranks the *highest* eval loss best, which is the earliest evaluation of
+    # a run whose loss falls: a deterministic way to see BestN keep an old checkpoint.
+    cfg = make_cfg(
+        **{
+            "train.steps": 8,
+            "train.eval_every": 2,
+            "ckpt.every": 2,
+            "ckpt.keep": 1,
+            "ckpt.keep_best": 1,
+            "ckpt.best_mode": "max",
+            "train.tensorboard": "true",
+        }
+    )
+    run(cfg, task, *lorenz)
+    evals = {
+        r["step"]: r["eval/loss"]
+        for r in map(json.loads, open(os.path.join(cfg.workdir, "metrics.jsonl")))
+        if "eval/loss" in r
+    }
+    worst = max(evals, key=evals.get)
+    kept = sorted(int(s) for s in os.listdir(os.path.join(cfg.workdir, "checkpoints")))
+    assert kept == sorted({worst, 8}), (kept, evals)
+    events = os.listdir(os.path.join(cfg.workdir, "tb"))
+    assert any(name.startswith("events.out.tfevents") for name in events)

@@ -23,14 +23,17 @@ def test_metrics_match_numpy(fields):
     mse = ((pred - y) ** 2).mean(axis=(1, 2))
     p32, y32 = jnp.asarray(pred, jnp.float32), jnp.asarray(y, jnp.float32)
     np.testing.assert_allclose(np.asarray(rmse(p32, y32)), np.sqrt(mse), rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(nrmse(p32, y32)),
-                               np.sqrt(mse / (y**2).mean(axis=(1, 2))), rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(vrmse(p32, y32)),
-                               np.sqrt(mse / (y.var(axis=(1, 2)) + 1e-7)), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(nrmse(p32, y32)), np.sqrt(mse / (y**2).mean(axis=(1, 2))), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.asarray(vrmse(p32, y32)), np.sqrt(mse / (y.var(axis=(1, 2)) + 1e-7)), rtol=1e-4
+    )
     loss = (mse / ((y**2).mean(axis=(1, 2)) + 1e-7)).mean()
     np.testing.assert_allclose(float(surrogate_loss(p32, y32)), loss, rtol=1e-4)
-    np.testing.assert_allclose(float(surrogate_loss(p32, y32, kind="l1")),
-                               np.abs(pred - y).mean(), rtol=1e-4)
+    np.testing.assert_allclose(
+        float(surrogate_loss(p32, y32, kind="l1")), np.abs(pred - y).mean(), rtol=1e-4
+    )
 
 
 def test_vrmse_of_the_mean_is_one_and_nrmse_flatters_offsets(fields):

@@ -23,8 +23,12 @@ def test_identical_embeddings_retrieve_perfectly():
 def test_random_embeddings_score_chance():
     rng = np.random.default_rng(1)
     n, trials = 256, 20
-    top5 = np.mean([topk_accuracy(rng.normal(size=(n, 32)), rng.normal(size=(n, 32)))["top5"]
-                    for _ in range(trials)])
+    top5 = np.mean(
+        [
+            topk_accuracy(rng.normal(size=(n, 32)), rng.normal(size=(n, 32)))["top5"]
+            for _ in range(trials)
+        ]
+    )
     # chance 5/256 = 0.0195; std of the mean over 5120 Bernoulli draws ~ 0.002
     assert abs(top5 - 5 / n) < 0.008
 
@@ -39,7 +43,8 @@ def test_rank_matches_brute_force():
     rng = np.random.default_rng(2)
     q, g = rng.normal(size=(30, 5)), rng.normal(size=(30, 5))
     sim = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (
-        g / np.linalg.norm(g, axis=1, keepdims=True)).T
+        g / np.linalg.norm(g, axis=1, keepdims=True)
+    ).T
     expected = [sum(sim[i, j] >= sim[i, i] for j in range(30) if j != i) for i in range(30)]
     np.testing.assert_array_equal(retrieval_ranks(q, g), expected)
 
@@ -52,8 +57,9 @@ def test_knn_regression_recovers_targets():
     pred = knn_regress(emb(ang_tr), ang_tr, emb(ang_te), k=8)
     assert r2_score(ang_te, pred) > 0.999
     # random embeddings: R^2 <= ~0
-    r2 = knn_r2(rng.normal(size=(2000, 8)), {"z": ang_tr}, rng.normal(size=(300, 8)),
-                {"z": ang_te}, k=16)
+    r2 = knn_r2(
+        rng.normal(size=(2000, 8)), {"z": ang_tr}, rng.normal(size=(300, 8)), {"z": ang_te}, k=16
+    )
     assert r2["z"] < 0.05
     # leave-one-out does not use the query itself
     x = rng.normal(size=(50, 4))
@@ -76,8 +82,15 @@ def test_report_keys():
     e = {k: rng.normal(size=(40, 6)) for k in ("image", "spectrum", "image2", "spectrum2")}
     props = {"redshift": rng.normal(size=40)}
     rep = retrieval_report(e, train_emb=e, train_props=props, test_props=props, k=4)
-    for key in ("i2s/top1", "s2i/top5", "i2i/top1", "s2s/top5", "knn_i2s/r2_redshift",
-                "knn_s2i/r2_redshift", "knn_i2i/r2_redshift"):
+    for key in (
+        "i2s/top1",
+        "s2i/top5",
+        "i2i/top1",
+        "s2s/top5",
+        "knn_i2s/r2_redshift",
+        "knn_s2i/r2_redshift",
+        "knn_i2i/r2_redshift",
+    ):
         assert key in rep
 
 

@@ -24,8 +24,11 @@ def test_rollout_matches_numpy_loop():
         window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
     want = np.stack(want, axis=1)
 
-    step = jax.jit(lambda c: rollout(
-        lambda w: jnp.einsum("t,bt...->b...", jnp.asarray(coef, jnp.float32), w) + 0.01, c, 7))
+    step = jax.jit(
+        lambda c: rollout(
+            lambda w: jnp.einsum("t,bt...->b...", jnp.asarray(coef, jnp.float32), w) + 0.01, c, 7
+        )
+    )
     got = np.asarray(step(jnp.asarray(ctx, jnp.float32)))
     assert got.shape == (2, 7, 4, 4, 2)
     # float32 recursion over 7 steps with |coef| sum ~1.8: errors grow to ~1e-5 relative

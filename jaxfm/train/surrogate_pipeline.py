@@ -59,8 +59,8 @@ class PDEDataConfig:
     """Channels every example is padded to (>= the most fields of any system)."""
     seed: int = 1234
     """Simulation seed (initial conditions); fixed across training seeds."""
-    cache_dir: str = "runs/pde_cache"
-    """Where simulated trajectories are cached (Well-layout HDF5)."""
+    cache_dir: str = ""
+    """Where simulated trajectories are cached (Well-layout HDF5); empty: WORKDIR/pde_cache."""
     epoch_batches: int = 2000
     """Micro-batches per epoch of the system mixture (MPP: 2000)."""
 
@@ -78,15 +78,15 @@ class SurrogateExperiment(ExperimentConfig):
 # ----------------------------------------------------------------------------- data
 
 
-def load_system(name: str, n_traj: int, d: PDEDataConfig) -> TrajectorySet:
-    """``n_traj`` trajectories of system ``name``, simulated once and cached."""
+def load_system(name: str, n_traj: int, d: PDEDataConfig, cache_dir: str) -> TrajectorySet:
+    """``n_traj`` trajectories of system ``name``, simulated once and cached in ``cache_dir``."""
     over = {"resolution": d.resolution, **({"n_steps": d.n_steps} if d.n_steps else {})}
     tag = f"{name}_r{d.resolution}_t{d.n_steps or 'def'}_n{n_traj}_s{d.seed}.h5"
-    path = os.path.join(d.cache_dir, tag)
+    path = os.path.join(cache_dir, tag)
     if os.path.exists(path):
         return read_well(path)
     ts = simulate(name, n_traj, d.seed, **over)
-    os.makedirs(d.cache_dir, exist_ok=True)
+    os.makedirs(cache_dir, exist_ok=True)
     write_well(ts, path)
     return ts
 
@@ -141,17 +141,19 @@ class PDEData:
     periodic: np.ndarray
 
 
-def build_data(d: PDEDataConfig, batch_size: int, seed: int) -> PDEData:
+def build_data(d: PDEDataConfig, batch_size: int, seed: int, workdir: str) -> PDEData:
     """Simulates (or loads) every system and builds the sources."""
-    sets = {name: load_system(name, d.n_train + d.n_eval, d) for name in d.systems}
+    cache = d.cache_dir or os.path.join(workdir, "pde_cache")
+    sets = {name: load_system(name, d.n_train + d.n_eval, d, cache) for name in d.systems}
     train, evals, held = [], [], {}
     for name, ts in sets.items():
         tr, ev = ts.subset(slice(0, d.n_train)), ts.subset(slice(d.n_train, None))
         train.append(WindowSource(tr, d.n_steps_input, 1))
         evals.append(WindowSource(ev, d.n_steps_input, 1))
         held[name] = ev
-    mix = MixtureWindows(train, micro_batch=batch_size, seed=seed, length=d.epoch_batches,
-                         pad_fields=d.pad_fields)
+    mix = MixtureWindows(
+        train, micro_batch=batch_size, seed=seed, length=d.epoch_batches, pad_fields=d.pad_fields
+    )
     return PDEData(mix, PaddedWindows(evals, d.pad_fields), held, periodic_table(sets))
 
 
@@ -160,12 +162,19 @@ def build_data(d: PDEDataConfig, batch_size: int, seed: int) -> PDEData:
 
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
-    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed)
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     registry = default_field_registry()
-    results = run(cfg, task, data.train, data.eval,
-                  meta={"fields": list(registry.names), "systems": list(cfg.data.systems)})
-    roll = evaluate_rollouts(cfg, task=task, data=data)
+    results = run(
+        cfg,
+        task,
+        data.train,
+        data.eval,
+        meta={"fields": list(registry.names), "systems": list(cfg.data.systems)},
+    )
+    # Rollout plots (truth / prediction / error over time; error vs step) for every held-out
+    # system, next to the run's other outputs.
+    roll = evaluate_rollouts(cfg, task=task, data=data, plot_dir=cfg.workdir)
     return write_results(cfg.workdir, {"rollout": roll, **results})
 
 
@@ -179,8 +188,9 @@ def _padded_trajectories(ts: TrajectorySet, k: int) -> tuple[np.ndarray, np.ndar
     return data.astype(np.float32), ids
 
 
-def rollout_predictions(model, traj: np.ndarray, ids: np.ndarray, periodic, n_in: int,
-                        n_steps: int) -> np.ndarray:
+def rollout_predictions(
+    model, traj: np.ndarray, ids: np.ndarray, periodic, n_in: int, n_steps: int
+) -> np.ndarray:
     """(N, n_steps, H, W, C) autoregressive predictions from the first ``n_in`` frames."""
     n = traj.shape[0]
     ids_b = jnp.broadcast_to(jnp.asarray(ids), (n, ids.shape[0]))
@@ -193,15 +203,22 @@ def rollout_predictions(model, traj: np.ndarray, ids: np.ndarray, periodic, n_in
     return np.asarray(go(model, jnp.asarray(traj[:, :n_in])))
 
 
-def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=None,
-                      max_steps: int = 12, plot_dir: str | None = None) -> dict:
+def evaluate_rollouts(
+    cfg: SurrogateExperiment,
+    *,
+    task=None,
+    data=None,
+    model=None,
+    max_steps: int = 12,
+    plot_dir: str | None = None,
+) -> dict:
     """Rollout errors (NRMSE, VRMSE; per window) of the model and of persistence, per system.
 
     Loads the newest checkpoint of ``cfg.workdir`` when ``model`` is None; writes
     ``rollout.json`` and, with ``plot_dir``, plots per system.
     """
     d = cfg.data
-    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed)
+    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = task or SurrogateTask(cfg.model, data.periodic)
     model = model or load_model(cfg.workdir, task, cfg)
     reg = default_system_registry()
@@ -211,27 +228,37 @@ def evaluate_rollouts(cfg: SurrogateExperiment, *, task=None, data=None, model=N
         steps = min(max_steps, traj.shape[1] - d.n_steps_input)
         if steps < 1:
             continue
-        truth = traj[:, d.n_steps_input:d.n_steps_input + steps]
-        pred = rollout_predictions(model, traj, ids, data.periodic[reg.id(name)],
-                                   d.n_steps_input, steps)
-        persist = np.repeat(traj[:, d.n_steps_input - 1:d.n_steps_input], steps, axis=1)
+        truth = traj[:, d.n_steps_input : d.n_steps_input + steps]
+        pred = rollout_predictions(
+            model, traj, ids, data.periodic[reg.id(name)], d.n_steps_input, steps
+        )
+        persist = np.repeat(traj[:, d.n_steps_input - 1 : d.n_steps_input], steps, axis=1)
         valid = np.broadcast_to(ids >= 0, (traj.shape[0], ids.shape[0]))
         res = {}
         for label, p in (("model", pred), ("persistence", persist)):
             errs = per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse", "vrmse"))
-            res[label] = {m: {"windows": window_means(e, valid=valid),
-                              "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
-                              "mean_5": float(e[:, :5][np.broadcast_to(
-                                  valid[:, None], e[:, :5].shape)].mean())}
-                          for m, e in errs.items()}
+            res[label] = {
+                m: {
+                    "windows": window_means(e, valid=valid),
+                    "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
+                    "mean_5": float(
+                        e[:, :5][np.broadcast_to(valid[:, None], e[:, :5].shape)].mean()
+                    ),
+                }
+                for m, e in errs.items()
+            }
         out[name] = res
         if plot_dir:
-            from experiments.surrogate_plots import plot_error_vs_step, plot_rollout
+            from jaxfm.train.rollout_plots import plot_error_vs_step, plot_rollout
 
-            plot_rollout(os.path.join(plot_dir, f"rollout_{name}.png"), truth[0], pred[0],
-                         ts.field_names, title=name)
-            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res,
-                               title=name)
+            plot_rollout(
+                os.path.join(plot_dir, f"rollout_{name}.png"),
+                truth[0],
+                pred[0],
+                ts.field_names,
+                title=name,
+            )
+            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res, title=name)
     if jax.process_index() == 0:
         with open(os.path.join(cfg.workdir, "rollout.json"), "w") as f:
             json.dump(out, f, indent=1)

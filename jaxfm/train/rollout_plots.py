@@ -11,8 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_rollout(path: str, truth: np.ndarray, pred: np.ndarray, field_names, *, field: int = 0,
-                 n_cols: int = 5, title: str = "") -> str:
+def plot_rollout(
+    path: str,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    field_names,
+    *,
+    field: int = 0,
+    n_cols: int = 5,
+    title: str = "",
+) -> str:
     """Rows truth / prediction / |error| of one field at ``n_cols`` rollout steps.
 
     Args: truth, pred: (S, H, W, C) of one trajectory.
@@ -23,9 +31,13 @@ def plot_rollout(path: str, truth: np.ndarray, pred: np.ndarray, field_names, *,
     lo, hi = truth[..., field].min(), truth[..., field].max()
     err = np.abs(pred[..., field] - truth[..., field])
     for j, t in enumerate(cols):
-        for i, (img, kw) in enumerate(((truth[t, ..., field], {"vmin": lo, "vmax": hi}),
-                                       (pred[t, ..., field], {"vmin": lo, "vmax": hi}),
-                                       (err[t], {"vmin": 0, "vmax": err.max() or 1.0}))):
+        for i, (img, kw) in enumerate(
+            (
+                (truth[t, ..., field], {"vmin": lo, "vmax": hi}),
+                (pred[t, ..., field], {"vmin": lo, "vmax": hi}),
+                (err[t], {"vmin": 0, "vmax": err.max() or 1.0}),
+            )
+        ):
             axes[i, j].imshow(img, cmap="magma" if i == 2 else "viridis", **kw)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])

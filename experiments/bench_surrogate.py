@@ -1,0 +1,234 @@
+"""Training-step benchmark of the AViT size presets: step time, tokens/s, MFU, peak memory.
+
+    python experiments/bench_surrogate.py cpu --workdir runs/bench-surrogate
+    python experiments/bench_surrogate.py gpu --workdir runs/bench-surrogate-gpu   # + bf16
+
+For each preset: one AdamW step (NMSE loss, gradient clipping) compiled with ``jax.jit``;
+model FLOPs from the compiled executable's cost analysis (forward + backward + update, as
+XLA counts them), peak memory from its memory analysis (arguments + outputs + temporaries -
+aliased), step time as the median of ``repeats`` timed steps after two warm-up steps.
+MFU = FLOPs / step time / peak FLOP/s of the device (``--bench.peak_tflops``, or the table
+below for known GPUs; none on CPU). Tokens = batch x frames x (H/patch) x (W/patch).
+Writes WORKDIR/bench.json with device, versions and git SHA, and prints one line per preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from jaxfm.config import cli  # noqa: E402
+from jaxfm.models.surrogate import AViT, avit_config  # noqa: E402
+from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.train.pde_metrics import surrogate_loss  # noqa: E402
+
+PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
+    "H100": (67.0, 989.0),
+    "H200": (67.0, 989.0),
+    "A100": (19.5, 312.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchOptions:
+    """What to measure."""
+
+    presets: tuple[str, ...] = ("smoke", "tiny", "Ti")
+    """AViT presets (smoke, tiny, Ti, S, B, L)."""
+    batch: int = 4
+    """Batch size."""
+    grid: int = 64
+    """Grid points per axis (must be divisible by each preset's patch)."""
+    n_steps_input: int = 4
+    """Input frames T."""
+    n_fields: int = 4
+    """Fields per sample."""
+    dtypes: tuple[str, ...] = ("float32",)
+    """Compute dtypes to measure (float32, bfloat16)."""
+    repeats: int = 5
+    """Timed steps per preset (median reported)."""
+    peak_tflops: float = 0.0
+    """Device peak TFLOP/s for MFU (0: from the GPU table, none on CPU)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """Benchmark (no training run: no train/ckpt sections)."""
+
+    workdir: str = "runs/bench-surrogate"
+    """Where bench.json is written."""
+    bench: BenchOptions = dataclasses.field(default_factory=BenchOptions)
+    """Benchmark settings."""
+
+
+def cpu() -> BenchConfig:
+    """CPU sizes: smoke, tiny and Ti at 64x64, batch 4."""
+    return BenchConfig(workdir="runs/bench-surrogate")
+
+
+def smoke() -> BenchConfig:
+    """Seconds: the smoke preset only, 32x32, 2 timed steps."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-smoke",
+        bench=BenchOptions(presets=("smoke",), batch=2, grid=32, repeats=2),
+    )
+
+
+def gpu() -> BenchConfig:
+    """GPU: Ti, S, B at 128x128, T 16, batch 8, float32 and bfloat16."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-gpu",
+        bench=BenchOptions(
+            presets=("Ti", "S", "B"),
+            batch=8,
+            grid=128,
+            n_steps_input=16,
+            dtypes=("float32", "bfloat16"),
+            repeats=10,
+        ),
+    )
+
+
+PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu}
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def _peak(opts: BenchOptions, dtype: str) -> float | None:
+    if opts.peak_tflops:
+        return opts.peak_tflops * 1e12
+    kind = jax.devices()[0].device_kind
+    for name, (f32, bf16) in PEAK_TFLOPS.items():
+        if name in kind:
+            return (bf16 if dtype == "bfloat16" else f32) * 1e12
+    return None
+
+
+def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
+    """Compiles and times one training step of preset ``name``."""
+    cfg = avit_config(name)
+    model = AViT(cfg, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(
+        model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)), wrt=nnx.Param
+    )
+    graph, state = nnx.split((model, opt))
+    cdt = jnp.dtype(dtype)
+    key = jax.random.key(0)
+    x = jax.random.normal(
+        key, (opts.batch, opts.n_steps_input, opts.grid, opts.grid, opts.n_fields)
+    )
+    y = jax.random.normal(key, (opts.batch, opts.grid, opts.grid, opts.n_fields))
+    ids = jnp.arange(opts.n_fields, dtype=jnp.int32)
+
+    def step(state, x, y):
+        model, opt = nnx.merge(graph, state)
+
+        def loss_fn(m):
+            pred = m(x.astype(cdt), ids)
+            return surrogate_loss(pred.astype(jnp.float32), y)
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return nnx.state((model, opt)), loss
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, x, y).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    mem = compiled.memory_analysis()
+    peak_bytes = None
+    if mem is not None:
+        peak_bytes = int(
+            mem.argument_size_in_bytes
+            + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes
+        )
+    times = []
+    for i in range(opts.repeats + 2):
+        t = time.perf_counter()
+        state, loss = compiled(state, x, y)
+        loss.block_until_ready()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    tokens = opts.batch * opts.n_steps_input * (opts.grid // cfg.patch) ** 2
+    peak = _peak(opts, dtype)
+    return {
+        "preset": name,
+        "dtype": dtype,
+        "params": count_params(model),
+        "batch": opts.batch,
+        "grid": opts.grid,
+        "n_steps_input": opts.n_steps_input,
+        "tokens_per_step": tokens,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "tokens_per_s": tokens / step_s,
+        "flops_per_step": flops,
+        "achieved_tflops": flops / step_s / 1e12,
+        "mfu": (flops / step_s / peak) if peak and flops else None,
+        "peak_memory_bytes": peak_bytes,
+        "loss": float(loss),
+    }
+
+
+def main(cfg: BenchConfig) -> dict:
+    """Measures every preset and dtype; writes WORKDIR/bench.json."""
+    dev = jax.devices()[0]
+    out = {
+        "device": dev.device_kind,
+        "platform": dev.platform,
+        "n_devices": jax.device_count(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "git_sha": _git_sha(),
+        "options": dataclasses.asdict(cfg.bench),
+        "results": [],
+    }
+    for name in cfg.bench.presets:
+        for dtype in cfg.bench.dtypes:
+            r = bench_preset(name, dtype, cfg.bench)
+            out["results"].append(r)
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+            mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
+            print(
+                f"{name:6s} {dtype:8s} {r['params']:>12,d} params | step {r['step_s']:.4f} s | "
+                f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
+                f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
+                flush=True,
+            )
+    os.makedirs(cfg.workdir, exist_ok=True)
+    with open(os.path.join(cfg.workdir, "bench.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main(cli(BenchConfig, PRESETS, doc=__doc__))
