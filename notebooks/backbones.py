@@ -82,8 +82,13 @@ def train_briefly(task, batches, steps, lr=1e-3, seed=0):
         times.append(time.perf_counter() - t0)
         auxes.append(jax.device_get(aux))
     step_s = float(np.median(times[1:]))  # the first call also compiles
-    return {"params": n_params, "loss": losses, "aux": auxes, "step_s": step_s,
-            "compile_s": times[0] - step_s}
+    return {
+        "params": n_params,
+        "loss": losses,
+        "aux": auxes,
+        "step_s": step_s,
+        "compile_s": times[0] - step_s,
+    }
 
 
 # %% [markdown]
@@ -107,11 +112,14 @@ def surrogate_batch(i):
 surrogate_runs = {}
 for trunk in ("attention", "mamba", "mamba2"):
     cfg = bc.with_trunk(dataclasses.replace(base, trunk=trunk))
-    surrogate_runs[trunk] = train_briefly(SurrogateTask(cfg.model, data.periodic),
-                                          surrogate_batch, STEPS)
+    surrogate_runs[trunk] = train_briefly(
+        SurrogateTask(cfg.model, data.periodic), surrogate_batch, STEPS
+    )
     r = surrogate_runs[trunk]
-    print(f"{trunk:9s} params {r['params']:>7,}  step {1e3 * r['step_s']:7.1f} ms  "
-          f"compile ~{r['compile_s']:.1f} s  loss {r['loss'][0]:.4f} -> {r['loss'][-1]:.4f}")
+    print(
+        f"{trunk:9s} params {r['params']:>7,}  step {1e3 * r['step_s']:7.1f} ms  "
+        f"compile ~{r['compile_s']:.1f} s  loss {r['loss'][0]:.4f} -> {r['loss'][-1]:.4f}"
+    )
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
@@ -124,8 +132,15 @@ axes[0].legend()
 names = list(surrogate_runs)
 axes[1].bar(names, [1e3 * surrogate_runs[n]["step_s"] for n in names])
 for j, n in enumerate(names):
-    axes[1].text(j, 0, f"{surrogate_runs[n]['params']:,} params", ha="center", va="bottom",
-                 fontsize=8, color="w")
+    axes[1].text(
+        j,
+        0,
+        f"{surrogate_runs[n]['params']:,} params",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="w",
+    )
 axes[1].set_ylabel("ms per step (CPU, 1 device)")
 fig.tight_layout()
 fig.savefig(os.path.join(workdir, "surrogate_trunks.png"))
@@ -143,8 +158,9 @@ assert all(np.isfinite(r["loss"]).all() for r in surrogate_runs.values())
 # task loss) and the `max_load` / `min_load` of the experts (load / balanced load; 1 = even).
 
 # %%
-task_cfg = NumberTaskConfig(task="arithmetic", n_train=256 if SMOKE else 4096, n_eval=32,
-                            max_len=32, operands=2)
+task_cfg = NumberTaskConfig(
+    task="arithmetic", n_train=256 if SMOKE else 4096, n_eval=32, max_len=32, operands=2
+)
 codec, arrays, _ = make_splits(task_cfg)
 train_arrays = {k: arrays["train"][k] for k in ("tokens", "values", "loss_mask")}
 
@@ -158,12 +174,19 @@ def lm_batch(i, b=32):
 lm_runs = {}
 for kind in ("attention", "moe"):
     trunk = TrunkConfig(kind=kind, depth=2, dim=32, heads=2, causal=True, n_experts=4, top_k=2)
-    cfg = XValConfig(vocab_size=codec.vocab_size, max_len=task_cfg.max_len, trunk=trunk,
-                     head_hidden=32, num_token=NUM)
+    cfg = XValConfig(
+        vocab_size=codec.vocab_size,
+        max_len=task_cfg.max_len,
+        trunk=trunk,
+        head_hidden=32,
+        num_token=NUM,
+    )
     lm_runs[kind] = train_briefly(XValTask(cfg), lm_batch, 2 * STEPS, lr=3e-3)
     r = lm_runs[kind]
-    print(f"{kind:9s} params {r['params']:>7,}  step {1e3 * r['step_s']:6.1f} ms  "
-          f"loss {r['loss'][0]:.3f} -> {r['loss'][-1]:.3f}")
+    print(
+        f"{kind:9s} params {r['params']:>7,}  step {1e3 * r['step_s']:6.1f} ms  "
+        f"loss {r['loss'][0]:.3f} -> {r['loss'][-1]:.3f}"
+    )
 print("recorded by the MoE layers:", sorted(lm_runs["moe"]["aux"][-1]))
 
 # %%

@@ -54,8 +54,15 @@ workdir = tempfile.mkdtemp(prefix="jaxfm-contrastive-")
 
 # %%
 cfg = ct.smoke() if SMOKE else ct.default()
-cfg = override(cfg, {"workdir": workdir, "train.progress": "false",
-                     "train.steps": 30 if SMOKE else 400, "ckpt.every": 0})
+cfg = override(
+    cfg,
+    {
+        "workdir": workdir,
+        "train.progress": "false",
+        "train.steps": 30 if SMOKE else 400,
+        "ckpt.every": 0,
+    },
+)
 train_src, gallery_src = make_sources(cfg.data)
 train, gallery = train_src.records, gallery_src.records
 print({k: v.shape for k, v in train.items()})
@@ -97,8 +104,10 @@ n = len(gallery["redshift"])
 for name, e in (("trained", emb), ("random init", emb_control)):
     s2i = topk_accuracy(e["spectrum"], e["image"])
     i2s = topk_accuracy(e["image"], e["spectrum"])
-    print(f"{name:12s} spectrum->image top1 {s2i['top1']:.3f} top5 {s2i['top5']:.3f} | "
-          f"image->spectrum top1 {i2s['top1']:.3f} top5 {i2s['top5']:.3f}")
+    print(
+        f"{name:12s} spectrum->image top1 {s2i['top1']:.3f} top5 {s2i['top5']:.3f} | "
+        f"image->spectrum top1 {i2s['top1']:.3f} top5 {i2s['top5']:.3f}"
+    )
 print(f"chance       top1 {1 / n:.3f} top5 {5 / n:.3f}  (N = {n})")
 # even the smoke run (30 steps) retrieves the partner within 5 about 4x as often as chance
 assert topk_accuracy(emb["spectrum"], emb["image"])["top5"] > 5 / n
@@ -110,7 +119,7 @@ assert topk_accuracy(emb["spectrum"], emb["image"])["top5"] > 5 / n
 
 # %%
 K, query = 5, 0
-sim = cosine_similarity(emb["spectrum"][query:query + 1], emb["image"])[0]
+sim = cosine_similarity(emb["spectrum"][query : query + 1], emb["image"])[0]
 top = np.argsort(-sim)[:K]
 fig, axes = plt.subplots(1, K + 1, figsize=(2.3 * (K + 1), 2.6))
 axes[0].plot(wave, gallery["spectrum"][query, :, 0], lw=0.6, color="k")
@@ -118,8 +127,11 @@ axes[0].set_title(f"query spectrum\nz = {gallery['redshift'][query]:.2f}", fonts
 for c, gi in enumerate(top):
     img = gallery["image"][gi]
     axes[c + 1].imshow((img - img.min()) / (img.max() - img.min()))
-    axes[c + 1].set_title(f"#{c + 1} sim {sim[gi]:.2f}\nz = {gallery['redshift'][gi]:.2f}"
-                          + (" (partner)" if gi == query else ""), fontsize=8)
+    axes[c + 1].set_title(
+        f"#{c + 1} sim {sim[gi]:.2f}\nz = {gallery['redshift'][gi]:.2f}"
+        + (" (partner)" if gi == query else ""),
+        fontsize=8,
+    )
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
@@ -133,11 +145,18 @@ print("rank of the partner image:", int(np.sum(sim > sim[query])))
 # the top half, spectrum -> images below; the correct match in green).
 
 # %%
-sim_i = cosine_similarity(emb["image"][query:query + 1], emb["spectrum"])[0]
-print("image query", query, "-> top spectra", np.argsort(-sim_i)[:K].tolist(),
-      "| redshifts", [f"{z:.2f}" for z in gallery["redshift"][np.argsort(-sim_i)[:K]]])
-path = plot_retrieval_gallery(os.path.join(workdir, "retrieval_gallery.png"), gallery, emb,
-                              n_queries=3, k=K)
+sim_i = cosine_similarity(emb["image"][query : query + 1], emb["spectrum"])[0]
+print(
+    "image query",
+    query,
+    "-> top spectra",
+    np.argsort(-sim_i)[:K].tolist(),
+    "| redshifts",
+    [f"{z:.2f}" for z in gallery["redshift"][np.argsort(-sim_i)[:K]]],
+)
+path = plot_retrieval_gallery(
+    os.path.join(workdir, "retrieval_gallery.png"), gallery, emb, n_queries=3, k=K
+)
 fig, ax = plt.subplots(figsize=(8, 9))
 ax.imshow(plt.imread(path))
 ax.axis("off")
@@ -149,9 +168,10 @@ ax.axis("off")
 # loss never saw. The untrained control shows what no alignment looks like.
 
 # %%
-paths = [plot_embedding_map(os.path.join(workdir, f"embedding_pca_{name}.png"), e,
-                            gallery["redshift"])
-         for name, e in (("trained", emb), ("control", emb_control))]
+paths = [
+    plot_embedding_map(os.path.join(workdir, f"embedding_pca_{name}.png"), e, gallery["redshift"])
+    for name, e in (("trained", emb), ("control", emb_control))
+]
 fig, axes = plt.subplots(2, 1, figsize=(9, 8))
 for ax, p, title in zip(axes, paths, ("trained", "random init")):
     ax.imshow(plt.imread(p))

@@ -76,14 +76,18 @@ def oracle(q, k, v, causal=True):
 
 
 want = oracle(q, k, v)
-outputs = {"reference": attention_reference(q, k, v, causal=True),
-           "pallas (interpret)": flash_attention_pallas(q, k, v, causal=True, interpret=True)}
+outputs = {
+    "reference": attention_reference(q, k, v, causal=True),
+    "pallas (interpret)": flash_attention_pallas(q, k, v, causal=True, interpret=True),
+}
 print("triton here:", fallback_reason("triton", q, k, v))
 for impl in IMPLS:  # an impl that cannot run here logs why (once) and falls back to xla
     outputs[f"dot_product_attention(impl={impl!r})"] = dot_product_attention(
-        q, k, v, causal=True, impl=impl)
-errors = {name: float(np.max(np.abs(np.asarray(out, np.float64) - want)))
-          for name, out in outputs.items()}
+        q, k, v, causal=True, impl=impl
+    )
+errors = {
+    name: float(np.max(np.abs(np.asarray(out, np.float64) - want))) for name, out in outputs.items()
+}
 for name, err in errors.items():
     print(f"{name:42s} max |err| vs float64 = {err:.2e}")
 # fp32 tolerance of the kernel tests (kernels/README.md): summation order over a few dozen
@@ -104,8 +108,9 @@ def loss(fn):
     return lambda q, k, v: jnp.sum(fn(q, k, v) * do)
 
 
-g_pallas = jax.grad(loss(lambda *a: flash_attention_pallas(*a, causal=True, interpret=True)),
-                    argnums=(0, 1, 2))(q, k, v)
+g_pallas = jax.grad(
+    loss(lambda *a: flash_attention_pallas(*a, causal=True, interpret=True)), argnums=(0, 1, 2)
+)(q, k, v)
 g_ref = jax.grad(loss(lambda *a: attention_reference(*a, causal=True)), argnums=(0, 1, 2))(q, k, v)
 for name, a, b in zip(("dq", "dk", "dv"), g_pallas, g_ref):
     print(f"{name}: max |pallas - reference| = {float(jnp.max(jnp.abs(a - b))):.2e}")
@@ -135,16 +140,19 @@ out = jnp.zeros_like(q1)
 lse = jnp.full((1, 1, L), -jnp.inf)
 steps = []
 for t0 in range(0, L, TILE):
-    o_t, lse_t = attention_reference(q1, k1[:, t0:t0 + TILE], v1[:, t0:t0 + TILE],
-                                     return_lse=True)
+    o_t, lse_t = attention_reference(
+        q1, k1[:, t0 : t0 + TILE], v1[:, t0 : t0 + TILE], return_lse=True
+    )
     new_lse = jnp.logaddexp(lse, lse_t)
     w_old = jnp.exp(lse - new_lse)[0, 0][None, :, None, None]  # (1, L, 1, 1) per query row
     w_new = jnp.exp(lse_t - new_lse)[0, 0][None, :, None, None]
     out, lse = w_old * out + w_new * o_t, new_lse
     err = float(jnp.max(jnp.abs(out - full)))
     steps.append(err)
-    print(f"keys [{t0:2d}, {t0 + TILE:2d}): running lse row 0 = {float(lse[0, 0, 0]):+.4f} "
-          f"(final {float(full_lse[0, 0, 0]):+.4f}); max |out - full| = {err:.2e}")
+    print(
+        f"keys [{t0:2d}, {t0 + TILE:2d}): running lse row 0 = {float(lse[0, 0, 0]):+.4f} "
+        f"(final {float(full_lse[0, 0, 0]):+.4f}); max |out - full| = {err:.2e}"
+    )
 assert steps[-1] < 1e-5  # same fp32 rounding argument as above
 
 # %% [markdown]
@@ -156,10 +164,10 @@ scale = 1.0 / np.sqrt(D)
 row = 5
 m, l, acc = -jnp.inf, 0.0, jnp.zeros(D)
 for t0 in range(0, L, TILE):
-    s = (k1[0, t0:t0 + TILE, 0] @ q1[0, row, 0]) * scale  # (TILE,) logits of this tile
+    s = (k1[0, t0 : t0 + TILE, 0] @ q1[0, row, 0]) * scale  # (TILE,) logits of this tile
     m_new = jnp.maximum(m, s.max())
     p, alpha = jnp.exp(s - m_new), jnp.exp(m - m_new)
-    l, acc, m = alpha * l + p.sum(), alpha * acc + p @ v1[0, t0:t0 + TILE, 0], m_new
+    l, acc, m = alpha * l + p.sum(), alpha * acc + p @ v1[0, t0 : t0 + TILE, 0], m_new
 print("m + log l =", float(m + jnp.log(l)), " reference lse =", float(full_lse[0, 0, row]))
 print("max |acc / l - reference row| =", float(jnp.max(jnp.abs(acc / l - full[0, row, 0]))))
 assert abs(float(m + jnp.log(l)) - float(full_lse[0, 0, row])) < 1e-5
@@ -198,8 +206,11 @@ bench_dir = os.path.join(workdir, "bench")
 cmd = [sys.executable, "-m", "kernels.bench", "--smoke", "--out", bench_dir]
 if SMOKE:
     cmd += ["--seq-lens", "32"]
-env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "XLA_FLAGS": ""}  # one CPU device is what the benchmark times
+env = {
+    **os.environ,
+    "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "XLA_FLAGS": "",
+}  # one CPU device is what the benchmark times
 print("$", " ".join(cmd[1:]))
 proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, check=True)
 print(proc.stdout[-2000:])

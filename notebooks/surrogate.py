@@ -34,10 +34,10 @@ import tempfile
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from experiments.surrogate_pipeline import build_data, rollout_predictions
 
 import experiments.surrogate_finetune as sf
 import experiments.surrogate_pretrain as sp
-from experiments.surrogate_pipeline import build_data, rollout_predictions
 from jaxfm.config import override
 from jaxfm.data.fields import default_field_registry, default_system_registry
 from jaxfm.train import load_model, run
@@ -57,8 +57,15 @@ cache = os.path.join(root, "pde_cache")  # simulated trajectories (Well-layout H
 
 # %%
 pre = sp.smoke() if SMOKE else sp.tiny()
-pre = override(pre, {"workdir": os.path.join(root, "pretrain"), "data.cache_dir": cache,
-                     "train.steps": 20 if SMOKE else 3000, "train.progress": "false"})
+pre = override(
+    pre,
+    {
+        "workdir": os.path.join(root, "pretrain"),
+        "data.cache_dir": cache,
+        "train.steps": 20 if SMOKE else 3000,
+        "train.progress": "false",
+    },
+)
 pre_data = build_data(pre.data, pre.train.batch_size, pre.train.seed)
 for name, ts in pre_data.held_out.items():
     print(f"{name:20s} held-out {ts.data.shape} fields {ts.field_names} bc {ts.bc}")
@@ -95,9 +102,16 @@ fig.savefig(os.path.join(root, "pretrain_loss.png"))
 
 # %%
 ft = sf.smoke() if SMOKE else sf.m1()
-ft = override(ft, {"workdir": os.path.join(root, "finetune"), "data.cache_dir": cache,
-                   "init_from": pre.workdir, "train.steps": 20 if SMOKE else 600,
-                   "train.progress": "false"})
+ft = override(
+    ft,
+    {
+        "workdir": os.path.join(root, "finetune"),
+        "data.cache_dir": cache,
+        "init_from": pre.workdir,
+        "train.steps": 20 if SMOKE else 600,
+        "train.progress": "false",
+    },
+)
 if SMOKE:  # 2 held-out trajectories: 12 eval windows, enough for the 8 data-parallel shards
     ft = override(ft, {"data.n_eval": 2})
 ft_data = build_data(ft.data, ft.train.batch_size, ft.train.seed)
@@ -111,7 +125,7 @@ steps = ts.data.shape[1] - n_in
 traj = ts.data.astype(np.float32)
 ids = default_field_registry().ids(ts.field_names)
 periodic = ft_data.periodic[default_system_registry().id(system)]
-truth = traj[:, n_in:n_in + steps]
+truth = traj[:, n_in : n_in + steps]
 pred_zero_shot = rollout_predictions(pretrained, traj, ids, periodic, n_in, steps)
 print(system, "fields", ts.field_names, "| rollout", pred_zero_shot.shape)
 
@@ -151,15 +165,26 @@ finetuned = load_model(ft.workdir, ft_task, ft)
 pred_finetuned = rollout_predictions(finetuned, traj, ids, periodic, n_in, steps)
 show_rollout(pred_finetuned, f"{system}, fine-tuned", os.path.join(root, "rollout_finetuned.png"))
 
-persistence = np.repeat(traj[:, n_in - 1:n_in], steps, axis=1)  # last input frame, held
-curves = {label: per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse",))["nrmse"]
-          .mean(axis=(0, 2))  # (B, S, C) -> per step, averaged over trajectories and fields
-          for label, p in (("zero-shot", pred_zero_shot), ("fine-tuned", pred_finetuned),
-                           ("persistence", persistence))}
+persistence = np.repeat(traj[:, n_in - 1 : n_in], steps, axis=1)  # last input frame, held
+curves = {
+    label: per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse",))["nrmse"].mean(
+        axis=(0, 2)
+    )  # (B, S, C) -> per step, averaged over trajectories and fields
+    for label, p in (
+        ("zero-shot", pred_zero_shot),
+        ("fine-tuned", pred_finetuned),
+        ("persistence", persistence),
+    )
+}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for label, c in curves.items():
-    ax.plot(np.arange(1, len(c) + 1), c, marker="o", label=label,
-            ls="--" if label == "persistence" else "-")
+    ax.plot(
+        np.arange(1, len(c) + 1),
+        c,
+        marker="o",
+        label=label,
+        ls="--" if label == "persistence" else "-",
+    )
 ax.set_xlabel("rollout step")
 ax.set_ylabel("NRMSE")
 ax.set_title(system)

@@ -53,9 +53,11 @@ workdir = tempfile.mkdtemp(prefix="jaxfm-xval-")
 # and carries the normalised value in a parallel float array (1.0 everywhere else).
 
 # %%
-texts = ["orbit a=1.52, e=0.0934, period=1.88",
-         "orbit a=5.2, e=0.0489, period=11.86",
-         "orbit a=0.387, e=0.2056, period=0.241"]
+texts = [
+    "orbit a=1.52, e=0.0934, period=1.88",
+    "orbit a=5.2, e=0.0489, period=11.86",
+    "orbit a=0.387, e=0.2056, period=0.241",
+]
 scaler = FieldScaler.fit(texts)
 print("fields and scales:", scaler.scales)
 ex = extract(texts[0])
@@ -83,8 +85,10 @@ assert codec.decode(enc.tokens, enc.values) == texts[0]
 # %%
 p10 = NumberCodec("p10")
 enc10 = p10.encode(texts[0])
-print(f"xval: {len(enc.tokens)} tokens, p10: {len(enc10.tokens)} tokens "
-      f"(vocabulary {codec.vocab_size} vs {p10.vocab_size})")
+print(
+    f"xval: {len(enc.tokens)} tokens, p10: {len(enc10.tokens)} tokens "
+    f"(vocabulary {codec.vocab_size} vs {p10.vocab_size})"
+)
 
 # %% [markdown]
 # ## 2. The task
@@ -94,13 +98,18 @@ print(f"xval: {len(enc.tokens)} tokens, p10: {len(enc10.tokens)} tokens "
 
 # %%
 cfg = xs.smoke() if SMOKE else xs.study()
-cfg = override(cfg, {"workdir": workdir, "train.steps": 20 if SMOKE else 600,
-                     "train.progress": "false"})
-cfg = dataclasses.replace(cfg, study=dataclasses.replace(
-    cfg.study, tasks=("arithmetic",), encodings=("xval", "p10")))
+cfg = override(
+    cfg, {"workdir": workdir, "train.steps": 20 if SMOKE else 600, "train.progress": "false"}
+)
+cfg = dataclasses.replace(
+    cfg, study=dataclasses.replace(cfg.study, tasks=("arithmetic",), encodings=("xval", "p10"))
+)
 if SMOKE:  # fewer held-out samples: generation is the slow part on CPU
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, n_eval=32),
-                              study=dataclasses.replace(cfg.study, gen_batch=32))
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, n_eval=32),
+        study=dataclasses.replace(cfg.study, gen_batch=32),
+    )
 few = dataclasses.replace(cfg.data, n_train=3, n_eval=1)
 sample = generate_texts(few)
 for t in sample["train"]:
@@ -121,12 +130,20 @@ task = SideBySideTask({name: model_cfg for name, (_, _, model_cfg) in runs.items
 
 def joined(split):
     """One batch dict holding every model's arrays under NAME/key (same samples by index)."""
-    return {f"{name}/{k}": v for name, (_, arrays, _) in runs.items()
-            for k, v in arrays[split].items() if k in ("tokens", "values", "loss_mask")}
+    return {
+        f"{name}/{k}": v
+        for name, (_, arrays, _) in runs.items()
+        for k, v in arrays[split].items()
+        if k in ("tokens", "values", "loss_mask")
+    }
 
 
-results = run(cfg, task, ArraySource(joined("train"), "xval-nb-train"),
-              ArraySource(joined("eval_id"), "xval-nb-eval"))
+results = run(
+    cfg,
+    task,
+    ArraySource(joined("train"), "xval-nb-train"),
+    ArraySource(joined("eval_id"), "xval-nb-eval"),
+)
 print(results["status"], "at step", results["step"])
 
 # %% [markdown]
@@ -138,16 +155,24 @@ print(results["status"], "at step", results["step"])
 # %%
 rows, preds = xs.evaluate_models(cfg, runs, load_model(workdir, task, cfg))
 for r in rows:
-    print(f"{r['encoding']:5s}  ID MSE {r['id_mse']:.4g}  OOD MSE {r['ood_mse']:.4g}  "
-          f"ID valid {r['id_valid']:.0%}  constant MSE {r['id_mse_constant']:.3g}")
+    print(
+        f"{r['encoding']:5s}  ID MSE {r['id_mse']:.4g}  OOD MSE {r['ood_mse']:.4g}  "
+        f"ID valid {r['id_valid']:.0%}  constant MSE {r['id_mse_constant']:.3g}"
+    )
 
 fig, axes = plt.subplots(1, len(preds), figsize=(4 * len(preds), 4), squeeze=False)
 for ax, ((task_name, encoding), splits) in zip(axes[0], preds.items()):
     for split, colour in (("eval_id", "C0"), ("eval_ood", "C3")):
         pred, true = splits[split]
         ok = np.isfinite(pred)
-        ax.scatter(true[ok], pred[ok], s=6, c=colour, alpha=0.6,
-                   label=f"{split[5:]} ({ok.mean():.0%} valid)")
+        ax.scatter(
+            true[ok],
+            pred[ok],
+            s=6,
+            c=colour,
+            alpha=0.6,
+            label=f"{split[5:]} ({ok.mean():.0%} valid)",
+        )
     lo, hi = ax.get_xlim()
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.7)
     ax.set_title(f"{task_name} / {encoding}")
