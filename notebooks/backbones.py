@@ -43,13 +43,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-import experiments.backbone_compare as bc
+import experiments.surrogate_pretrain as sp
 from jaxfm.config import override
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
 from jaxfm.models.xval import XValConfig, XValTask
 from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.trunk import TrunkConfig, count_params
+from jaxfm.train.surrogate_pipeline import build_data
 from jaxfm.train.surrogate_task import SurrogateTask
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
@@ -93,13 +94,15 @@ def train_briefly(task, batches, steps, lr=1e-3, seed=0):
 
 # %% [markdown]
 # ## 1. The surrogate's trunk: attention vs Mamba vs SSD
-# `backbone_compare.with_trunk` sets the AViT's `time_mixer` and `space_mixer`; non-causal
-# state-space mixers run bidirectionally (a forward and a backward scan, own weights). The
-# data: four simulated PDE systems at 32x32, one system per batch.
+# One config change, the AViT's `time_mixer` and `space_mixer` (as
+# `experiments/backbone_compare.py --trunk` does); non-causal state-space mixers run
+# bidirectionally (a forward and a backward scan, own weights). The data: the surrogate
+# pretraining corpus (four simulated PDE systems, 32x32 in smoke), one system per batch.
 
 # %%
-base = override(bc.smoke(), {"data.cache_dir": os.path.join(workdir, "pde_cache")})
-data = bc.build_data(base.data, base.train.batch_size, base.train.seed)
+base = sp.smoke() if SMOKE else sp.tiny()
+base = override(base, {"data.cache_dir": os.path.join(workdir, "pde_cache")})
+data = build_data(base.data, base.train.batch_size, base.train.seed, workdir)
 
 
 def surrogate_batch(i):
@@ -111,10 +114,9 @@ def surrogate_batch(i):
 
 surrogate_runs = {}
 for trunk in ("attention", "mamba", "mamba2"):
-    cfg = bc.with_trunk(dataclasses.replace(base, trunk=trunk))
-    surrogate_runs[trunk] = train_briefly(
-        SurrogateTask(cfg.model, data.periodic), surrogate_batch, STEPS
-    )
+    avit = dataclasses.replace(base.model.avit, time_mixer=trunk, space_mixer=trunk)
+    task = SurrogateTask(dataclasses.replace(base.model, avit=avit), data.periodic)
+    surrogate_runs[trunk] = train_briefly(task, surrogate_batch, STEPS)
     r = surrogate_runs[trunk]
     print(
         f"{trunk:9s} params {r['params']:>7,}  step {1e3 * r['step_s']:7.1f} ms  "

@@ -34,7 +34,6 @@ import tempfile
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from experiments.surrogate_pipeline import build_data, rollout_predictions
 
 import experiments.surrogate_finetune as sf
 import experiments.surrogate_pretrain as sp
@@ -43,6 +42,7 @@ from jaxfm.data.fields import default_field_registry, default_system_registry
 from jaxfm.train import load_model, run
 from jaxfm.train.plots import read_metrics
 from jaxfm.train.rollout import per_step_errors
+from jaxfm.train.surrogate_pipeline import build_data, rollout_predictions
 from jaxfm.train.surrogate_task import SurrogateTask
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
@@ -66,7 +66,7 @@ pre = override(
         "train.progress": "false",
     },
 )
-pre_data = build_data(pre.data, pre.train.batch_size, pre.train.seed)
+pre_data = build_data(pre.data, pre.train.batch_size, pre.train.seed, pre.workdir)
 for name, ts in pre_data.held_out.items():
     print(f"{name:20s} held-out {ts.data.shape} fields {ts.field_names} bc {ts.bc}")
 
@@ -114,7 +114,7 @@ ft = override(
 )
 if SMOKE:  # 2 held-out trajectories: 12 eval windows, enough for the 8 data-parallel shards
     ft = override(ft, {"data.n_eval": 2})
-ft_data = build_data(ft.data, ft.train.batch_size, ft.train.seed)
+ft_data = build_data(ft.data, ft.train.batch_size, ft.train.seed, ft.workdir)
 system = ft.data.systems[0]
 ts = ft_data.held_out[system]
 ft_task = SurrogateTask(ft.model, ft_data.periodic)
