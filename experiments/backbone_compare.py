@@ -32,12 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jaxfm.train.surrogate_pipeline import (  # noqa: E402
-    PDEDataConfig,
-    SurrogateExperiment,
-    build_data,
-    train,
-)
 from flax import nnx  # noqa: E402
 
 from jaxfm.ckpt import CkptConfig  # noqa: E402
@@ -45,6 +39,12 @@ from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
+from jaxfm.train.surrogate_pipeline import (  # noqa: E402
+    PDEDataConfig,
+    SurrogateExperiment,
+    build_data,
+    train,
+)
 from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
 
 TABLE = "backbone_compare"
