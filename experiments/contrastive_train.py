@@ -131,7 +131,38 @@ def smoke() -> Config:
     )
 
 
-PRESETS = {"default": default, "long": long, "smoke": smoke}
+def _spectrum_trunk(kind: str) -> Config:
+    """``default`` with the spectrum encoder's trunk swapped to ``kind``."""
+    base = default()
+    spectrum = base.model.spectrum
+    trunk = dataclasses.replace(spectrum.trunk, kind=kind)
+    model = dataclasses.replace(base.model, spectrum=dataclasses.replace(spectrum, trunk=trunk))
+    return dataclasses.replace(base, workdir=f"runs/contrastive-{kind}", model=model)
+
+
+def spectrum_mamba() -> Config:
+    """``default`` with a (bidirectional) Mamba trunk in the spectrum encoder."""
+    return _spectrum_trunk("mamba")
+
+
+def spectrum_mamba2() -> Config:
+    """``default`` with a (bidirectional) Mamba-2 / SSD trunk in the spectrum encoder."""
+    return _spectrum_trunk("mamba2")
+
+
+def spectrum_moe() -> Config:
+    """``default`` with attention + top-2 MoE feed-forward blocks in the spectrum encoder."""
+    return _spectrum_trunk("moe")
+
+
+PRESETS = {
+    "default": default,
+    "long": long,
+    "smoke": smoke,
+    "spectrum_mamba": spectrum_mamba,
+    "spectrum_mamba2": spectrum_mamba2,
+    "spectrum_moe": spectrum_moe,
+}
 
 
 def _check(cfg: Config) -> None:

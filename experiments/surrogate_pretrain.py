@@ -73,7 +73,41 @@ def Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
     )
 
 
-PRESETS = {"smoke": smoke, "tiny": tiny, "Ti": Ti}
+def _tiny_with(mixer: str) -> SurrogateExperiment:
+    """``tiny`` with ``mixer`` over time and space (moe: attention + MoE feed-forward)."""
+    base = tiny()
+    time_mixer = "attention" if mixer == "moe" else mixer
+    avit = dataclasses.replace(base.model.avit, time_mixer=time_mixer, space_mixer=mixer)
+    return dataclasses.replace(
+        base,
+        workdir=f"{base.workdir}-{mixer}",
+        model=dataclasses.replace(base.model, avit=avit),
+    )
+
+
+def tiny_mamba() -> SurrogateExperiment:
+    """``tiny`` with Mamba (bidirectional selective scan) mixers over time and space."""
+    return _tiny_with("mamba")
+
+
+def tiny_mamba2() -> SurrogateExperiment:
+    """``tiny`` with Mamba-2 (SSD, bidirectional) mixers over time and space."""
+    return _tiny_with("mamba2")
+
+
+def tiny_moe() -> SurrogateExperiment:
+    """``tiny`` with a top-2 mixture-of-experts feed-forward in the space blocks."""
+    return _tiny_with("moe")
+
+
+PRESETS = {
+    "smoke": smoke,
+    "tiny": tiny,
+    "tiny_mamba": tiny_mamba,
+    "tiny_mamba2": tiny_mamba2,
+    "tiny_moe": tiny_moe,
+    "Ti": Ti,
+}
 
 
 def main(cfg: SurrogateExperiment) -> dict:
