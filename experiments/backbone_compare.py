@@ -4,6 +4,7 @@
     python experiments/backbone_compare.py tiny --trunk attention --workdir runs/bc/attention
     python experiments/backbone_compare.py tiny --trunk mamba --workdir runs/bc/mamba
     python experiments/backbone_compare.py tiny --trunk mamba2 --workdir runs/bc/mamba2
+    python experiments/backbone_compare.py tiny --trunk moe --workdir runs/bc/moe
 
 Each run is an ordinary surrogate pretraining (``jaxfm/train/surrogate_pipeline.py``: AViT
 on the simulated systems, system-uniform sampling) whose time and space mixers are set to
@@ -54,9 +55,10 @@ TABLE = "backbone_compare"
 class BackboneCompare(SurrogateExperiment):
     """A surrogate pretraining run whose AViT mixers are chosen by ``trunk``."""
 
-    trunk: Literal["attention", "mamba", "mamba2"] = "attention"
+    trunk: Literal["attention", "mamba", "mamba2", "moe"] = "attention"
     """Sequence mixer along time and space: attention (MPP's, with relative position bias),
-    mamba (selective scan, bidirectional) or mamba2 (SSD, bidirectional)."""
+    mamba (selective scan, bidirectional), mamba2 (SSD, bidirectional) or moe (attention with a
+    top-2 mixture-of-experts feed-forward in the space blocks)."""
 
 
 def smoke() -> BackboneCompare:
@@ -97,8 +99,10 @@ PRESETS = {"smoke": smoke, "tiny": tiny}
 
 
 def with_trunk(cfg: BackboneCompare) -> BackboneCompare:
-    """``cfg`` with the AViT's time and space mixers set to ``cfg.trunk``."""
-    avit = dataclasses.replace(cfg.model.avit, time_mixer=cfg.trunk, space_mixer=cfg.trunk)
+    """``cfg`` with the AViT's time and space mixers set to ``cfg.trunk`` (moe: attention
+    mixers with a top-2 mixture-of-experts feed-forward in the space blocks)."""
+    time_mixer = "attention" if cfg.trunk == "moe" else cfg.trunk
+    avit = dataclasses.replace(cfg.model.avit, time_mixer=time_mixer, space_mixer=cfg.trunk)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, avit=avit))
 
 
