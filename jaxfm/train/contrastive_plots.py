@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxfm.data.galaxies import wavelengths  # noqa: E402
-from jaxfm.train.retrieval import cosine_similarity, normalize  # noqa: E402
+from jaxfm.data.galaxies import wavelengths
+from jaxfm.train.retrieval import cosine_similarity, normalize
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
