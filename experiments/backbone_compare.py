@@ -108,7 +108,7 @@ def with_trunk(cfg: BackboneCompare) -> BackboneCompare:
 
 def step_memory(cfg: BackboneCompare) -> dict:
     """Parameter count and compiled memory (bytes) of loss + gradient on one batch."""
-    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed)
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     model = task.build_model(nnx.Rngs(cfg.train.seed))
     n = cfg.train.batch_size
