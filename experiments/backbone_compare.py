@@ -26,6 +26,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from typing import Literal
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,6 +60,12 @@ class BackboneCompare(SurrogateExperiment):
     """Sequence mixer along time and space: attention (MPP's, with relative position bias),
     mamba (selective scan, bidirectional), mamba2 (SSD, bidirectional) or moe (attention with a
     top-2 mixture-of-experts feed-forward in the space blocks)."""
+    cost_only: bool = False
+    """Skip training: re-measure the cost columns (fwd+bwd time and compiled memory of one
+    batch) of an existing run and rebuild the table. Running it for every trunk back to back
+    on an idle machine makes the time column comparable across rows."""
+    cost_repeats: int = 10
+    """Timed fwd+bwd calls whose median is the table's time column."""
 
 
 def smoke() -> BackboneCompare:
@@ -106,8 +113,9 @@ def with_trunk(cfg: BackboneCompare) -> BackboneCompare:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, avit=avit))
 
 
-def step_memory(cfg: BackboneCompare) -> dict:
-    """Parameter count and compiled memory (bytes) of loss + gradient on one batch."""
+def step_cost(cfg: BackboneCompare) -> dict:
+    """Parameter count, compiled memory (bytes) and median wall time (s) of loss + gradient
+    on one batch, measured in this process (compile excluded, two warm-up calls)."""
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     model = task.build_model(nnx.Rngs(cfg.train.seed))
@@ -121,6 +129,12 @@ def step_memory(cfg: BackboneCompare) -> dict:
         return task.loss(m, batch, nnx.Rngs(dropout=0))[0]
 
     compiled = jax.jit(jax.grad(loss)).lower(params, rest, batch).compile()
+    times = []
+    for i in range(2 + cfg.cost_repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params, rest, batch))
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
     mem = compiled.memory_analysis()
     peak = (
         None
@@ -132,7 +146,12 @@ def step_memory(cfg: BackboneCompare) -> dict:
             - mem.alias_size_in_bytes
         )
     )
-    return {"params": count_params(model), "step_peak_bytes": peak}
+    return {
+        "params": count_params(model),
+        "step_peak_bytes": peak,
+        "fwd_bwd_s": statistics.median(times),
+        "cost_measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def median_step_time(workdir: str) -> float | None:
@@ -168,6 +187,7 @@ def write_table(parent: str) -> list[dict]:
                 persistence_nrmse=ev.get("eval/persistence_nrmse"),
                 rollout_nrmse_5=_rollout_mean5(r),
                 step_time_s=r.get("step_time_s"),
+                fwd_bwd_s=r.get("fwd_bwd_s"),
                 params=r.get("params"),
                 step_peak_mb=(r["step_peak_bytes"] / 2**20 if r.get("step_peak_bytes") else None),
             )
@@ -175,14 +195,15 @@ def write_table(parent: str) -> list[dict]:
     fmt = lambda v, f="{:.4g}": "-" if v is None else f.format(v)
     lines = [
         "| run | trunk | steps | eval NRMSE | persistence | rollout NRMSE (5) | "
-        "step s | params | step MB |",
-        "|" + "---|" * 9,
+        "train step s | fwd+bwd s | params | step MB |",
+        "|" + "---|" * 10,
     ]
     for w in rows:
         lines.append(
             f"| {w['run']} | {w['trunk']} | {w['step']} | {fmt(w['eval_nrmse'])} | "
             f"{fmt(w['persistence_nrmse'])} | {fmt(w['rollout_nrmse_5'])} | "
-            f"{fmt(w['step_time_s'], '{:.3f}')} | {fmt(w['params'], '{:,}')} | "
+            f"{fmt(w['step_time_s'], '{:.3f}')} | {fmt(w['fwd_bwd_s'], '{:.3f}')} | "
+            f"{fmt(w['params'], '{:,}')} | "
             f"{fmt(w['step_peak_mb'], '{:.1f}')} |"
         )
     if jax.process_index() == 0:
@@ -196,8 +217,12 @@ def write_table(parent: str) -> list[dict]:
 def main(cfg: BackboneCompare) -> dict:
     """Trains the surrogate with ``cfg.trunk``, records cost, rebuilds the comparison table."""
     cfg = with_trunk(cfg)
-    results = train(cfg)
-    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir), **step_memory(cfg)}
+    if cfg.cost_only:
+        if not os.path.exists(os.path.join(cfg.workdir, "results.json")):
+            raise SystemExit(f"--cost_only: no results.json in {cfg.workdir}; train it first")
+    else:
+        train(cfg)
+    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir), **step_cost(cfg)}
     results = write_results(cfg.workdir, extra)
     parent = os.path.dirname(os.path.abspath(cfg.workdir))
     rows = write_table(parent)

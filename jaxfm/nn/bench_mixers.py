@@ -2,12 +2,20 @@
 
     python -m jaxfm.nn.bench_mixers --smoke --out runs/bench        # CPU, about a minute
     python -m jaxfm.nn.bench_mixers --out runs/bench                # 1k..64k tokens (GPU)
+    python -m jaxfm.nn.bench_mixers --dim 64 --repeats 3 --max_point_s 60 --out runs/bench
+                                                                    # 1k..64k on a CPU
 
 For each mixer and length L it jits ``grad(sum(mixer(x)^2))`` with respect to the
 parameters and the input (batch ``--batch``, width ``--dim``), compiles it once (compile
 time and XLA's ``memory_analysis``: temporaries + arguments + outputs, the compiled peak),
 warms up twice and reports the median of ``--repeats`` timed runs. A point that fails
 (out of memory, say) is recorded with its error and the mixer skips longer lengths.
+
+Memory comes from compilation alone, so every length gets its memory point; the timed runs
+are skipped (``skipped`` says why) where the compiled peak exceeds ``--max_gb`` or where the
+time extrapolated from the two previous lengths would make the point's warm-up and timed
+runs exceed ``--max_point_s``. That lets a CPU draw the memory curves up to 64k tokens and
+the time curves as far as it affords.
 
 Mixers: ``attention-<impl>`` (the shared attention module through
 ``jaxfm.nn.attention.dot_product_attention``; fused impls on GPU only), ``mamba-chunked``,
@@ -51,8 +59,22 @@ def build(name: str, dim: int, heads: int, rngs: nnx.Rngs) -> nnx.Module:
     raise ValueError(f"unknown mixer {name!r}")
 
 
-def measure(name: str, length: int, args) -> dict:
-    """One (mixer, length) point: compile time, compiled memory, median step time."""
+def predicted_s(done: list[dict], length: int) -> float | None:
+    """Time (s) of one call at ``length``, extrapolated on a log-log line through the two
+    longest timed points (one point: assume quadratic growth, the worst case here)."""
+    pts = [(r["length"], r["time_ms"] / 1e3) for r in done if r.get("time_ms")][-2:]
+    if not pts:
+        return None
+    if len(pts) == 1:
+        return pts[0][1] * (length / pts[0][0]) ** 2
+    (l0, t0), (l1, t1) = pts
+    k = max(np.log(t1 / t0) / np.log(l1 / l0), 1.0)
+    return t1 * (length / l1) ** k
+
+
+def measure(name: str, length: int, args, done: list[dict] = ()) -> dict:
+    """One (mixer, length) point: compile time, compiled memory, median step time (unless
+    the point is over the memory or time budget, see the module docstring)."""
     module = build(name, args.dim, args.heads, nnx.Rngs(0))
     graphdef, params = nnx.split(module)
     x = jax.random.normal(jax.random.key(1), (args.batch, length, args.dim), args.dtype)
@@ -74,6 +96,20 @@ def measure(name: str, length: int, args) -> dict:
             + mem.output_size_in_bytes
             - mem.alias_size_in_bytes
         )
+    record = dict(
+        mixer=name,
+        length=length,
+        batch=args.batch,
+        dim=args.dim,
+        compile_s=compile_s,
+        peak_bytes=peak,
+        temp_bytes=None if mem is None else int(mem.temp_size_in_bytes),
+    )
+    guess = predicted_s(list(done), length)
+    if peak is not None and peak > args.max_gb * 2**30:
+        return {**record, "skipped": f"compiled peak {peak / 2**30:.1f} GiB > --max_gb"}
+    if guess is not None and guess * (2 + args.repeats) > args.max_point_s:
+        return {**record, "skipped": f"~{guess:.0f} s per call predicted > --max_point_s"}
     for _ in range(2):  # warm-up (the first Pallas call is traced again on its second use)
         jax.block_until_ready(compiled(params, x))
     times = []
@@ -82,15 +118,9 @@ def measure(name: str, length: int, args) -> dict:
         jax.block_until_ready(compiled(params, x))
         times.append(time.perf_counter() - t0)
     return dict(
-        mixer=name,
-        length=length,
-        batch=args.batch,
-        dim=args.dim,
+        record,
         time_ms=1e3 * statistics.median(times),
         time_min_ms=1e3 * min(times),
-        compile_s=compile_s,
-        peak_bytes=peak,
-        temp_bytes=None if mem is None else int(mem.temp_size_in_bytes),
         tokens_per_s=args.batch * length / statistics.median(times),
     )
 
@@ -102,6 +132,13 @@ def slope(records: list[dict], key: str, last: int = 3) -> float | None:
         return None
     lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _host_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 16.0
 
 
 def _git_sha() -> str:
@@ -139,6 +176,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=1, help="batch size")
     p.add_argument("--repeats", type=int, default=None, help="timed runs (smoke 3, full 10)")
     p.add_argument(
+        "--max_gb",
+        type=float,
+        default=0.6 * _host_gb(),
+        help="run a point only if its compiled peak fits (default 60%% of host RAM)",
+    )
+    p.add_argument(
+        "--max_point_s",
+        type=float,
+        default=600.0,
+        help="skip timing a point whose warm-up + timed runs are predicted to take longer",
+    )
+    p.add_argument(
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16"],
@@ -162,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.mixers:
         for length in args.lengths:
             try:
-                r = measure(name, length, args)
+                r = measure(name, length, args, [q for q in records if q["mixer"] == name])
             except Exception as e:  # noqa: BLE001 - OOM or unsupported impl: record, move on
                 msg = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                 records.append(dict(mixer=name, length=length, error=msg))
@@ -170,7 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
                 break
             records.append(r)
             mb = "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:.1f}"
-            print(f"{name:18s} {length:7d} {r['time_ms']:10.2f} {mb:>9s} {r['compile_s']:9.2f}")
+            ms = f"{r['time_ms']:10.2f}" if "time_ms" in r else f"{'-':>10s}"
+            note = f"  (time skipped: {r['skipped']})" if "skipped" in r else ""
+            print(f"{name:18s} {length:7d} {ms} {mb:>9s} {r['compile_s']:9.2f}{note}")
             sys.stdout.flush()
 
     summary = {}
@@ -199,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
             heads=args.heads,
             batch=args.batch,
             repeats=args.repeats,
+            max_gb=args.max_gb,
+            max_point_s=args.max_point_s,
             dtype=jnp.dtype(args.dtype).name,
         ),
         summary=summary,

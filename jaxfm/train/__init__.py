@@ -3,6 +3,7 @@
 from jaxfm.train.loop import (
     ConfigMismatchError,
     NonFiniteError,
+    Preempted,
     evaluate,
     load_model,
     load_state,
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigMismatchError",
     "Engine",
     "NonFiniteError",
+    "Preempted",
     "Task",
     "TrainConfig",
     "evaluate",

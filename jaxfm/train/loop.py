@@ -10,8 +10,10 @@
 Restore order (one place): a checkpoint in WORKDIR (resume: state, data stream, step) >
 ``init_from`` (parameters only, for fine-tuning) > fresh initialisation.
 
-SIGTERM (a scheduler's pre-emption notice) finishes the current step, saves a checkpoint and
-returns with ``status = "terminated"``; SIGKILL loses at most the steps since the last
+SIGTERM (a scheduler's pre-emption notice) finishes the current step, saves a checkpoint,
+writes ``status = "terminated"`` to results.json and raises :class:`Preempted` (exit status
+143): a script that chains runs (pretrain, then fine-tune from it) must stop there, not go on
+from an unfinished model. SIGKILL loses at most the steps since the last
 checkpoint, and the resumed run then repeats them bit for bit (same data, same RNG).
 """
 
@@ -93,6 +95,14 @@ def write_results(workdir: str, results: dict) -> dict:
     if jax.process_index() == 0:
         _write_json(path, merged)
     return merged
+
+
+class Preempted(SystemExit):
+    """Raised by :func:`run` after SIGTERM, once the checkpoint and results are written."""
+
+    def __init__(self, workdir: str, step: int):
+        super().__init__(143)  # 128 + SIGTERM, what a shell reports for a terminated job
+        self.workdir, self.step = workdir, step
 
 
 class _Sigterm:
@@ -347,7 +357,10 @@ def run(
         **{f"train/{k}": v for k, v in last_train.items() if np.ndim(v) == 0},
         **last_eval,
     }
-    return write_results(workdir, results)
+    results = write_results(workdir, results)
+    if status == "terminated":
+        raise Preempted(workdir, step)
+    return results
 
 
 def _mark_absl_flags_parsed() -> None:

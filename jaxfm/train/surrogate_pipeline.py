@@ -196,11 +196,18 @@ def rollout_predictions(
     ids_b = jnp.broadcast_to(jnp.asarray(ids), (n, ids.shape[0]))
     per = jnp.broadcast_to(jnp.asarray(periodic, bool), (n, 2))
 
-    @nnx.jit
-    def go(m, ctx):
-        return rollout(lambda w: m(w, ids_b, periodic=per), ctx, n_steps)
+    graphdef, state = nnx.split(model)
 
-    return np.asarray(go(model, jnp.asarray(traj[:, :n_in])))
+    @jax.jit
+    def go(state, ctx):
+        def step(window):
+            # A fresh module inside the scan body: layers that sow auxiliary losses (MoE)
+            # mutate it at the scan's trace level, and what they sow is dropped with it.
+            return nnx.merge(graphdef, state)(window, ids_b, periodic=per)
+
+        return rollout(step, ctx, n_steps)
+
+    return np.asarray(go(state, jnp.asarray(traj[:, :n_in])))
 
 
 def evaluate_rollouts(

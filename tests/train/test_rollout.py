@@ -4,8 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+from jaxfm.nn.aux import record_aux_loss
 from jaxfm.train.rollout import per_step_errors, rollout, window_means
+from jaxfm.train.surrogate_pipeline import rollout_predictions
 
 
 def test_rollout_matches_numpy_loop():
@@ -57,3 +60,23 @@ def test_window_means_truncate_to_available_steps():
     assert window_means(per2, valid=valid) == {"1": 0.0, "2-5": 2.5, "6-8": 6.0}
     with pytest.raises(ValueError, match="n_steps >= 1"):
         rollout(lambda w: w[:, -1], jnp.ones((1, 2, 3)), 0)
+
+
+class _SowingStep(nnx.Module):
+    """x_{t+1} = a * x_t, recording an auxiliary loss on every call (as an MoE layer does)."""
+
+    def __init__(self):
+        self.a = nnx.Param(jnp.asarray(0.5, jnp.float32))
+
+    def __call__(self, window, ids, periodic):
+        record_aux_loss(self, "z", jnp.mean(window**2))
+        return self.a[...] * window[:, -1]
+
+
+def test_rollout_predictions_with_a_model_that_sows_aux_losses():
+    # Regression: sowing inside the rollout's lax.scan from a module built outside it raised
+    # flax's TraceContextError (the MoE trunk of backbone_compare.py).
+    traj = np.random.default_rng(0).normal(size=(3, 6, 4, 4, 2)).astype(np.float32)
+    preds = rollout_predictions(_SowingStep(), traj, np.array([0, 1]), (True, True), 2, 3)
+    want = traj[:, 1:2] * 0.5 ** np.arange(1, 4)[None, :, None, None, None]
+    np.testing.assert_allclose(preds, want, rtol=1e-6)

@@ -1,0 +1,54 @@
+"""experiments/backbone_compare.py: the table is rebuilt from sibling runs; cost-only runs
+need a trained run."""
+
+import json
+import os
+
+import pytest
+
+from jaxfm.config import override
+from tests.test_experiments import ROOT, _load
+
+bc = _load(os.path.join(ROOT, "experiments", "backbone_compare.py"))
+
+
+def _result(parent, run, **kw):
+    os.makedirs(parent / run)
+    with open(parent / run / "results.json", "w") as f:
+        json.dump(kw, f)
+
+
+def test_write_table_has_one_row_per_trunk_run(tmp_path):
+    roll = {
+        "sys_a": {"model": {"nrmse": {"mean_5": 0.3}}},
+        "sys_b": {"model": {"nrmse": {"mean_5": 0.5}}},
+    }
+    _result(
+        tmp_path,
+        "attention",
+        trunk="attention",
+        step=200,
+        rollout=roll,
+        step_time_s=0.5,
+        fwd_bwd_s=0.25,
+        params=1234,
+        step_peak_bytes=3 * 2**20,
+        **{"eval/nrmse": 0.07, "eval/persistence_nrmse": 0.09},
+    )
+    _result(tmp_path, "mamba", trunk="mamba", step=200)  # cost columns missing: "-"
+    _result(tmp_path, "not_a_compare_run", step=5)  # no trunk: not a row
+    rows = bc.write_table(str(tmp_path))
+    assert [r["run"] for r in rows] == ["attention", "mamba"]
+    assert rows[0]["rollout_nrmse_5"] == pytest.approx(0.4)  # mean over systems
+    assert rows[0]["step_peak_mb"] == pytest.approx(3.0)
+    md = open(tmp_path / "backbone_compare.md").read().splitlines()
+    assert md[0].count("|") == md[1].count("|") == md[2].count("|") == 11
+    assert "| attention | attention | 200 | 0.07 | 0.09 | 0.4 | 0.500 | 0.250 | 1,234 | 3.0 |" in md
+    assert md[3].startswith("| mamba | mamba | 200 | - |")
+    assert json.load(open(tmp_path / "backbone_compare.json")) == rows
+
+
+def test_cost_only_needs_a_trained_run(tmp_path):
+    cfg = override(bc.smoke(), {"workdir": str(tmp_path / "moe"), "cost_only": "true"})
+    with pytest.raises(SystemExit, match="no results.json"):
+        bc.main(cfg)

@@ -1,0 +1,36 @@
+"""The mixer benchmark's budget logic: memory is recorded at every length, timing is skipped
+past the memory or time budget (the benchmark itself is never timed in tests)."""
+
+import json
+
+import pytest
+
+from jaxfm.nn import bench_mixers
+
+
+def test_predicted_time_extrapolates_the_last_two_points():
+    done = [{"length": 1024, "time_ms": 10.0}, {"length": 2048, "time_ms": 40.0}]
+    assert bench_mixers.predicted_s(done, 4096) == pytest.approx(0.16)  # slope 2
+    flat = [{"length": 1024, "time_ms": 10.0}, {"length": 2048, "time_ms": 10.0}]
+    assert bench_mixers.predicted_s(flat, 4096) == pytest.approx(0.02)  # at least linear
+    assert bench_mixers.predicted_s(done[:1], 4096) == pytest.approx(0.16)  # one: quadratic
+    assert bench_mixers.predicted_s([], 4096) is None
+
+
+def test_over_budget_points_keep_their_memory(tmp_path):
+    common = ["--mixers", "attention-xla", "--dim", "8", "--heads", "2", "--repeats", "1"]
+    out = bench_mixers.main(
+        common + ["--lengths", "32", "64", "--max_gb", "0", "--out", str(tmp_path)]
+    )
+    recs = out["results"]
+    assert [r["length"] for r in recs] == [32, 64]
+    assert all("time_ms" not in r and "max_gb" in r["skipped"] for r in recs)
+    assert recs[1]["peak_bytes"] > recs[0]["peak_bytes"] > 0  # attention memory grows
+    assert json.load(open(tmp_path / "bench_mixers.json"))["results"] == recs
+
+    out = bench_mixers.main(
+        common + ["--lengths", "32", "64", "--max_point_s", "1e-9", "--out", str(tmp_path)]
+    )
+    first, second = out["results"]
+    assert first["time_ms"] > 0  # nothing to extrapolate from: timed
+    assert "max_point_s" in second["skipped"] and second["peak_bytes"] > 0
