@@ -40,6 +40,7 @@ from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.provenance import compiled_peak_bytes  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
 from jaxfm.train.surrogate_pipeline import (  # noqa: E402
     PDEDataConfig,
@@ -135,17 +136,7 @@ def step_cost(cfg: BackboneCompare) -> dict:
         jax.block_until_ready(compiled(params, rest, batch))
         if i >= 2:
             times.append(time.perf_counter() - t0)
-    mem = compiled.memory_analysis()
-    peak = (
-        None
-        if mem is None
-        else int(
-            mem.temp_size_in_bytes
-            + mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            - mem.alias_size_in_bytes
-        )
-    )
+    peak = compiled_peak_bytes(compiled)
     return {
         "params": count_params(model),
         "step_peak_bytes": peak,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -33,6 +32,7 @@ from flax import nnx  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import AViT, avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.provenance import compiled_peak_bytes, git_sha  # noqa: E402
 from jaxfm.train.pde_metrics import surrogate_loss  # noqa: E402
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
@@ -105,18 +105,6 @@ def gpu() -> BenchConfig:
 PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu}
 
 
-def _git_sha() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def _peak(opts: BenchOptions, dtype: str) -> float | None:
     if opts.peak_tflops:
         return opts.peak_tflops * 1e12
@@ -160,15 +148,7 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
-    mem = compiled.memory_analysis()
-    peak_bytes = None
-    if mem is not None:
-        peak_bytes = int(
-            mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes
-        )
+    peak_bytes = compiled_peak_bytes(compiled)
     times = []
     for i in range(opts.repeats + 2):
         t = time.perf_counter()
@@ -208,7 +188,7 @@ def main(cfg: BenchConfig) -> dict:
         "jax": jax.__version__,
         "flax": flax.__version__,
         "optax": optax.__version__,
-        "git_sha": _git_sha(),
+        "git_sha": git_sha(),
         "options": dataclasses.asdict(cfg.bench),
         "results": [],
     }

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -46,6 +44,7 @@ from flax import nnx
 from jaxfm.nn.mamba import Mamba
 from jaxfm.nn.ssd import Mamba2
 from jaxfm.nn.transformer import MultiHeadAttention
+from jaxfm.provenance import compiled_peak_bytes, git_sha, library_versions
 
 
 def build(name: str, dim: int, heads: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -88,14 +87,7 @@ def measure(name: str, length: int, args, done: list[dict] = ()) -> dict:
     compiled = step.lower(params, x).compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
-    peak = None
-    if mem is not None:
-        peak = int(
-            mem.temp_size_in_bytes
-            + mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            - mem.alias_size_in_bytes
-        )
+    peak = compiled_peak_bytes(compiled)
     record = dict(
         mixer=name,
         length=length,
@@ -139,27 +131,6 @@ def _host_gb() -> float:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         return 16.0
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.check_output(
-            ["git", "rev-parse", "HEAD"], text=True, stderr=subprocess.DEVNULL
-        ).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _versions() -> dict:
-    import flax
-
-    return dict(
-        python=platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=getattr(jax.lib, "__version__", None) or jax.__version__,
-        flax=flax.__version__,
-        numpy=np.__version__,
-    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -238,8 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         device=str(jax.devices()[0]),
         device_kind=jax.devices()[0].device_kind,
         backend=jax.default_backend(),
-        versions=_versions(),
-        git_sha=_git_sha(),
+        versions=library_versions(),
+        git_sha=git_sha(),
         time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         host_cpus=os.cpu_count(),
         args=dict(

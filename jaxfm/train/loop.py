@@ -403,6 +403,7 @@ def load_model(workdir: str, task: Task, cfg: Any, devices=None):
 __all__ = [
     "ConfigMismatchError",
     "NonFiniteError",
+    "Preempted",
     "evaluate",
     "load_model",
     "load_state",

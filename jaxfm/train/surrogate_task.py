@@ -115,6 +115,10 @@ class SurrogateTask:
         """Next frame (B, H, W, C) from the window ``x`` (B, T, H, W, C)."""
         return model(x, field_ids, periodic=periodic, deterministic=deterministic, rngs=rngs)
 
+    def predict_batch(self, model, batch):
+        """Deterministic next frame of every window of ``batch`` (what a teacher provides)."""
+        return self.predict(model, batch["x"], self._ids(batch), self._periodic(batch))
+
     def loss(self, model, batch, rngs):
         """(loss, metrics) of one training micro-batch."""
         ids = self._ids(batch)

@@ -1,0 +1,294 @@
+"""Knowledge distillation of the PDE surrogate: student AViT error versus student size.
+
+    python experiments/distill_surrogate.py smoke --workdir runs/distill-surrogate-smoke
+    python experiments/distill_surrogate.py default --workdir runs/distill-surrogate
+    python experiments/distill_surrogate.py default --workdir runs/distill-surrogate \\
+        --distill.teacher_workdir runs/surrogate-transfer/pretrain   # reuse a pretrained AViT
+
+The teacher is a multi-physics AViT. With ``distill.teacher_workdir`` naming a finished
+surrogate run (``experiments/surrogate_pretrain.py``, or the transfer study's ``pretrain/``)
+that run is reused as it is, and the students learn on its corpus (its data config). Otherwise
+the ``distill.teacher`` architecture is pretrained first in WORKDIR/teacher on ``data``
+(resumed, not retrained, when it is there).
+
+Students are smaller AViTs (``model`` with ``avit.dim``/``avit.depth`` replaced). The one in
+WORKDIR is distilled: loss = alpha * MSE(student, teacher's next frame) + (1 - alpha) *
+the surrogate loss on the data (:class:`jaxfm.train.distill.DistillTask`). For every size in
+``distill.sweep_dims`` x ``distill.sweep_depths`` (zipped) a distilled and a data-only student
+train with the same budget under WORKDIR/sweep/. Every student is scored on the held-out
+windows (one-step NRMSE beside persistence) and by a 5-step autoregressive rollout. The
+teacher is also quantized to int8 (weight-only, per output channel) and re-scored.
+Writes WORKDIR/results.json and WORKDIR/report.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from jaxfm.ckpt import CkptConfig  # noqa: E402
+from jaxfm.config import cli  # noqa: E402
+from jaxfm.data.fields import default_field_registry  # noqa: E402
+from jaxfm.models.surrogate import avit_config  # noqa: E402
+from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
+from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
+from jaxfm.train.distill import DistillTask, load_teacher  # noqa: E402
+from jaxfm.train.surrogate_pipeline import (  # noqa: E402
+    PDEDataConfig,
+    SurrogateExperiment,
+    build_data,
+    evaluate_rollouts,
+    load_run_config,
+)
+from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateDistillOptions:
+    """The teacher, the distillation loss and the size sweep."""
+
+    teacher: SurrogateTaskConfig = dataclasses.field(
+        default_factory=lambda: SurrogateTaskConfig(avit=avit_config("tiny"))
+    )
+    """Teacher architecture (used only when the teacher is trained here)."""
+    teacher_steps: int = 3000
+    """Teacher pretraining steps (its other training settings are the students')."""
+    teacher_workdir: str = ""
+    """A finished surrogate run to use as the teacher; empty: train one in WORKDIR/teacher."""
+    alpha: float = 0.5
+    """Weight of the MSE to the teacher's prediction; 1 - alpha weighs the data loss."""
+    sweep_dims: tuple[int, ...] = ()
+    """Student widths, zipped with sweep_depths; each trained distilled and data-only."""
+    sweep_depths: tuple[int, ...] = ()
+    """Student depths (blocks), one per width."""
+    rollout: bool = True
+    """Score each student by a 5-step autoregressive rollout on the held-out trajectories."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(SurrogateExperiment):
+    """Surrogate distillation: ``model`` is the student in WORKDIR, ``data`` the corpus."""
+
+    distill: SurrogateDistillOptions = dataclasses.field(default_factory=SurrogateDistillOptions)
+    """Teacher and distillation settings."""
+
+
+def _data_smoke() -> PDEDataConfig:
+    return PDEDataConfig(n_train=3, n_eval=1, resolution=32, n_steps=10, epoch_batches=200)
+
+
+def smoke() -> Config:
+    """About a minute on CPU: a 1-block teacher pretrained 4 steps, one distilled student."""
+    return Config(
+        workdir="runs/distill-surrogate-smoke",
+        model=SurrogateTaskConfig(avit=avit_config("smoke", dim=16)),
+        data=_data_smoke(),
+        train=TrainConfig(
+            steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5, eval_batches=2
+        ),
+        ckpt=CkptConfig(every=10),
+        distill=SurrogateDistillOptions(
+            teacher=SurrogateTaskConfig(avit=avit_config("smoke")), teacher_steps=4, rollout=False
+        ),
+    )
+
+
+def default() -> Config:
+    """The CPU study: the ``tiny`` AViT teacher (D 64, depth 4; the transfer study's
+    pretraining), students D 16/1 block, D 32/2 and D 64/4 (the teacher's size), 600 steps
+    each on the four pretraining systems at 64x64."""
+    return Config(
+        workdir="runs/distill-surrogate",
+        model=SurrogateTaskConfig(avit=avit_config("tiny", dim=16, depth=1)),
+        data=PDEDataConfig(n_train=48, n_eval=8, resolution=64, cache_dir="runs/pde_cache"),
+        train=TrainConfig(
+            steps=600,
+            batch_size=8,
+            lr=1e-3,
+            warmup_steps=30,
+            log_every=50,
+            eval_every=0,
+            eval_batches=16,
+        ),
+        ckpt=CkptConfig(every=300),
+        distill=SurrogateDistillOptions(sweep_dims=(16, 32, 64), sweep_depths=(1, 2, 4)),
+    )
+
+
+PRESETS = {"smoke": smoke, "default": default}
+
+
+def _teacher_run(cfg: Config) -> SurrogateExperiment:
+    """The teacher's run config; trains (or resumes) the teacher when it is not given."""
+    kd = cfg.distill
+    if kd.teacher_workdir:
+        path = os.path.join(kd.teacher_workdir, "config.json")
+        if not os.path.exists(path):
+            raise SystemExit(f"--distill.teacher_workdir: no finished run at {path}")
+        t_cfg = load_run_config(kd.teacher_workdir)
+        cache = t_cfg.data.cache_dir or os.path.join(kd.teacher_workdir, "pde_cache")
+        return dataclasses.replace(t_cfg, data=dataclasses.replace(t_cfg.data, cache_dir=cache))
+    t_cfg = SurrogateExperiment(
+        workdir=os.path.join(cfg.workdir, "teacher"),
+        train=dataclasses.replace(cfg.train, steps=kd.teacher_steps),
+        parallel=cfg.parallel,
+        ckpt=cfg.ckpt,
+        model=kd.teacher,
+        # One cache for teacher and students: WORKDIR/pde_cache unless data.cache_dir says.
+        data=dataclasses.replace(
+            cfg.data, cache_dir=cfg.data.cache_dir or os.path.join(cfg.workdir, "pde_cache")
+        ),
+    )
+    # run(), not surrogate_pipeline.train(): the teacher needs no rollout plots.
+    data = build_data(t_cfg.data, t_cfg.train.batch_size, t_cfg.train.seed, t_cfg.workdir)
+    run(t_cfg, SurrogateTask(t_cfg.model, data.periodic), data.train, data.eval)
+    return t_cfg
+
+
+def _eval_batch(source, n: int) -> dict:
+    """``n`` windows spread evenly over ``source`` (so every system is represented)."""
+    idx = np.unique(np.linspace(0, len(source) - 1, min(n, len(source))).astype(int))
+    examples = [source[int(i)] for i in idx]
+    return {k: jnp.asarray(np.stack([e[k] for e in examples])) for k in examples[0]}
+
+
+def _int8_teacher(task: SurrogateTask, state: nnx.State, batch: dict) -> dict:
+    """One-step errors of the teacher before and after int8 weight-only quantization."""
+    model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
+    nnx.update(model, state)
+    rep = quantization_report(model, nnx.jit(lambda m: task.predict_batch(m, batch)))
+    graphdef, params = nnx.split(model)
+    q_model = nnx.merge(graphdef, dequantize(quantize(params)))
+    metrics = nnx.jit(task.eval_metrics)
+    ref, q = metrics(model, batch), metrics(q_model, batch)
+    return {
+        "nrmse": float(ref["nrmse"]),
+        "int8_nrmse": float(q["nrmse"]),
+        "persistence_nrmse": float(ref["persistence_nrmse"]),
+        **{f"int8_{k}": v for k, v in rep.items()},
+    }
+
+
+def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config) -> str:
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    lines = [
+        "# Distillation of the surrogate: student error vs size",
+        "",
+        f"Teacher ({teacher['workdir']}): {teacher['params']:,} parameters, one-step NRMSE "
+        f"{teacher['nrmse']:.4f} on {teacher['n_windows']} held-out windows; persistence "
+        f"{teacher['persistence_nrmse']:.4f}.",
+        f"Teacher with int8 weight-only kernels ({teacher['int8_kernel_compression']:.2f}x "
+        f"smaller kernels): NRMSE {teacher['int8_nrmse']:.4f}, output change rel_l2 "
+        f"{teacher['int8_rel_l2']:.2e}.",
+        f"Students: {cfg.train.steps} steps of batch {cfg.train.batch_size}, alpha "
+        f"{cfg.distill.alpha}. One-step errors on the same {teacher['n_windows']} held-out "
+        "windows as the teacher; rollouts: first 5 autoregressive steps of every held-out "
+        "trajectory, averaged over systems.",
+        "",
+        "| student | dim x depth | params | training | NRMSE 1-step | persistence | "
+        "NRMSE 5-step rollout |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['dim']} x {r['depth']} | {r['params']:,} | {r['kind']} | "
+            f"{fmt(r['nrmse'])} | {fmt(r['persistence_nrmse'])} | {fmt(r['rollout_nrmse_5'])} |"
+        )
+    path = os.path.join(workdir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def main(cfg: Config) -> dict:
+    """Teacher (reused, resumed or trained), the distilled student, the size sweep, int8."""
+    kd = cfg.distill
+    if len(kd.sweep_dims) != len(kd.sweep_depths):
+        raise SystemExit(
+            f"--distill.sweep_dims {kd.sweep_dims} and --distill.sweep_depths "
+            f"{kd.sweep_depths} must have the same length"
+        )
+    workdir = os.path.abspath(cfg.workdir)
+    t_cfg = _teacher_run(cfg)
+    if dataclasses.replace(t_cfg.data, cache_dir=cfg.data.cache_dir) != cfg.data:
+        print(f"students train on the teacher's corpus: {t_cfg.data}")
+    cfg = dataclasses.replace(cfg, data=t_cfg.data)
+    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, workdir)
+    teacher_task = SurrogateTask(t_cfg.model, data.periodic)
+    teacher_state = load_teacher(t_cfg.workdir, teacher_task, t_cfg)
+    meta = {"fields": list(default_field_registry().names), "systems": list(cfg.data.systems)}
+    batch = _eval_batch(data.eval, 64)  # teacher and every student scored on these windows
+
+    def student(dim: int, depth: int, where: str, distilled: bool) -> dict:
+        model_cfg = dataclasses.replace(
+            cfg.model, avit=dataclasses.replace(cfg.model.avit, dim=dim, depth=depth)
+        )
+        run_cfg = dataclasses.replace(cfg, workdir=where, model=model_cfg)
+        if where != workdir:  # sweep runs: plain surrogate runs (config.json loads back)
+            run_cfg = SurrogateExperiment(
+                **{
+                    f.name: getattr(run_cfg, f.name)
+                    for f in dataclasses.fields(SurrogateExperiment)
+                }
+            )
+        s_task = SurrogateTask(model_cfg, data.periodic)
+        task = (
+            DistillTask(
+                s_task, teacher_task, teacher_state, alpha=kd.alpha, predict=s_task.predict_batch
+            )
+            if distilled
+            else s_task
+        )
+        res = run(run_cfg, task, data.train, data.eval, meta=meta)
+        trained = load_model(where, task, run_cfg)
+        trained = trained.student if distilled else trained
+        one_step = nnx.jit(s_task.eval_metrics)(trained, batch)
+        roll = None
+        if kd.rollout:
+            out = evaluate_rollouts(run_cfg, task=s_task, data=data, model=trained, max_steps=5)
+            roll = float(np.mean([r["model"]["nrmse"]["mean_5"] for r in out.values()]))
+        abstract = nnx.eval_shape(lambda: s_task.build_model(nnx.Rngs(0)))
+        return {
+            "name": os.path.relpath(where, workdir) if where != workdir else ".",
+            "dim": dim,
+            "depth": depth,
+            "params": count_params(abstract),
+            "kind": "distilled" if distilled else "data only",
+            "nrmse": float(one_step["nrmse"]),
+            "persistence_nrmse": float(one_step["persistence_nrmse"]),
+            "rollout_nrmse_5": roll,
+            "run_eval_nrmse": res.get("eval/nrmse"),
+        }
+
+    own = (cfg.model.avit.dim, cfg.model.avit.depth)
+    rows = [student(*own, workdir, True)]
+    for dim, depth in zip(kd.sweep_dims, kd.sweep_depths):
+        for distilled in (True, False):
+            if distilled and (dim, depth) == own:
+                continue  # WORKDIR's student is this row
+            tag = f"d{dim}x{depth}-{'distill' if distilled else 'data'}"
+            rows.append(student(dim, depth, os.path.join(workdir, "sweep", tag), distilled))
+    rows.sort(key=lambda r: (r["params"], r["kind"]))
+
+    abstract = nnx.eval_shape(lambda: teacher_task.build_model(nnx.Rngs(0)))
+    teacher = {
+        "workdir": t_cfg.workdir,
+        "params": count_params(abstract),
+        "n_windows": int(batch["x"].shape[0]),
+        **_int8_teacher(teacher_task, teacher_state, batch),
+    }
+    report = _report(workdir, rows, teacher, cfg)
+    print(open(report).read())
+    return write_results(workdir, {"teacher": teacher, "students": rows, "report": report})
+
+
+if __name__ == "__main__":
+    main(cli(Config, PRESETS, doc=__doc__))
