@@ -35,6 +35,11 @@ def _load(path):
     return module
 
 
+# Smoke contracts that cost minutes of compilation on 2 cores, run by `make test-slow`; their
+# own logic keeps fast tests in the default suite (tests/experiments/test_<script>.py).
+SLOW_SMOKES = {"backbone_compare.py:smoke", "distill_surrogate.py:smoke"}
+
+
 def _training_presets():
     out = []
     for path in SCRIPTS:
@@ -44,7 +49,9 @@ def _training_presets():
             if hasattr(cfg, "train") and (
                 name == "smoke" or name.endswith("_smoke") or name.startswith("smoke")
             ):
-                out.append(pytest.param(path, name, id=f"{os.path.basename(path)}:{name}"))
+                pid = f"{os.path.basename(path)}:{name}"
+                marks = [pytest.mark.slow] if pid in SLOW_SMOKES else []
+                out.append(pytest.param(path, name, id=pid, marks=marks))
     return out
 
 

@@ -52,3 +52,13 @@ def test_cost_only_needs_a_trained_run(tmp_path):
     cfg = override(bc.smoke(), {"workdir": str(tmp_path / "moe"), "cost_only": "true"})
     with pytest.raises(SystemExit, match="no results.json"):
         bc.main(cfg)
+
+
+def test_step_cost_measures_params_memory_and_time(tmp_path):
+    cfg = override(
+        bc.with_trunk(bc.smoke()),
+        {"workdir": str(tmp_path / "attention"), "cost_repeats": "1"},
+    )
+    cost = bc.step_cost(cfg)
+    assert cost["params"] > 0 and cost["fwd_bwd_s"] > 0
+    assert cost["step_peak_bytes"] is None or cost["step_peak_bytes"] > 4 * cost["params"]
