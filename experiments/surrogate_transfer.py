@@ -1,7 +1,7 @@
 """The transfer study: does multi-physics pretraining help on unseen compressible flow?
 
     python experiments/surrogate_transfer.py smoke --workdir runs/sur-transfer-smoke
-    python experiments/surrogate_transfer.py cpu --workdir runs/sur-transfer  # ~1 h, 2 idle cores
+    python experiments/surrogate_transfer.py cpu --workdir runs/sur-transfer  # 75-90 min, 2 cores
     python experiments/surrogate_transfer.py gpu --workdir runs/sur-transfer-gpu
 
 Pretrain the AViT once on {shallow water, FitzHugh-Nagumo, incompressible NS, Gray-Scott};
@@ -84,7 +84,8 @@ def smoke() -> TransferConfig:
 
 
 def cpu() -> TransferConfig:
-    """The CPU study (reference note section 11 sizes): about an hour on 2 idle cores."""
+    """The CPU study (reference note section 11 sizes): 127 min measured on 2 shared cores,
+    75-90 min estimated on idle ones (docs/surrogate.md, "Transfer study")."""
     return TransferConfig(
         workdir="runs/surrogate-transfer",
         # 600 fine-tuning steps per run made the 48 runs about two hours here; 300 keeps the
