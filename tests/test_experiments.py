@@ -37,7 +37,15 @@ def _load(path):
 
 # Smoke contracts that cost minutes of compilation on 2 cores, run by `make test-slow`; their
 # own logic keeps fast tests in the default suite (tests/experiments/test_<script>.py).
-SLOW_SMOKES = {"backbone_compare.py:smoke", "distill_surrogate.py:smoke"}
+# The surrogate pipeline end to end is also in tests/experiments/test_surrogate_pipeline.py;
+# xVal and the spectrum pretraining have their own unit and learning tests.
+SLOW_SMOKES = {
+    "backbone_compare.py:smoke",
+    "contrastive_pretrain_spectra.py:smoke",
+    "distill_surrogate.py:smoke",
+    "surrogate_finetune.py:smoke",
+    "xval_study.py:smoke",
+}
 
 
 def _training_presets():
