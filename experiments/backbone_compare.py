@@ -6,7 +6,7 @@
     python experiments/backbone_compare.py tiny --trunk mamba2 --workdir runs/bc/mamba2
     python experiments/backbone_compare.py tiny --trunk moe --workdir runs/bc/moe
 
-Each run is an ordinary surrogate pretraining (``jaxfm/train/surrogate_pipeline.py``: AViT
+Each run is an ordinary surrogate pretraining (``jaxfm/tasks/surrogate/pipeline.py``: AViT
 on the simulated systems, system-uniform sampling) whose time and space mixers are set to
 ``--trunk`` (one of ``jaxfm.nn.trunk.MIXERS``; non-causal state-space mixers run
 bidirectionally). Besides the usual results it records the trunk, the parameter count, the
@@ -36,19 +36,20 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
 from jaxfm.provenance import compiled_peak_bytes  # noqa: E402
-from jaxfm.train import TrainConfig, write_results  # noqa: E402
-from jaxfm.train.surrogate_pipeline import (  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
     train,
 )
-from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+from jaxfm.train import TrainConfig, write_results  # noqa: E402
 
 TABLE = "backbone_compare"
 
@@ -222,4 +223,5 @@ def main(cfg: BackboneCompare) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(BackboneCompare, PRESETS, doc=__doc__))

@@ -29,11 +29,12 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import AViT, avit_config  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
 from jaxfm.provenance import compiled_peak_bytes, git_sha  # noqa: E402
-from jaxfm.train.pde_metrics import surrogate_loss  # noqa: E402
+from jaxfm.tasks.surrogate.metrics import surrogate_loss  # noqa: E402
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
     "H100": (67.0, 989.0),
@@ -211,4 +212,5 @@ def main(cfg: BenchConfig) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(BenchConfig, PRESETS, doc=__doc__))

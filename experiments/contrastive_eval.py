@@ -23,9 +23,10 @@ sys.path.insert(0, _here)
 from contrastive_train import Config as TrainRunConfig  # noqa: E402
 from contrastive_train import EvalConfig, evaluate_run  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.config import cli, load_json  # noqa: E402
 from jaxfm.data.galaxies import load_splits  # noqa: E402
-from jaxfm.train.contrastive_task import ContrastiveTask  # noqa: E402
+from jaxfm.tasks.contrastive.task import ContrastiveTask  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,4 +77,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

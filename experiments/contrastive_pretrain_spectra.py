@@ -26,6 +26,7 @@ from flax import nnx  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.galaxies import GalaxyConfig, load_splits  # noqa: E402
@@ -33,11 +34,11 @@ from jaxfm.data.sources import ArraySource  # noqa: E402
 from jaxfm.models.specformer import SpecFormerConfig, chunk_mask, spectrum_tokenize  # noqa: E402
 from jaxfm.models.vit import mean_token  # noqa: E402
 from jaxfm.nn.trunk import TrunkConfig  # noqa: E402
+from jaxfm.tasks.contrastive.evaluate import PROPS  # noqa: E402
+from jaxfm.tasks.contrastive.retrieval import knn_r2  # noqa: E402
+from jaxfm.tasks.contrastive.task import SpecFormerPretrainTask, save_encoder  # noqa: E402
 from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
-from jaxfm.train.contrastive_eval import PROPS  # noqa: E402
-from jaxfm.train.contrastive_task import SpecFormerPretrainTask, save_encoder  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
-from jaxfm.train.retrieval import knn_r2  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,4 +201,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from flax import nnx  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.galaxies import GalaxyConfig, make_sources  # noqa: E402
@@ -30,14 +31,14 @@ from jaxfm.models.resnet import ResNetConfig  # noqa: E402
 from jaxfm.models.specformer import SpecFormerConfig  # noqa: E402
 from jaxfm.models.vit import ViTConfig  # noqa: E402
 from jaxfm.nn.trunk import TrunkConfig  # noqa: E402
-from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
-from jaxfm.train.contrastive_eval import (  # noqa: E402
+from jaxfm.tasks.contrastive.evaluate import (  # noqa: E402
     evaluate_contrastive,
     results_table,
     supervised_baselines,
 )
-from jaxfm.train.contrastive_plots import save_plots  # noqa: E402
-from jaxfm.train.contrastive_task import ContrastiveTask, load_encoder  # noqa: E402
+from jaxfm.tasks.contrastive.plots import save_plots  # noqa: E402
+from jaxfm.tasks.contrastive.task import ContrastiveTask, load_encoder  # noqa: E402
+from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
 
 
@@ -246,4 +247,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

@@ -6,7 +6,7 @@
 A teacher regressor (``distill.teacher``) is trained first (in ``distill.teacher_workdir``,
 default WORKDIR/teacher; an existing run there is resumed, not retrained), then the student
 ``model`` is distilled from it in WORKDIR (loss alpha * MSE to the teacher + (1 - alpha) * MSE
-to the data, :class:`jaxfm.train.distill.DistillTask`). For every hidden width in
+to the data, :class:`jaxfm.tasks.distill.task.DistillTask`). For every hidden width in
 ``distill.sweep`` a distilled and a data-only student are trained with the same budget under
 WORKDIR/sweep/. results.json and report.md hold the table: held-out MSE of each student
 against the teacher's and the persistence baseline's, with parameter counts.
@@ -24,14 +24,16 @@ from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.lorenz import flow_map_splits  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.regressor import RegressionTask, RegressorConfig  # noqa: E402
+from jaxfm.models.regressor import RegressorConfig  # noqa: E402
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
+from jaxfm.tasks.distill.task import DistillTask, load_teacher  # noqa: E402
+from jaxfm.tasks.regression.task import RegressionTask  # noqa: E402
 from jaxfm.train import TrainConfig, run, write_results  # noqa: E402
-from jaxfm.train.distill import DistillTask, load_teacher  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,4 +210,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

@@ -13,7 +13,7 @@ the ``distill.teacher`` architecture is pretrained first in WORKDIR/teacher on `
 
 Students are smaller AViTs (``model`` with ``avit.dim``/``avit.depth`` replaced). The one in
 WORKDIR is distilled: loss = alpha * MSE(student, teacher's next frame) + (1 - alpha) *
-the surrogate loss on the data (:class:`jaxfm.train.distill.DistillTask`). For every size in
+the surrogate loss on the data (:class:`jaxfm.tasks.distill.task.DistillTask`). For every size in
 ``distill.sweep_dims`` x ``distill.sweep_depths`` (zipped) a distilled and a data-only student
 train with the same budget under WORKDIR/sweep/. Every student is scored on the held-out
 windows (one-step NRMSE beside persistence) and by a 5-step autoregressive rollout. The
@@ -33,22 +33,23 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.data.fields import default_field_registry  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
 from jaxfm.nn.trunk import count_params  # noqa: E402
-from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
-from jaxfm.train.distill import DistillTask, load_teacher  # noqa: E402
-from jaxfm.train.surrogate_pipeline import (  # noqa: E402
+from jaxfm.tasks.distill.task import DistillTask, load_teacher  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
     evaluate_rollouts,
     load_run_config,
 )
-from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
+from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,4 +292,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

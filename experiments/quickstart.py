@@ -15,11 +15,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.lorenz import flow_map_splits  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.regressor import RegressionTask, RegressorConfig  # noqa: E402
+from jaxfm.models.regressor import RegressorConfig  # noqa: E402
+from jaxfm.tasks.regression.task import RegressionTask  # noqa: E402
 from jaxfm.train import TrainConfig, run, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
 
@@ -98,4 +100,5 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

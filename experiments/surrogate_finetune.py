@@ -19,15 +19,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.fno import FNOConfig  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.models.unet import UNetConfig  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
+from jaxfm.tasks.surrogate.task import SurrogateTaskConfig  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
-from jaxfm.train.surrogate_pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
-from jaxfm.train.surrogate_task import SurrogateTaskConfig  # noqa: E402
 
 
 def _task(avit: str, n_in: int, width: int) -> SurrogateTaskConfig:
@@ -113,4 +114,5 @@ def main(cfg: SurrogateExperiment) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(SurrogateExperiment, PRESETS, doc=__doc__))

@@ -17,10 +17,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jaxfm  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.parallel.options import ParallelConfig  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import evaluate_rollouts, load_run_config  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
-from jaxfm.train.surrogate_pipeline import evaluate_rollouts, load_run_config  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,4 +89,5 @@ def main(cfg: RolloutConfig) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(RolloutConfig, PRESETS, doc=__doc__))

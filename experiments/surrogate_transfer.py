@@ -27,10 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+import jaxfm  # noqa: E402
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
-from jaxfm.train.surrogate_pipeline import SurrogateExperiment  # noqa: E402
 
 ARMS = ("pretrained", "scratch", "fno", "unet")
 
@@ -243,4 +244,5 @@ def main(cfg: TransferConfig) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(TransferConfig, PRESETS, doc=__doc__))

@@ -33,6 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import ExperimentConfig, cli  # noqa: E402
 from jaxfm.data.number_tasks import (  # noqa: E402
@@ -44,8 +45,9 @@ from jaxfm.data.number_tasks import (  # noqa: E402
 )
 from jaxfm.data.numbers import ENCODINGS, NUM  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.xval import SideBySideTask, XValConfig, answer_metrics, generate  # noqa: E402
+from jaxfm.models.xval import XValConfig, generate  # noqa: E402
 from jaxfm.nn.trunk import TrunkConfig, count_params  # noqa: E402
+from jaxfm.tasks.xval.task import SideBySideTask, answer_metrics  # noqa: E402
 from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
 
 
@@ -307,4 +309,5 @@ def main(cfg: Config, argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    jaxfm.configure_cpu()
     main(cli(Config, PRESETS, doc=__doc__))

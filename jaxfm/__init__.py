@@ -1,30 +1,61 @@
 """jaxfm: JAX/Flax foundation models for scientific data.
 
-Floors (each imports only the floors below it): ``train`` > ``ckpt`` > ``data`` > ``models`` >
-``nn`` > ``parallel``; ``kernels`` (top level) depends on jax alone. See README.md.
+Floors (each imports only the floors below it): ``tasks`` > ``train`` > ``ckpt`` > ``data`` >
+``models`` > ``nn`` > ``parallel``, with the light option modules (``jaxfm.config`` and each
+package's ``options``) importable from anywhere; ``kernels`` (top level) depends on jax alone.
+``tests/test_imports.py`` checks it.
 
-Parameters carry *logical* axis names in their ``out_sharding`` metadata, which
-``jaxfm.parallel`` maps to mesh axes with one rule table per strategy. Flax's eager sharding
-(which would demand a mesh whenever such a parameter is created) is switched off here, once,
-so models can be built, inspected and abstractly initialised anywhere.
+Importing jaxfm changes no global state. Two settings are the caller's to make:
+
+* :func:`configure_cpu`, before JAX starts its backend, in scripts and tests that run sharded
+  steps on (simulated) CPU devices;
+* Flax's eager sharding stays as the user has it: parameters carry *logical* axis names in
+  their ``out_sharding`` metadata, which ``jaxfm.parallel`` maps to mesh axes, and each such
+  parameter is created with ``eager_sharding=False`` so that models can be built, inspected
+  and abstractly initialised without a mesh.
 """
 
-import os as _os
+from __future__ import annotations
 
-# XLA's CPU runtime (jax 0.12.0.1) deadlocked in the in-process all-gather rendezvous of
-# sharded train steps on simulated multi-device CPUs ("Expected 8 threads to join the
-# rendezvous", then abort) while its concurrency-optimised scheduler was on. XLA reads
-# XLA_FLAGS when the backend starts, so setting it at import, before any computation, covers
-# scripts, notebooks and tests. The flag only concerns the CPU backend; an explicit setting
-# in XLA_FLAGS wins.
-if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (
-        _os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
-    ).strip()
-
-from flax import nnx as _nnx  # noqa: E402
-
-if hasattr(_nnx, "use_eager_sharding"):
-    _nnx.use_eager_sharding(False)
+import os
+import sys
+import warnings
 
 __version__ = "0.1.0"
+
+#: XLA's CPU runtime (jax 0.12.0.1) deadlocked in the in-process all-gather rendezvous of
+#: sharded train steps on simulated multi-device CPUs ("Expected 8 threads to join the
+#: rendezvous", then abort) while its concurrency-optimised scheduler was on.
+CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
+
+
+def configure_cpu(devices: int | None = None) -> None:
+    """Adds jaxfm's XLA CPU flags (and ``devices`` simulated CPU devices) to ``XLA_FLAGS``.
+
+    XLA reads ``XLA_FLAGS`` once, when the backend starts, so call this first thing in a
+    script (experiment scripts and the test suite do). A flag already present in
+    ``XLA_FLAGS`` wins; the flags only concern the CPU backend. Called after the backend has
+    started it changes nothing and warns.
+    """
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    wanted = list(CPU_FLAGS)
+    if devices is not None:
+        wanted.append(f"--xla_force_host_platform_device_count={int(devices)}")
+    added = [f for f in wanted if not any(g.split("=")[0] == f.split("=")[0] for g in flags)]
+    if not added:
+        return
+    if _backend_started():
+        warnings.warn(
+            f"jaxfm.configure_cpu: the JAX backend already started, {' '.join(added)} not applied",
+            stacklevel=2,
+        )
+        return
+    os.environ["XLA_FLAGS"] = " ".join(flags + added)
+
+
+def _backend_started() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()

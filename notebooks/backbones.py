@@ -43,15 +43,20 @@ import numpy as np
 import optax
 from flax import nnx
 
+import jaxfm
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 import experiments.surrogate_pretrain as sp
 from jaxfm.config import override
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
-from jaxfm.models.xval import XValConfig, XValTask
+from jaxfm.models.xval import XValConfig
 from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.trunk import TrunkConfig, count_params
-from jaxfm.train.surrogate_pipeline import build_data
-from jaxfm.train.surrogate_task import SurrogateTask
+from jaxfm.tasks.surrogate.pipeline import build_data
+from jaxfm.tasks.surrogate.task import SurrogateTask
+from jaxfm.tasks.xval.task import XValTask
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
 STEPS = 8 if SMOKE else 300

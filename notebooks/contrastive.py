@@ -35,13 +35,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
+import jaxfm
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 import experiments.contrastive_train as ct
 from jaxfm.config import override
 from jaxfm.data.galaxies import make_sources, wavelengths
+from jaxfm.tasks.contrastive.plots import plot_embedding_map, plot_retrieval_gallery
+from jaxfm.tasks.contrastive.retrieval import cosine_similarity, knn_r2, topk_accuracy
+from jaxfm.tasks.contrastive.task import ContrastiveTask, embed_records
 from jaxfm.train import load_model, run
-from jaxfm.train.contrastive_plots import plot_embedding_map, plot_retrieval_gallery
-from jaxfm.train.contrastive_task import ContrastiveTask, embed_records
-from jaxfm.train.retrieval import cosine_similarity, knn_r2, topk_accuracy
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
 workdir = tempfile.mkdtemp(prefix="jaxfm-contrastive-")

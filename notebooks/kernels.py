@@ -39,7 +39,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+import jaxfm
 import kernels
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 from jaxfm.nn.attention import IMPLS, dot_product_attention
 from kernels.flash_attention import attention_reference, fallback_reason, flash_attention_pallas
 

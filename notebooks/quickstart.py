@@ -30,10 +30,14 @@ import tempfile
 
 import matplotlib.pyplot as plt
 
+import jaxfm
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 from jaxfm.config import override, to_dict
 from jaxfm.data.lorenz import flow_map_splits
 from jaxfm.data.sources import ArraySource
-from jaxfm.models.regressor import RegressionTask
+from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train import run
 from jaxfm.train.plots import read_metrics
 

@@ -35,15 +35,19 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+import jaxfm
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 import experiments.surrogate_finetune as sf
 import experiments.surrogate_pretrain as sp
 from jaxfm.config import override
 from jaxfm.data.fields import default_field_registry, default_system_registry
+from jaxfm.tasks.surrogate.pipeline import build_data, rollout_predictions
+from jaxfm.tasks.surrogate.rollout import per_step_errors
+from jaxfm.tasks.surrogate.task import SurrogateTask
 from jaxfm.train import load_model, run
 from jaxfm.train.plots import read_metrics
-from jaxfm.train.rollout import per_step_errors
-from jaxfm.train.surrogate_pipeline import build_data, rollout_predictions
-from jaxfm.train.surrogate_task import SurrogateTask
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
 root = tempfile.mkdtemp(prefix="jaxfm-surrogate-")
@@ -98,7 +102,7 @@ fig.savefig(os.path.join(root, "pretrain_loss.png"))
 # ## 3. Zero-shot rollout on an unseen system
 # Compressible Euler at Mach 1 has fields (density, pressure, ...) the model has partly never
 # seen. Starting from the first `n_steps_input` true frames, the model predicts the next frame,
-# appends it to its window and repeats (`jaxfm.train.rollout`, one `lax.scan`).
+# appends it to its window and repeats (`jaxfm.tasks.surrogate.rollout`, one `lax.scan`).
 
 # %%
 ft = sf.smoke() if SMOKE else sf.m1()

@@ -34,12 +34,16 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 
+import jaxfm
+
+jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
+
 import experiments.xval_study as xs
 from jaxfm.config import override
 from jaxfm.data.number_tasks import generate_texts, make_splits
 from jaxfm.data.numbers import NUM, SPECIALS, FieldScaler, NumberCodec, extract
 from jaxfm.data.sources import ArraySource
-from jaxfm.models.xval import SideBySideTask
+from jaxfm.tasks.xval.task import SideBySideTask
 from jaxfm.train import load_model, run
 
 SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"

@@ -3,7 +3,7 @@
 * 8 simulated CPU devices, so sharding (dp, fsdp, expert) is exercised on any machine.
 * Silent rank promotion (broadcasting (n,) against (n, 1)) raises, as in equinox's suite:
   that class of bug otherwise passes every shape check.
-* jaxfm is imported first: it turns off XLA's concurrency-optimised CPU scheduler, under
+* :func:`jaxfm.configure_cpu` turns off XLA's concurrency-optimised CPU scheduler, under
   which sharded steps deadlocked on the 8 simulated devices (jax 0.12.0.1, "Expected 8
   threads to join the rendezvous", abort). The persistent compilation cache stays off: the
   deadlock was first seen with it on, and a red CI costs more than the compile time saved.
@@ -11,13 +11,12 @@
 
 import os
 
-_flags = os.environ.get("XLA_FLAGS", "")
-if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=8".strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
+import jaxfm  # noqa: E402
 
-import jaxfm  # noqa: E402, F401  (sets the XLA CPU flag it needs before the backend starts)
+jaxfm.configure_cpu(devices=8)
+
+import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -38,7 +38,7 @@ def _load(path):
 # Smoke contracts that cost minutes of compilation on 2 cores, run by `make test-slow`; their
 # own logic keeps fast tests in the default suite (tests/experiments/test_<script>.py).
 # The surrogate pipeline end to end (pretrain, fine-tune, rollout) is also tested, slow, in
-# tests/experiments/test_surrogate_pipeline.py;
+# tests/tasks/surrogate/test_pipeline.py;
 # xVal and the spectrum pretraining have their own unit and learning tests.
 SLOW_SMOKES = {
     "backbone_compare.py:smoke",

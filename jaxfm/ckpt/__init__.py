@@ -1,23 +1,26 @@
-"""jaxfm.ckpt: Orbax checkpoint manager wrapper (item names, restore order, resharding)."""
+"""jaxfm.ckpt: Orbax checkpoint manager wrapper (item names, restore order, resharding).
 
-from jaxfm.ckpt.manager import (
-    CKPT_DIR,
-    DATA_ITER,
-    META,
-    STATE,
-    Checkpointer,
-    CheckpointError,
-    checkpoint_dir,
+Names load on first use (:mod:`jaxfm._lazy`): ``CkptConfig`` alone does not start Orbax.
+"""
+
+from jaxfm._lazy import lazy_exports
+
+_MANAGER = "jaxfm.ckpt.manager"
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **{
+            name: _MANAGER
+            for name in (
+                "CKPT_DIR",
+                "DATA_ITER",
+                "META",
+                "STATE",
+                "Checkpointer",
+                "CheckpointError",
+                "checkpoint_dir",
+            )
+        },
+        "CkptConfig": "jaxfm.ckpt.options",
+    },
 )
-from jaxfm.ckpt.options import CkptConfig
-
-__all__ = [
-    "CKPT_DIR",
-    "DATA_ITER",
-    "META",
-    "STATE",
-    "CheckpointError",
-    "Checkpointer",
-    "CkptConfig",
-    "checkpoint_dir",
-]

@@ -90,6 +90,7 @@ class CrossAttentionPool(nnx.Module):
     ):
         self.query = nnx.Param(
             jax.random.normal(rngs.params(), (1, 1, dim), jnp.float32),
+            eager_sharding=False,
             out_sharding=(None, None, "embed"),
         )
         self.attn = MultiHeadAttention(dim, heads, context_dim=context_dim, rngs=rngs)

@@ -1,4 +1,4 @@
-"""A residual MLP regressor and its task: the quickstart model and the engine's test model.
+"""A residual MLP regressor: the quickstart model and the engine's test model.
 
 y_hat = x + MLP(x) when ``residual`` (a flow map is close to the identity at small dt, so
 the network only learns the increment), else MLP(x). Loss: mean squared error.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxfm.nn.mlp import dense
@@ -49,24 +48,3 @@ class Regressor(nnx.Module):
             h = jax.nn.gelu(layer(h))
         y = self.out(h)
         return x + y if self.cfg.residual else y
-
-
-class RegressionTask:
-    """Mean-squared-error regression of ``batch["y"]`` from ``batch["x"]``."""
-
-    def __init__(self, cfg: RegressorConfig):
-        self.cfg = cfg
-
-    def build_model(self, rngs: nnx.Rngs) -> Regressor:
-        return Regressor(self.cfg, rngs=rngs)
-
-    def loss(self, model, batch, rngs):
-        del rngs
-        err = model(batch["x"]).astype(jnp.float32) - batch["y"].astype(jnp.float32)
-        mse = jnp.mean(err**2)
-        return mse, {"mse": mse}
-
-    def eval_metrics(self, model, batch):
-        x, y = batch["x"].astype(jnp.float32), batch["y"].astype(jnp.float32)
-        mse = jnp.mean((model(batch["x"]).astype(jnp.float32) - y) ** 2)
-        return {"loss": mse, "mse": mse, "persistence_mse": jnp.mean((x - y) ** 2)}

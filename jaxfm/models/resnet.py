@@ -18,6 +18,8 @@ import jax
 from flax import nnx
 from jaxtyping import Array, Float
 
+from jaxfm.nn.params import partitioned
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
@@ -41,9 +43,7 @@ def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
         strides=(stride, stride),
         padding="SAME",
         use_bias=False,
-        kernel_init=nnx.with_partitioning(
-            nnx.initializers.he_normal(), (None, None, None, "embed")
-        ),
+        kernel_init=partitioned(nnx.initializers.he_normal(), (None, None, None, "embed")),
         rngs=rngs,
     )
 

@@ -143,7 +143,9 @@ class SpecFormer(nnx.Module):
         self.embed = dense(cfg.features, dim, (None, "embed"), rngs)
         init = nnx.initializers.truncated_normal(stddev=dim**-0.5)
         self.pos = nnx.Param(
-            init(rngs.params(), (1, cfg.n_tokens, dim)), out_sharding=(None, None, "embed")
+            init(rngs.params(), (1, cfg.n_tokens, dim)),
+            eager_sharding=False,
+            out_sharding=(None, None, "embed"),
         )
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
         self.head = dense(dim, cfg.features, ("embed", None), rngs)

@@ -48,7 +48,11 @@ class ViT(nnx.Module):
         dim = cfg.trunk.dim
         self.embed = dense(cfg.patch * cfg.patch * cfg.channels, dim, (None, "embed"), rngs)
         init = nnx.initializers.truncated_normal(stddev=dim**-0.5)
-        self.pos = nnx.Param(init(rngs.params(), (1, n, dim)), out_sharding=(None, None, "embed"))
+        self.pos = nnx.Param(
+            init(rngs.params(), (1, n, dim)),
+            eager_sharding=False,
+            out_sharding=(None, None, "embed"),
+        )
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
 
     def __call__(

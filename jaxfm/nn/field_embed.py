@@ -69,8 +69,12 @@ class FieldEmbedding(nnx.Module):
     def __init__(self, n_fields: int, dim: int, *, rngs: nnx.Rngs):
         """Args: n_fields: vocabulary size; dim: output channels; rngs: initialisation."""
         self.n_ref = n_fields
-        self.kernel = nnx.Param(self._init_rows(rngs, n_fields, dim), out_sharding=(None, "embed"))
-        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32), out_sharding=("embed",))
+        self.kernel = nnx.Param(
+            self._init_rows(rngs, n_fields, dim), eager_sharding=False, out_sharding=(None, "embed")
+        )
+        self.bias = nnx.Param(
+            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def _init_rows(self, rngs: nnx.Rngs, rows: int, dim: int) -> jax.Array:
         # fan-in is the reference vocabulary: with all fields present this is lecun-normal
@@ -85,7 +89,9 @@ class FieldEmbedding(nnx.Module):
         """Appends ``extra`` freshly initialised rows; existing rows and the scale are kept."""
         new = self._init_rows(rngs, extra, self.kernel.shape[1])
         self.kernel = nnx.Param(
-            jnp.concatenate([self.kernel[...], new], axis=0), out_sharding=(None, "embed")
+            jnp.concatenate([self.kernel[...], new], axis=0),
+            eager_sharding=False,
+            out_sharding=(None, "embed"),
         )
 
     def __call__(self, x: Float[Array, "n *s c"], field_ids: jax.Array):
@@ -104,7 +110,9 @@ class FieldEmbedding(nnx.Module):
 
 def _conv_init(rngs: nnx.Rngs, k: int, cin: int, cout: int, axes) -> nnx.Param:
     init = nnx.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3)
-    return nnx.Param(init(rngs.params(), (k, k, cin, cout), jnp.float32), out_sharding=axes)
+    return nnx.Param(
+        init(rngs.params(), (k, k, cin, cout), jnp.float32), eager_sharding=False, out_sharding=axes
+    )
 
 
 class PatchStem(nnx.Module):
@@ -174,8 +182,12 @@ class PatchDestem(nnx.Module):
             out = jnp.zeros((k, k, q, n_fields), jnp.float32)
         else:
             out = _conv_init(rngs, k, q, n_fields, None)[...]
-        self.out_kernel = nnx.Param(out, out_sharding=(None, None, None, None))
-        self.out_bias = nnx.Param(jnp.zeros((n_fields,), jnp.float32), out_sharding=(None,))
+        self.out_kernel = nnx.Param(
+            out, eager_sharding=False, out_sharding=(None, None, None, None)
+        )
+        self.out_bias = nnx.Param(
+            jnp.zeros((n_fields,), jnp.float32), eager_sharding=False, out_sharding=(None,)
+        )
 
     def expand(self, extra: int, *, rngs: nnx.Rngs, zero_init: bool = False) -> None:
         """Appends ``extra`` output fields (new kernel columns, zero bias); old ones kept.
@@ -188,10 +200,13 @@ class PatchDestem(nnx.Module):
             new = jnp.zeros_like(new)
         self.out_kernel = nnx.Param(
             jnp.concatenate([self.out_kernel[...], new], axis=-1),
+            eager_sharding=False,
             out_sharding=(None, None, None, None),
         )
         self.out_bias = nnx.Param(
-            jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]), out_sharding=(None,)
+            jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]),
+            eager_sharding=False,
+            out_sharding=(None,),
         )
 
     def __call__(self, x: Float[Array, "n h w d"], field_ids: jax.Array) -> jax.Array:

@@ -33,7 +33,9 @@ class RMSInstanceNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-8):
         """Args: dim: channels (last axis); eps: added to the standard deviation."""
         self.eps = eps
-        self.weight = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("embed",))
+        self.weight = nnx.Param(
+            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def __call__(self, x: jax.Array, *, spatial_axes: tuple[int, ...] | None = None):
         """Normalises ``x`` over ``spatial_axes`` (default: all but first and last)."""
@@ -56,8 +58,12 @@ class InstanceNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-5):
         """Args: dim: channels (last axis); eps: added to the biased variance."""
         self.eps = eps
-        self.weight = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("embed",))
-        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32), out_sharding=("embed",))
+        self.weight = nnx.Param(
+            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
+        self.bias = nnx.Param(
+            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def __call__(self, x: jax.Array, *, spatial_axes: tuple[int, ...] | None = None):
         """Normalises ``x`` over ``spatial_axes`` (default: all but first and last)."""

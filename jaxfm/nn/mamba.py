@@ -33,7 +33,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float
 
 from jaxfm.nn.mlp import dense
-from jaxfm.nn.params import Fp32Param
+from jaxfm.nn.params import Fp32Param, partitioned
 from jaxfm.nn.scan import METHODS, ScanMethod, selective_scan
 
 
@@ -75,10 +75,10 @@ def causal_depthwise_conv(channels: int, kernel: int, use_bias: bool, rngs: nnx.
         padding="CAUSAL",
         use_bias=use_bias,
         rngs=rngs,
-        kernel_init=nnx.with_partitioning(
+        kernel_init=partitioned(
             nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"), (None, None, "mlp")
         ),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("mlp",)),
+        bias_init=partitioned(nnx.initializers.zeros_init(), ("mlp",)),
     )
 
 
@@ -92,8 +92,8 @@ def scaled_out_proj(
         dout,
         use_bias=use_bias,
         rngs=rngs,
-        kernel_init=nnx.with_partitioning(init, ("mlp", "embed")),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+        kernel_init=partitioned(init, ("mlp", "embed")),
+        bias_init=partitioned(nnx.initializers.zeros_init(), ("embed",)),
     )
 
 
@@ -160,14 +160,18 @@ class Mamba(nnx.Module):
             inner,
             use_bias=False,
             rngs=rngs,
-            kernel_init=nnx.with_partitioning(_uniform_pm(bound), (None, "mlp")),
+            kernel_init=partitioned(_uniform_pm(bound), (None, "mlp")),
         )
         self.dt_bias = SSMParam(
-            dt_bias_init(rngs.params(), (inner,), dt_min, dt_max, dt_floor), out_sharding=("mlp",)
+            dt_bias_init(rngs.params(), (inner,), dt_min, dt_max, dt_floor),
+            eager_sharding=False,
+            out_sharding=("mlp",),
         )
         a = np.tile(np.log(np.arange(1, d_state + 1, dtype=np.float32)), (inner, 1))
-        self.A_log = SSMParam(jnp.asarray(a), out_sharding=("mlp", None))
-        self.D = SSMParam(jnp.ones((inner,), jnp.float32), out_sharding=("mlp",))
+        self.A_log = SSMParam(jnp.asarray(a), eager_sharding=False, out_sharding=("mlp", None))
+        self.D = SSMParam(
+            jnp.ones((inner,), jnp.float32), eager_sharding=False, out_sharding=("mlp",)
+        )
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs, use_bias=bias)
 
     def __call__(

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfm.nn.params import partitioned
+
 Activation = Literal["gelu", "swiglu"]
 
 
@@ -32,8 +34,8 @@ def dense(
         dout,
         use_bias=use_bias,
         rngs=rngs,
-        kernel_init=nnx.with_partitioning(init, axes),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (axes[1],)),
+        kernel_init=partitioned(init, axes),
+        bias_init=partitioned(nnx.initializers.zeros_init(), (axes[1],)),
     )
 
 

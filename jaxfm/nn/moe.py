@@ -48,6 +48,7 @@ from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float
 
 from jaxfm.nn.aux import record_aux_loss, record_metric
+from jaxfm.nn.params import partitioned
 
 Dispatch = Literal["dropless", "capacity", "dense"]
 DISPATCHES: tuple[str, ...] = ("dropless", "capacity", "dense")
@@ -73,7 +74,7 @@ def _expert_init(axes):
     init = nnx.initializers.variance_scaling(
         1.0, "fan_in", "truncated_normal", in_axis=-2, out_axis=-1, batch_axis=(0,)
     )
-    return nnx.with_partitioning(init, axes)
+    return partitioned(init, axes)
 
 
 class MoE(nnx.Module):
@@ -119,11 +120,14 @@ class MoE(nnx.Module):
         self.lb_weight, self.z_weight, self.bias_rate = lb_weight, z_weight, bias_rate
         self.router = nnx.Param(
             nnx.initializers.lecun_normal()(rngs.params(), (dim, n_experts), jnp.float32),
+            eager_sharding=False,
             out_sharding=("embed", None),
         )
         self.router_bias = RouterBias(jnp.zeros((n_experts,), jnp.float32))
         w = lambda shape, axes: nnx.Param(
-            _expert_init(axes)(rngs.params(), shape, jnp.float32), out_sharding=axes
+            _expert_init(axes)(rngs.params(), shape, jnp.float32),
+            eager_sharding=False,
+            out_sharding=axes,
         )
         self.w_up = w((n_experts, dim, hidden), ("expert", "embed", "mlp"))
         self.w_gate = (

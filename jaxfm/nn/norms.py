@@ -28,7 +28,9 @@ class RMSNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("embed",))
+        self.scale = nnx.Param(
+            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)
@@ -42,8 +44,12 @@ class LayerNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("embed",))
-        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32), out_sharding=("embed",))
+        self.scale = nnx.Param(
+            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
+        self.bias = nnx.Param(
+            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)

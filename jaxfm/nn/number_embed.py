@@ -22,6 +22,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from jaxfm.nn.mlp import dense
+from jaxfm.nn.params import partitioned
 
 
 class NumberEmbedding(nnx.Module):
@@ -40,10 +41,12 @@ class NumberEmbedding(nnx.Module):
             vocab_size,
             dim,
             rngs=rngs,
-            embedding_init=nnx.with_partitioning(init, ("vocab", "embed")),
+            embedding_init=partitioned(init, ("vocab", "embed")),
         )
         self.position = nnx.Param(
-            init(rngs.params(), (max_len, dim), jnp.float32), out_sharding=(None, "embed")
+            init(rngs.params(), (max_len, dim), jnp.float32),
+            eager_sharding=False,
+            out_sharding=(None, "embed"),
         )
         self.max_len = max_len
 

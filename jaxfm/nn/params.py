@@ -8,8 +8,17 @@ A_log drifts the state's decay rate, and decaying A_log towards 0 changes the dy
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 
 class Fp32Param(nnx.Param):
     """A parameter kept in float32 under mixed precision and excluded from weight decay."""
+
+
+#: ``nnx.with_partitioning`` for jaxfm's parameters: logical axis names as ``out_sharding``
+#: metadata, mapped to mesh axes by :mod:`jaxfm.parallel`, and ``eager_sharding=False`` so the
+#: parameter can be created without a mesh (building, inspecting and abstract init anywhere)
+#: whatever the user's global ``nnx.use_eager_sharding`` setting is.
+partitioned = functools.partial(nnx.with_partitioning, eager_sharding=False)

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxfm.nn.params import partitioned
+
 WRAPS = ("circular", "mpp")
 
 
@@ -86,7 +88,7 @@ class RelativePositionBias(nnx.Module):
         if wrap not in WRAPS:
             raise ValueError(f"unknown periodic wrap {wrap!r}; choose one of {WRAPS}")
         self.num_buckets, self.max_distance, self.wrap = num_buckets, max_distance, wrap
-        init = nnx.with_partitioning(nnx.initializers.normal(1.0), (None, "heads"))
+        init = partitioned(nnx.initializers.normal(1.0), (None, "heads"))
         self.table = nnx.Param(init(rngs.params(), (num_buckets, heads), jnp.float32))
 
     def buckets(self, length: int, periodic: bool | jax.Array = False) -> jax.Array:

@@ -177,11 +177,15 @@ class Mamba2(nnx.Module):
         self.in_proj = dense(dim, inner + conv_dim + heads, ("embed", "mlp"), rngs, use_bias=False)
         self.conv = causal_depthwise_conv(conv_dim, d_conv, True, rngs)
         self.dt_bias = SSMParam(
-            dt_bias_init(rngs.params(), (heads,), dt_min, dt_max, dt_floor), out_sharding=(None,)
+            dt_bias_init(rngs.params(), (heads,), dt_min, dt_max, dt_floor),
+            eager_sharding=False,
+            out_sharding=(None,),
         )
         a = jax.random.uniform(rngs.params(), (heads,), jnp.float32, 1.0, 16.0)
-        self.A_log = SSMParam(jnp.log(a), out_sharding=(None,))
-        self.D = SSMParam(jnp.ones((heads,), jnp.float32), out_sharding=(None,))
+        self.A_log = SSMParam(jnp.log(a), eager_sharding=False, out_sharding=(None,))
+        self.D = SSMParam(
+            jnp.ones((heads,), jnp.float32), eager_sharding=False, out_sharding=(None,)
+        )
         self.norm = RMSNorm(inner, eps=1e-5)
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs)
 

@@ -98,7 +98,9 @@ class LayerScale(nnx.Module):
     """Per-channel learnable residual scale, initialised small (``init``)."""
 
     def __init__(self, dim: int, init: float):
-        self.gamma = nnx.Param(jnp.full((dim,), init, jnp.float32), out_sharding=("embed",))
+        self.gamma = nnx.Param(
+            jnp.full((dim,), init, jnp.float32), eager_sharding=False, out_sharding=("embed",)
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x * self.gamma[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))

@@ -1,19 +1,22 @@
-"""jaxfm.parallel: device mesh, logical-axis sharding rules, multi-host initialisation."""
+"""jaxfm.parallel: device mesh, logical-axis sharding rules, multi-host initialisation.
 
-from jaxfm.parallel.distributed import initialize
-from jaxfm.parallel.mesh import AXES, BATCH_AXES, batch_sharding, make_mesh, replicated
-from jaxfm.parallel.options import ParallelConfig
-from jaxfm.parallel.rules import RULES, logical_to_spec, state_shardings
+Names load on first use (:mod:`jaxfm._lazy`): ``ParallelConfig`` alone starts no backend.
+"""
 
-__all__ = [
-    "AXES",
-    "BATCH_AXES",
-    "RULES",
-    "ParallelConfig",
-    "batch_sharding",
-    "initialize",
-    "logical_to_spec",
-    "make_mesh",
-    "replicated",
-    "state_shardings",
-]
+from jaxfm._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "initialize": "jaxfm.parallel.distributed",
+        "AXES": "jaxfm.parallel.mesh",
+        "BATCH_AXES": "jaxfm.parallel.mesh",
+        "batch_sharding": "jaxfm.parallel.mesh",
+        "make_mesh": "jaxfm.parallel.mesh",
+        "replicated": "jaxfm.parallel.mesh",
+        "ParallelConfig": "jaxfm.parallel.options",
+        "RULES": "jaxfm.parallel.rules",
+        "logical_to_spec": "jaxfm.parallel.rules",
+        "state_shardings": "jaxfm.parallel.rules",
+    },
+)

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer, CheckpointError, checkpoint_dir
+from jaxfm.config import to_dict
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
@@ -48,12 +49,6 @@ class ConfigMismatchError(ValueError):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _config_dict(cfg: Any) -> dict:
-    from jaxfm.config import to_dict  # late import: jaxfm.config imports this package
-
-    return to_dict(cfg)
 
 
 def _check_same_run(path: str, new: dict) -> None:
@@ -211,7 +206,7 @@ def run(
     workdir = os.path.abspath(cfg.workdir)
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    config = _config_dict(cfg)
+    config = to_dict(cfg)
     config_path = os.path.join(workdir, "config.json")
     has_ckpt = os.path.isdir(os.path.join(workdir, CKPT_DIR)) and any(
         d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR))

@@ -5,6 +5,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from jaxfm.nn.params import partitioned
 from jaxfm.parallel import RULES, initialize, logical_to_spec, make_mesh, state_shardings
 from jaxfm.parallel.distributed import detect
 from jaxfm.parallel.mesh import mesh_shape
@@ -56,7 +57,7 @@ def test_state_shardings_follow_the_annotations():
         64,
         32,
         rngs=nnx.Rngs(0),
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "mlp")),
+        kernel_init=partitioned(nnx.initializers.lecun_normal(), ("embed", "mlp")),
     )
     mesh = make_mesh(ParallelConfig(data=1, fsdp=8))
     sh = state_shardings(nnx.state(model, nnx.Param), mesh, "fsdp")

@@ -7,7 +7,8 @@ import pytest
 from jaxfm.config import ExperimentConfig, override
 from jaxfm.data.lorenz import flow_map_splits
 from jaxfm.data.sources import ArraySource
-from jaxfm.models.regressor import RegressionTask, RegressorConfig
+from jaxfm.models.regressor import RegressorConfig
+from jaxfm.tasks.regression.task import RegressionTask
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,9 +9,10 @@ import pytest
 from jax.sharding import Mesh
 
 from jaxfm.data.pipeline import make_dataset
-from jaxfm.models.regressor import RegressionTask, RegressorConfig
+from jaxfm.models.regressor import RegressorConfig
 from jaxfm.parallel.mesh import make_mesh
 from jaxfm.parallel.options import ParallelConfig
+from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train.optim import decay_mask, make_optimizer, make_schedule
 from jaxfm.train.options import TrainConfig
 from jaxfm.train.step import Engine

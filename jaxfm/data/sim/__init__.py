@@ -3,8 +3,16 @@
 Each system module has a frozen ``*Config`` dataclass, a jitted ``solve`` for one trajectory
 (used directly by the physics tests) and ``simulate(config, n_traj, seed) -> TrajectorySet``
 that draws random initial conditions/parameters and vmaps ``solve`` over trajectories.
+
+The registry's names load on first use (:mod:`jaxfm._lazy`), so importing one simulator
+module never re-enters this package while it is still initialising.
 """
 
-from jaxfm.data.sim.registry import SIMULATORS, Simulator, get_simulator, simulate
+from jaxfm._lazy import lazy_exports
 
-__all__ = ["SIMULATORS", "Simulator", "get_simulator", "simulate"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    dict.fromkeys(
+        ("SIMULATORS", "Simulator", "get_simulator", "simulate"), "jaxfm.data.sim.registry"
+    ),
+)

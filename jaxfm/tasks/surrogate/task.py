@@ -28,7 +28,7 @@ from flax import nnx
 from jaxfm.models.fno import FNO, FNOConfig
 from jaxfm.models.surrogate import AViT, AViTConfig
 from jaxfm.models.unet import UNet, UNetConfig
-from jaxfm.train.pde_metrics import masked_mean, nrmse, rmse, surrogate_loss, vrmse
+from jaxfm.tasks.surrogate.metrics import masked_mean, nrmse, rmse, surrogate_loss, vrmse
 
 FREEZE = ("none", "middle", "processor")
 

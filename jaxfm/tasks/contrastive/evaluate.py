@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from jaxfm.data.galaxies import PROPERTY_KEYS, GalaxyConfig, rerender
-from jaxfm.train.contrastive_task import embed_records
-from jaxfm.train.probes import mlp_regress, ridge_probe
-from jaxfm.train.retrieval import r2_score, retrieval_report
+from jaxfm.tasks.contrastive.probes import mlp_regress, ridge_probe
+from jaxfm.tasks.contrastive.retrieval import r2_score, retrieval_report
+from jaxfm.tasks.contrastive.task import embed_records
 
 #: properties regressed in the table (PROVABGS analogues: Z_HP, LOG_MSTAR, sSFR).
 PROPS = ("redshift", "log_mass", "log_ssfr")

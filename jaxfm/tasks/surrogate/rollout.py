@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxfm.train.pde_metrics import METRICS
+from jaxfm.tasks.surrogate.metrics import METRICS
 
 WINDOWS: tuple[tuple[int, int], ...] = ((1, 1), (2, 5), (6, 12))
 """Rollout windows (first step, last step), 1-based, inclusive."""

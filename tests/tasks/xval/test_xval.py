@@ -13,16 +13,9 @@ from flax import nnx
 
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
-from jaxfm.models.xval import (
-    SideBySideTask,
-    XValConfig,
-    XValLM,
-    XValTask,
-    answer_metrics,
-    generate,
-    xval_loss,
-)
+from jaxfm.models.xval import XValConfig, XValLM, generate
 from jaxfm.nn.trunk import TrunkConfig
+from jaxfm.tasks.xval.task import SideBySideTask, XValTask, answer_metrics, xval_loss
 
 TINY = XValConfig(
     vocab_size=40,

@@ -31,9 +31,9 @@ from jaxfm.data.sim.registry import simulate
 from jaxfm.data.trajectories import TrajectorySet
 from jaxfm.data.well import read_well, write_well
 from jaxfm.data.windows import WindowSource
+from jaxfm.tasks.surrogate.rollout import per_step_errors, rollout, window_means
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
-from jaxfm.train.rollout import per_step_errors, rollout, window_means
-from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig
 
 PRETRAIN_SYSTEMS = ("shallow_water", "diffusion_reaction", "navier_stokes", "gray_scott")
 """MPP's pretraining mix without compressible flow (the transfer target)."""
@@ -256,7 +256,7 @@ def evaluate_rollouts(
             }
         out[name] = res
         if plot_dir:
-            from jaxfm.train.rollout_plots import plot_error_vs_step, plot_rollout
+            from jaxfm.tasks.surrogate.plots import plot_error_vs_step, plot_rollout
 
             plot_rollout(
                 os.path.join(plot_dir, f"rollout_{name}.png"),

@@ -9,7 +9,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxfm.train.contrastive_losses import (
+from jaxfm.tasks.contrastive.losses import (
     in_batch_accuracy,
     infonce_loss,
     infonce_loss_local,
@@ -160,7 +160,7 @@ def test_task_objective_inside_engine_style_shard_map(loss):
     """
     import types
 
-    from jaxfm.train.contrastive_task import contrastive_objective
+    from jaxfm.tasks.contrastive.task import contrastive_objective
 
     a, b = _pair(11, n=64)
     model = types.SimpleNamespace(

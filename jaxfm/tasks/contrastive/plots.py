@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxfm.data.galaxies import wavelengths
-from jaxfm.train.retrieval import cosine_similarity, normalize
+from jaxfm.tasks.contrastive.retrieval import cosine_similarity, normalize
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxfm.train.probes import mlp_regress, ridge_probe
-from jaxfm.train.retrieval import (
+from jaxfm.tasks.contrastive.probes import mlp_regress, ridge_probe
+from jaxfm.tasks.contrastive.retrieval import (
     knn_r2,
     knn_regress,
     r2_score,

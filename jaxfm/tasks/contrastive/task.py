@@ -18,7 +18,7 @@ from flax import nnx
 from jaxfm.models.contrastive import ContrastiveConfig, ContrastiveModel, trainable_filter
 from jaxfm.models.specformer import SpecFormer, SpecFormerConfig, masked_modelling_loss
 from jaxfm.parallel.mesh import BATCH_AXES
-from jaxfm.train.contrastive_losses import (
+from jaxfm.tasks.contrastive.losses import (
     in_batch_accuracy,
     infonce_loss,
     infonce_loss_local,

@@ -15,7 +15,7 @@ global batch is a negative and the gradients are those of the global loss. The `
 variants are the memory-lean form for ``shard_map`` (open_clip's "local loss", big_vision's
 ``softmax_loss``): each device scores its n rows against all N gathered columns, O(nN) memory
 instead of O(N^2); ``all_gather`` is differentiable in JAX, so gradients reach the other
-devices' embeddings. Both equal the single-device loss (tests/train/test_contrastive_losses.py).
+devices' embeddings. Both equal the single-device loss (tests/tasks/contrastive/test_losses.py).
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from jaxfm.data.sources import ArraySource
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.parallel.mesh import make_mesh
 from jaxfm.parallel.options import ParallelConfig
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig, trainable_filter
 from jaxfm.train.optim import make_optimizer
 from jaxfm.train.options import TrainConfig
 from jaxfm.train.step import Engine
-from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig, trainable_filter
 
 
 def _paths(model, filt):

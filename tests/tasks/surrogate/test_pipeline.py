@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxfm.models.surrogate import avit_config
-from jaxfm.train.surrogate_task import SurrogateTask, SurrogateTaskConfig
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 
 
 def _advected(n, seed, size=32, frames=6):

@@ -12,8 +12,9 @@ from jax.sharding import Mesh
 from jaxfm.data.lorenz import flow_map_splits
 from jaxfm.data.pipeline import make_dataset
 from jaxfm.data.sources import ArraySource
-from jaxfm.models.regressor import RegressionTask, RegressorConfig
-from jaxfm.train.distill import DistillTask
+from jaxfm.models.regressor import RegressorConfig
+from jaxfm.tasks.distill.task import DistillTask
+from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train.optim import make_optimizer
 from jaxfm.train.options import TrainConfig
 from jaxfm.train.step import Engine
@@ -54,7 +55,7 @@ def _teacher_state(seed=7):
     return nnx.state(TEACHER.build_model(nnx.Rngs(seed)))
 
 
-def test_only_student_trains(lorenz):
+def test_only_student_trains(lorenz_data):
     teacher_state = _teacher_state()
     task = DistillTask(STUDENT, TEACHER, teacher_state, alpha=0.5)
     tc = TrainConfig(batch_size=32, lr=1e-2, warmup_steps=0, seed=3)
@@ -68,7 +69,7 @@ def test_only_student_trains(lorenz):
         state0["frozen"]["teacher"],
         _np(nnx.to_pure_dict(teacher_state)),
     )
-    _, state = _train(task, lorenz[0], 3, tc)
+    _, state = _train(task, lorenz_data[0], 3, tc)
     state = _np(state)
     # Bit-identical teacher, moved student.
     jax.tree.map(

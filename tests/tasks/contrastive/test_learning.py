@@ -2,7 +2,8 @@
 
 A small ViT + SpecFormer pair is trained with symmetric InfoNCE (the ``ContrastiveTask`` loss,
 same NNX filter for gradient and optimizer) on synthetic galaxies, then evaluated on a held-out
-gallery with the functions of ``jaxfm.train.retrieval``. Thresholds are written as multiples of
+gallery with the functions of ``jaxfm.tasks.contrastive.retrieval``. Thresholds are written as
+multiples of
 chance k/N (N = gallery size) and of the random-init control; they sit at about half of what
 the runs measured (numbers in docs/contrastive.md), so seed noise does not flake them while a
 model that learns nothing (or an evaluation leak that lets the control score) fails.
@@ -21,8 +22,8 @@ from jaxfm.models.contrastive import ContrastiveConfig
 from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
 from jaxfm.nn.trunk import TrunkConfig
-from jaxfm.train.contrastive_task import ContrastiveTask, embed_records
-from jaxfm.train.retrieval import knn_r2, topk_accuracy
+from jaxfm.tasks.contrastive.retrieval import knn_r2, topk_accuracy
+from jaxfm.tasks.contrastive.task import ContrastiveTask, embed_records
 
 PROPS = ("redshift", "log_mass", "log_ssfr")
 

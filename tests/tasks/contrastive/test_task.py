@@ -11,8 +11,8 @@ from jaxfm.models.contrastive import ContrastiveConfig
 from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
 from jaxfm.nn.trunk import TrunkConfig
-from jaxfm.train.contrastive_losses import infonce_loss
-from jaxfm.train.contrastive_task import (
+from jaxfm.tasks.contrastive.losses import infonce_loss
+from jaxfm.tasks.contrastive.task import (
     ContrastiveTask,
     SpecFormerPretrainTask,
     load_encoder,

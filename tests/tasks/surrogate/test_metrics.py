@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfm.train.pde_metrics import group_mean, nrmse, rmse, surrogate_loss, vrmse
+from jaxfm.tasks.surrogate.metrics import group_mean, nrmse, rmse, surrogate_loss, vrmse
 
 # float32 reductions over 16x16 points of O(1)-O(60) values: relative error ~1e-6; 1e-5 margin
 RTOL = 1e-5

@@ -7,8 +7,8 @@ import pytest
 from flax import nnx
 
 from jaxfm.nn.aux import record_aux_loss
-from jaxfm.train.rollout import per_step_errors, rollout, window_means
-from jaxfm.train.surrogate_pipeline import rollout_predictions
+from jaxfm.tasks.surrogate.pipeline import rollout_predictions
+from jaxfm.tasks.surrogate.rollout import per_step_errors, rollout, window_means
 
 
 def test_rollout_matches_numpy_loop():

@@ -1,0 +1,1 @@
+"""Two-view contrastive encoders: task, losses, retrieval, probes, evaluation and plots."""

@@ -1,0 +1,1 @@
+"""Knowledge distillation: a student fitted to a frozen teacher."""

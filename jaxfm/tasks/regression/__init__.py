@@ -1,0 +1,1 @@
+"""Mean-squared-error regression (the quickstart and the engine's test task)."""

@@ -1,0 +1,1 @@
+"""Autoregressive PDE surrogates: task, PDE metrics, rollouts, plots and the pretrain pipeline."""

@@ -1,0 +1,1 @@
+"""The xVal language model's training task, loss and answer scoring."""
