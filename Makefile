@@ -15,7 +15,8 @@ PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo data test test-slow test-triton bench lint format clean
+.PHONY: help venv demo data test test-slow test-triton test-gpu test-torch gpu-check bench lint \
+	format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +46,31 @@ test-slow: venv  ## heavier tests (longer learning and multi-process runs)
 
 test-triton:  ## Triton kernels under TRITON_INTERPRET=1 in a Python 3.11 venv with CPU torch
 	bash kernels/flash_attention/triton_interpret_env.sh
+
+# GPU targets: jax must see a CUDA GPU (`pip install -e ".[cuda]"` into .venv on that machine).
+# JAX_PLATFORMS=cuda overrides the CPU default above; the check runs first so that a machine
+# without a GPU gets one clear line instead of a backend traceback.
+GPU_PROBE := JAX_PLATFORMS=cuda $(PY) -c 'import jax; assert jax.default_backend() == "gpu"' \
+	>/dev/null 2>&1
+
+test-gpu: venv  ## every `gpu`-marked test + tests/kernels/test_triton_jax.py (needs a CUDA GPU)
+	@if ! $(GPU_PROBE); then \
+	  echo "test-gpu: skipped, jax sees no CUDA GPU here (on a GPU machine: pip install -e '.[cuda]')"; \
+	  exit 0; fi; \
+	set -e; \
+	JAX_PLATFORMS=cuda $(PY) -m pytest tests/kernels/test_triton_jax.py -m "not gpu" -q $(PYTEST_ARGS); \
+	JAX_PLATFORMS=cuda $(PY) -m pytest tests -m gpu -q $(PYTEST_ARGS)
+
+test-torch: venv  ## `torch`-marked tests (MPP PyTorch parity; needs JAXFM_MPP_SRC), CPU torch
+	@if [ ! -f "$${JAXFM_MPP_SRC:-}/models/avit.py" ]; then \
+	  echo "error: set JAXFM_MPP_SRC to a checkout of github.com/PolymathicAI/multiple_physics_pretraining" >&2; \
+	  exit 1; fi
+	BUILD_ONLY=1 bash kernels/flash_attention/triton_interpret_env.sh
+	JAXFM_TORCH_PYTHON=$${VENV_TRITON:-.venv-triton}/bin/python $(PY) -m pytest tests -m torch -q \
+	  $(PYTEST_ARGS)
+
+gpu-check: venv  ## on a GPU machine: test-gpu + kernel benchmark at GPU sizes, JSON in runs/gpu_check
+	PY=$(PY) bash kernels/gpu_check.sh
 
 bench: venv  ## microbenchmarks (small sizes on CPU); JSON lands in runs/bench
 	$(PY) -m kernels.bench --smoke --out runs/bench

@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "cudnn", "pallas", "triton", "reference")
+from kernels.timing import IMPLS, attention_fn, fwd_bwd, random_inputs, time_ms
+
+__all__ = ["IMPLS", "attention_fn", "environment", "main", "run"]
 
 
 def _git_sha() -> str:
@@ -69,77 +68,6 @@ def environment() -> dict:
     }
 
 
-def _time_ms(fn, args, repeats: int, warmup: int) -> tuple[float, float, float, str]:
-    """(median, p20, p80) milliseconds of ``fn(*args)`` and the timer used."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    if jax.default_backend() == "gpu":
-        try:
-            from jax.experimental.mosaic.gpu import profiler
-
-            _, times = profiler.measure(fn, iterations=repeats)(*args)
-            if times:
-                times = sorted(float(t) for t in times)
-                return _quantiles(times) + ("cupti",)
-        except Exception:  # profiler API differs across jax versions: fall back to wall clock
-            pass
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append((time.perf_counter() - t0) * 1e3)
-    return _quantiles(sorted(times)) + ("wall",)
-
-
-def _quantiles(times):
-    def q(f):
-        return times[min(len(times) - 1, int(f * len(times)))]
-
-    return statistics.median(times), q(0.2), q(0.8)
-
-
-def attention_fn(impl: str, causal: bool, block_sizes=None):
-    """A jittable ``f(q, k, v) -> out`` for ``impl`` (raises RuntimeError if unavailable)."""
-    if impl in ("xla", "cudnn"):
-        if impl == "cudnn" and jax.default_backend() != "gpu":
-            raise RuntimeError("cudnn needs a GPU")
-        return functools.partial(
-            jax.nn.dot_product_attention, is_causal=causal, implementation=impl
-        )
-    if impl == "reference":
-        from kernels.flash_attention.reference import attention_reference
-
-        return functools.partial(attention_reference, causal=causal)
-    if impl == "pallas":
-        from kernels.flash_attention.pallas import flash_attention_pallas
-
-        return functools.partial(flash_attention_pallas, causal=causal, block_sizes=block_sizes)
-    if impl == "triton":
-        from kernels.flash_attention.ops import fallback_reason
-        from kernels.flash_attention.triton import flash_attention_triton
-
-        x = jnp.zeros((1, 16, 1, 64), jnp.bfloat16)
-        if (reason := fallback_reason("triton", x, x, x)) is not None:
-            raise RuntimeError(reason)
-        return functools.partial(flash_attention_triton, causal=causal, block_sizes=block_sizes)
-    raise ValueError(f"kernels.bench: unknown impl {impl!r}; choose from {IMPLS}")
-
-
-def _inputs(batch, seq, heads, d, dtype, seed=0):
-    ks = jax.random.split(jax.random.PRNGKey(seed), 4)
-    shape = (batch, seq, heads, d)
-    # Random normal data: zeros would flatter the tensor cores (reference note, section 6).
-    return tuple(jax.random.normal(k, shape, jnp.dtype(dtype)) for k in ks)
-
-
-def _fwd_bwd(f):
-    def loss(q, k, v, do):
-        out, vjp = jax.vjp(f, q, k, v)
-        return out, vjp(do)
-
-    return loss
-
-
 def _peak_bytes(compiled) -> int | None:
     try:
         m = compiled.memory_analysis()
@@ -153,24 +81,11 @@ def _peak_bytes(compiled) -> int | None:
         return None
 
 
-def time_attention(
-    impl, batch, seq, heads, d, *, causal, backward, dtype, block_sizes=None, repeats=10, warmup=2
-) -> float:
-    """Median ms of one forward (or forward+backward) pass; used by the autotuner."""
-    f = attention_fn(impl, causal, block_sizes)
-    q, k, v, do = _inputs(batch, seq, heads, d, dtype)
-    if backward:
-        fn, args = jax.jit(_fwd_bwd(f)), (q, k, v, do)
-    else:
-        fn, args = jax.jit(f), (q, k, v)
-    return _time_ms(fn, args, repeats, warmup)[0]
-
-
 def matmul_peak_tflops(n: int, dtype: str, repeats: int) -> float:
     """Measured dense matmul TFLOP/s (n x n x n), the denominator of the % of peak column."""
     a, b = (jax.random.normal(jax.random.PRNGKey(i), (n, n), jnp.dtype(dtype)) for i in (1, 2))
     mm = jax.jit(lambda a, b: a @ b)
-    ms = _time_ms(mm, (a, b), repeats, 2)[0]
+    ms = time_ms(mm, (a, b), repeats, 2)[0]
     return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
@@ -181,7 +96,7 @@ def attention_flops(batch, heads, seq, d, causal) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """What ``main`` measures (defaults: the GPU sweep of the issue)."""
+    """What ``main`` measures (defaults: the full GPU sweep)."""
 
     impls: tuple[str, ...] = IMPLS
     seq_lens: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384)
@@ -252,19 +167,19 @@ def _measure(impl, d, seq, causal, sweep: Sweep, peak, env):
     )
     try:
         f = attention_fn(impl, causal)
-        q, k, v, do = _inputs(batch, seq, heads, d, sweep.dtype)
+        q, k, v, do = random_inputs(batch, seq, heads, d, sweep.dtype)
         opts = {"xla_backend_optimization_level": 0} if sweep.fast_compile else None
         fwd = jax.jit(f).lower(q, k, v).compile(opts)
-        both = jax.jit(_fwd_bwd(f)).lower(q, k, v, do).compile(opts)
+        both = jax.jit(fwd_bwd(f)).lower(q, k, v, do).compile(opts)
         # Backward alone: the vjp closure (residuals already computed) jitted on its own.
         # (jax.vjp under jit: eager vjp would run the forward op by op.)
         vjp_fn = jax.jit(lambda q, k, v: jax.vjp(f, q, k, v)[1])(q, k, v)
         bwd = jax.jit(lambda vjp_fn, do: vjp_fn(do)).lower(vjp_fn, do).compile(opts)
     except Exception as e:  # unavailable here, or fails to compile: record why, keep going
         return [dict(base, passes="all", status="skipped", reason=f"{type(e).__name__}: {e}"[:300])]
-    t_f = _time_ms(fwd, (q, k, v), sweep.repeats, sweep.warmup)
-    t_b = _time_ms(bwd, (vjp_fn, do), sweep.repeats, sweep.warmup)
-    t_fb = _time_ms(both, (q, k, v, do), sweep.repeats, sweep.warmup)
+    t_f = time_ms(fwd, (q, k, v), sweep.repeats, sweep.warmup)
+    t_b = time_ms(bwd, (vjp_fn, do), sweep.repeats, sweep.warmup)
+    t_fb = time_ms(both, (q, k, v, do), sweep.repeats, sweep.warmup)
     flops = attention_flops(batch, heads, seq, d, causal)
     rows = []
     for passes, ms, fl, mem, timer, spread in (

@@ -19,7 +19,7 @@ jax-triton compatibility (the decision, see kernels/README.md):
   before any lowering). :func:`_patch_dce_rule` re-registers a three-argument wrapper when, and
   only when, jax's default rule takes three arguments and jax-triton's takes two; on jax 0.11
   nothing changes. With the patch, tracing and DCE succeed on CPU (lowering then stops at "no
-  CPU lowering", as expected); the GPU lowering itself is unverified here (no GPU was lent).
+  CPU lowering", as expected); the GPU lowering itself is exercised only by ``make test-gpu``.
   Fallback if a later jax breaks more hooks: compile the same kernels with ``triton.compile``
   and call them through ``jax.ffi``, or use the Pallas path.
 """

@@ -7,8 +7,11 @@
 # script builds `.venv-triton` with Python 3.11, torch 2.13.0+cpu and triton (3.9.0 resolves),
 # once, and reuses it afterwards. The tests never import jax.
 #
+# The same venv is the torch interpreter of `make test-torch` (einops is installed for MPP).
+#
 # Usage: bash kernels/flash_attention/triton_interpret_env.sh [extra pytest args]
-# Env:   PYTHON311=/path/to/python3.11 to choose the interpreter; VENV_TRITON to move the venv.
+# Env:   PYTHON311=/path/to/python3.11 to choose the interpreter; VENV_TRITON to move the venv;
+#        BUILD_ONLY=1 to build (or check) the venv and run no tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -39,11 +42,16 @@ if [ ! -f "$VENV/.installed" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # Pinning the local version "+cpu" makes pip take the CPU wheel (found in the machine's wheel
   # directory) or fail loudly, instead of silently resolving the CUDA build of torch.
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu" triton numpy pytest
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu" triton numpy pytest einops
   if "$VENV/bin/python" -m pip list 2>/dev/null | grep -qi '^nvidia-'; then
     echo "error: CUDA packages were pulled into $VENV; expected the CPU build of torch" >&2; exit 1
   fi
   touch "$VENV/.installed"
+fi
+
+if [ "${BUILD_ONLY:-0}" = 1 ]; then
+  "$VENV/bin/python" -c 'import einops' 2>/dev/null || "$VENV/bin/python" -m pip install -q einops
+  echo "$VENV ready"; exit 0
 fi
 
 # --noconftest: tests/conftest.py configures jax, which this venv does not have (the modules

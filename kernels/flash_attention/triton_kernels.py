@@ -83,6 +83,32 @@ def _visibility(
 
 
 @triton.jit
+def _load_tile(PTR, base, idx, length, row_stride, offs_d, head_dim):
+    """Rows ``idx`` of a (length, head_dim) matrix at ``PTR + base``, zero past either bound."""
+    ptrs = PTR + base + idx[:, None] * row_stride + offs_d[None, :]
+    mask = (idx[:, None] < length) & (offs_d[None, :] < head_dim)
+    return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_qseg(QSEG, b, rows, q_len, HAS_SEG: tl.constexpr):
+    """Query segment ids of ``rows`` (-2 past q_len); without segments, ``rows`` (unused)."""
+    qseg = rows
+    if HAS_SEG:
+        qseg = tl.load(QSEG + b * q_len + rows, mask=rows < q_len, other=-2)
+    return qseg
+
+
+@triton.jit
+def _load_row_stats(LSE, DELTA, pid_bh, rows, q_len):
+    """Saved ``lse`` and ``delta`` of ``rows``; past q_len lse = +inf, so their P is exactly 0."""
+    ok = rows < q_len
+    lse = tl.load(LSE + pid_bh * q_len + rows, mask=ok, other=float("inf"))
+    delta = tl.load(DELTA + pid_bh * q_len + rows, mask=ok, other=0.0)
+    return lse, delta
+
+
+@triton.jit
 def flash_fwd_kernel(
     Q,
     K,
@@ -118,14 +144,8 @@ def flash_fwd_kernel(
     row_ok = rows[:, None] < q_len
     q_off = b * q_len * NUM_HEADS * head_dim + h * head_dim
     kv_off = b * kv_len * kv_heads * head_dim + (h // GROUP) * head_dim
-    q = tl.load(
-        Q + q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :],
-        mask=row_ok & d_ok,
-        other=0.0,
-    )
-    qseg = rows
-    if HAS_SEG:
-        qseg = tl.load(QSEG + b * q_len + rows, mask=rows < q_len, other=-2)
+    q = _load_tile(Q, q_off, rows, q_len, NUM_HEADS * head_dim, offs_d, head_dim)
+    qseg = _load_qseg(QSEG, b, rows, q_len, HAS_SEG)
 
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_M], tl.float32)
@@ -135,9 +155,7 @@ def flash_fwd_kernel(
         hi = tl.minimum(kv_len, (pid_m + 1) * BLOCK_M)  # blocks above the diagonal: skipped
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
-        kv_ptrs = kv_off + cols[:, None] * (kv_heads * head_dim) + offs_d[None, :]
-        kv_mask = (cols[:, None] < kv_len) & d_ok
-        k = tl.load(K + kv_ptrs, mask=kv_mask, other=0.0)
+        k = _load_tile(K, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
         s = _mm(q, tl.trans(k), DOT_PREC, UPCAST_DOT) * scale
         vis = _visibility(rows, cols, q_len, kv_len, qseg, KSEG, b * kv_len, CAUSAL, HAS_SEG)
         s = tl.where(vis, s, float("-inf"))
@@ -146,7 +164,7 @@ def flash_fwd_kernel(
         alpha = tl.exp(m - m_safe)
         p = tl.exp(s - m_safe[:, None])
         l = l * alpha + tl.sum(p, 1)
-        v = tl.load(V + kv_ptrs, mask=kv_mask, other=0.0)
+        v = _load_tile(V, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
         acc = acc * alpha[:, None] + _mm(p.to(v.dtype), v, DOT_PREC, UPCAST_DOT)
         m = m_new
     empty = l == 0.0
@@ -229,25 +247,18 @@ def flash_bwd_dq_kernel(
     row_ok = rows[:, None] < q_len
     q_off = b * q_len * NUM_HEADS * head_dim + h * head_dim
     kv_off = b * kv_len * kv_heads * head_dim + (h // GROUP) * head_dim
-    q_ptrs = q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :]
-    q = tl.load(Q + q_ptrs, mask=row_ok & d_ok, other=0.0)
-    do = tl.load(DO + q_ptrs, mask=row_ok & d_ok, other=0.0)
-    # Rows past q_len: lse = +inf makes their P exactly 0.
-    lse = tl.load(LSE + pid_bh * q_len + rows, mask=rows < q_len, other=float("inf"))
-    delta = tl.load(DELTA + pid_bh * q_len + rows, mask=rows < q_len, other=0.0)
-    qseg = rows
-    if HAS_SEG:
-        qseg = tl.load(QSEG + b * q_len + rows, mask=rows < q_len, other=-2)
+    q = _load_tile(Q, q_off, rows, q_len, NUM_HEADS * head_dim, offs_d, head_dim)
+    do = _load_tile(DO, q_off, rows, q_len, NUM_HEADS * head_dim, offs_d, head_dim)
+    lse, delta = _load_row_stats(LSE, DELTA, pid_bh, rows, q_len)
+    qseg = _load_qseg(QSEG, b, rows, q_len, HAS_SEG)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     hi = kv_len
     if CAUSAL:
         hi = tl.minimum(kv_len, (pid_m + 1) * BLOCK_M)
     for start_n in range(0, hi, BLOCK_N):
         cols = start_n + offs_n
-        kv_ptrs = kv_off + cols[:, None] * (kv_heads * head_dim) + offs_d[None, :]
-        kv_mask = (cols[:, None] < kv_len) & d_ok
-        k = tl.load(K + kv_ptrs, mask=kv_mask, other=0.0)
-        v = tl.load(V + kv_ptrs, mask=kv_mask, other=0.0)
+        k = _load_tile(K, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
+        v = _load_tile(V, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
         s = _mm(q, tl.trans(k), DOT_PREC, UPCAST_DOT) * scale
         vis = _visibility(rows, cols, q_len, kv_len, qseg, KSEG, b * kv_len, CAUSAL, HAS_SEG)
         s = tl.where(vis, s, float("-inf"))
@@ -255,6 +266,7 @@ def flash_bwd_dq_kernel(
         dp = _mm(do, tl.trans(v), DOT_PREC, UPCAST_DOT)
         ds = p * (dp - delta[:, None])
         dq += _mm(ds.to(k.dtype), k, DOT_PREC, UPCAST_DOT)
+    q_ptrs = q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :]
     tl.store(DQ + q_ptrs, (dq * scale).to(DQ.dtype.element_ty), mask=row_ok & d_ok)
 
 
@@ -296,14 +308,9 @@ def flash_bwd_dkdv_kernel(
     d_ok = offs_d[None, :] < head_dim
     col_ok = cols[:, None] < kv_len
     q_off = b * q_len * NUM_HEADS * head_dim + h * head_dim
-    kv_ptrs = (
-        b * kv_len * kv_heads * head_dim
-        + (h // GROUP) * head_dim
-        + cols[:, None] * (kv_heads * head_dim)
-        + offs_d[None, :]
-    )
-    k = tl.load(K + kv_ptrs, mask=col_ok & d_ok, other=0.0)
-    v = tl.load(V + kv_ptrs, mask=col_ok & d_ok, other=0.0)
+    kv_off = b * kv_len * kv_heads * head_dim + (h // GROUP) * head_dim
+    k = _load_tile(K, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
+    v = _load_tile(V, kv_off, cols, kv_len, kv_heads * head_dim, offs_d, head_dim)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     lo = 0
@@ -311,15 +318,10 @@ def flash_bwd_dkdv_kernel(
         lo = (pid_n * BLOCK_N // BLOCK_M) * BLOCK_M  # query blocks before the diagonal: skipped
     for start_m in range(lo, q_len, BLOCK_M):
         rows = start_m + offs_m
-        row_ok = rows[:, None] < q_len
-        q_ptrs = q_off + rows[:, None] * (NUM_HEADS * head_dim) + offs_d[None, :]
-        q = tl.load(Q + q_ptrs, mask=row_ok & d_ok, other=0.0)
-        do = tl.load(DO + q_ptrs, mask=row_ok & d_ok, other=0.0)
-        lse = tl.load(LSE + pid_bh * q_len + rows, mask=rows < q_len, other=float("inf"))
-        delta = tl.load(DELTA + pid_bh * q_len + rows, mask=rows < q_len, other=0.0)
-        qseg = rows
-        if HAS_SEG:
-            qseg = tl.load(QSEG + b * q_len + rows, mask=rows < q_len, other=-2)
+        q = _load_tile(Q, q_off, rows, q_len, NUM_HEADS * head_dim, offs_d, head_dim)
+        do = _load_tile(DO, q_off, rows, q_len, NUM_HEADS * head_dim, offs_d, head_dim)
+        lse, delta = _load_row_stats(LSE, DELTA, pid_bh, rows, q_len)
+        qseg = _load_qseg(QSEG, b, rows, q_len, HAS_SEG)
         s = _mm(q, tl.trans(k), DOT_PREC, UPCAST_DOT) * scale
         vis = _visibility(rows, cols, q_len, kv_len, qseg, KSEG, b * kv_len, CAUSAL, HAS_SEG)
         s = tl.where(vis, s, float("-inf"))

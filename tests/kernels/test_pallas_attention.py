@@ -1,6 +1,7 @@
 """Pallas flash attention (interpret mode on CPU) against the float64 NumPy oracle.
 
-Each case draws fresh random inputs (the seed is in the failure message), poisons every kernel
+Each case draws random inputs from a seed derived from its test id (``tests/kernels/cases.py``;
+the seed is in every failure message), poisons every kernel
 output buffer with NaN (so an element a kernel forgets to write fails the check), and compares
 out, lse, dq, dk, dv with the oracle. Tolerance: FlashAttention's rule, error <= 2 x the error of
 naive attention computed in the same dtype, plus a per-dtype floor (see numpy_oracle).
@@ -13,7 +14,6 @@ crosses them.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import jax
@@ -24,6 +24,7 @@ from jax.experimental import pallas as pl
 
 from kernels.flash_attention import pallas as fa_pallas
 from kernels.flash_attention.tuning import BlockSizes
+from tests.kernels.cases import Case, draw_inputs, fully_masked_batch, rng_for, segment_masks
 from tests.kernels.numpy_oracle import (
     ERROR_FLOOR,
     attention_backward,
@@ -32,26 +33,6 @@ from tests.kernels.numpy_oracle import (
 )
 
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    dtype: str
-    b: int
-    lq: int
-    lk: int
-    h: int
-    hkv: int
-    d: int
-    causal: bool
-    masks: str = "none"  # none | segments | padding | both
-    blocks: BlockSizes | None = None
-
-    def __str__(self):
-        return (
-            f"{self.dtype}-b{self.b}-q{self.lq}-k{self.lk}-h{self.h}/{self.hkv}-d{self.d}"
-            f"-{'causal' if self.causal else 'full'}-{self.masks}"
-        )
 
 
 def _naive(q, k, v, causal, vis_extra):
@@ -74,40 +55,18 @@ def _naive(q, k, v, causal, vis_extra):
     return jnp.einsum("bhqk,bkhd->bqhd", p, vr)
 
 
-def _masks(case: Case, rng):
-    """Segment ids (packed sequences) and/or key padding, folded into (q_seg, kv_seg)."""
-    if case.masks == "none":
-        return None, None
-    q_seg = np.zeros((case.b, case.lq), np.int32)
-    kv_seg = np.zeros((case.b, case.lk), np.int32)
-    if case.masks in ("segments", "both"):
-        # Sorted random ids in {0, 1, 2}: contiguous packed sequences of random lengths.
-        q_seg = np.sort(rng.integers(0, 3, (case.b, case.lq)), axis=1).astype(np.int32)
-        kv_seg = (
-            q_seg.copy()
-            if case.lq == case.lk
-            else np.sort(rng.integers(0, 3, (case.b, case.lk)), axis=1).astype(np.int32)
-        )
-    if case.masks in ("padding", "both"):
-        # Batch 0 keeps a random prefix; the last batch element has *no* valid key at all
-        # (fully masked rows must give 0, never NaN) when there are >= 2 batch elements.
-        lengths = rng.integers(1, case.lk + 1, case.b)
-        if case.b > 1:
-            lengths[-1] = 0
-        pad = np.arange(case.lk)[None, :] < lengths[:, None]
-        kv_seg = np.where(pad, kv_seg, -1).astype(np.int32)
-    return q_seg, kv_seg
+def _block_sizes(case: Case) -> BlockSizes | None:
+    if case.blocks is None:
+        return None  # the tuning table's sizes for this device and D
+    m, n = case.blocks
+    return BlockSizes(m, n, n, m)
 
 
-def _run(case: Case):
-    seed = int(np.random.SeedSequence().entropy % 2**32)
-    rng = np.random.default_rng(seed)
+def _run(case: Case, request):
+    seed, rng = rng_for(request)
     dt = jnp.dtype(case.dtype)
-    q = jnp.asarray(rng.standard_normal((case.b, case.lq, case.h, case.d)), dt)
-    k = jnp.asarray(rng.standard_normal((case.b, case.lk, case.hkv, case.d)), dt)
-    v = jnp.asarray(rng.standard_normal((case.b, case.lk, case.hkv, case.d)), dt)
-    do = jnp.asarray(rng.standard_normal((case.b, case.lq, case.h, case.d)), dt)
-    q_seg, kv_seg = _masks(case, rng)
+    q, k, v, do = (jnp.asarray(x, dt) for x in draw_inputs(case, rng))
+    q_seg, kv_seg = segment_masks(case, rng)
     segs = (None, None) if q_seg is None else (jnp.asarray(q_seg), jnp.asarray(kv_seg))
 
     def kernel(q, k, v, do):
@@ -119,7 +78,7 @@ def _run(case: Case):
                 causal=case.causal,
                 q_segment_ids=segs[0],
                 kv_segment_ids=segs[1],
-                block_sizes=case.blocks,
+                block_sizes=_block_sizes(case),
                 interpret=True,
                 poison=True,
                 return_lse=True,
@@ -159,17 +118,17 @@ def _run(case: Case):
     fin = np.isfinite(lse_ref)
     # Same float32 accumulation argument as ERROR_FLOOR["float32"]; lse ~ log(L) + max logit.
     assert max_abs_err(lse[fin], lse_ref[fin]) <= 1e-4, msg
-    if case.masks in ("padding", "both") and case.b > 1:
-        assert np.all(np.asarray(out[-1]) == 0), "fully masked rows must be exactly 0"
+    if fully_masked_batch(case):
+        assert np.all(np.asarray(out[-1]) == 0), f"fully masked rows must be exactly 0; {msg}"
 
 
 FAST = [
     # Many unequal blocks: causal loop bounds on both kernels, ragged tail (100 = 6x16 + 4).
-    Case("float32", 1, 100, 100, 4, 2, 64, True, "none", BlockSizes(32, 16, 16, 32)),
+    Case("float32", 1, 100, 100, 4, 2, 64, True, "none", (32, 16)),
     # Lq != Lk, cross-attention segments, default (tuned) blocks, D 128.
     Case("float32", 2, 70, 130, 2, 2, 128, False, "segments"),
     # bf16, GQA 4:1, causal + packed segments + key padding (one fully masked batch element).
-    Case("bfloat16", 2, 96, 96, 4, 1, 64, True, "both", BlockSizes(32, 32, 32, 32)),
+    Case("bfloat16", 2, 96, 96, 4, 1, 64, True, "both", (32, 32)),
     # fp16, D 128, key padding with a fully masked batch element.
     Case("float16", 2, 80, 80, 2, 2, 128, False, "padding"),
     # D 256 where feasible (smaller tiles in the table), causal.
@@ -178,12 +137,12 @@ FAST = [
 
 
 @pytest.mark.parametrize("case", FAST, ids=str)
-def test_pallas_matches_oracle(case):
-    _run(case)
+def test_pallas_matches_oracle(case, request):
+    _run(case, request)
 
 
 SLOW = [
-    Case(dt, b, l, l, h, hkv, d, causal, masks, BlockSizes(32, 32, 32, 32))
+    Case(dt, b, l, l, h, hkv, d, causal, masks, (32, 32))
     for dt, causal, d, (b, l, h, hkv), masks in itertools.product(
         ("float32", "bfloat16", "float16"),
         (False, True),
@@ -197,8 +156,8 @@ SLOW = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW, ids=str)
-def test_pallas_matches_oracle_sweep(case):
-    _run(case)
+def test_pallas_matches_oracle_sweep(case, request):
+    _run(case, request)
 
 
 def test_poisoned_outputs_expose_unwritten_elements():

@@ -4,7 +4,8 @@ Run by ``make test-triton`` (``kernels/flash_attention/triton_interpret_env.sh``
 3.11 venv with CPU torch and triton; this module never imports jax, and the main suite deselects
 the ``triton_interpret`` marker (and skips the module where torch/triton are missing).
 
-Same protocol as the Pallas tests: fresh random inputs (seed in the failure message), every
+Same protocol as the Pallas tests: random inputs from a seed derived from the test id (seed in
+the failure message), every
 output buffer pre-filled with NaN, forward + lse + dq/dk/dv compared with the float64 NumPy
 oracle; tolerance = 2 x the error of naive same-dtype attention (torch autograd in that dtype)
 plus the per-dtype floor of ``numpy_oracle.ERROR_FLOOR``.
@@ -12,7 +13,6 @@ plus the per-dtype floor of ``numpy_oracle.ERROR_FLOOR``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
@@ -27,6 +27,13 @@ torch = pytest.importorskip("torch")
 triton = pytest.importorskip("triton")
 
 from kernels.flash_attention import triton_kernels as tk  # noqa: E402
+from tests.kernels.cases import (  # noqa: E402
+    Case,
+    draw_inputs,
+    fully_masked_batch,
+    rng_for,
+    segment_masks,
+)
 from tests.kernels.numpy_oracle import (  # noqa: E402
     ERROR_FLOOR,
     attention_backward,
@@ -37,50 +44,13 @@ from tests.kernels.numpy_oracle import (  # noqa: E402
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    dtype: str
-    b: int
-    lq: int
-    lk: int
-    h: int
-    hkv: int
-    d: int
-    causal: bool
-    masks: str = "none"  # none | segments | padding | both
-    block_m: int = 32
-    block_n: int = 32
-
-    def __str__(self):
-        return (
-            f"{self.dtype}-b{self.b}-q{self.lq}-k{self.lk}-h{self.h}/{self.hkv}-d{self.d}"
-            f"-{'causal' if self.causal else 'full'}-{self.masks}-m{self.block_m}n{self.block_n}"
-        )
-
-
-def _masks(case: Case, rng):
-    if case.masks == "none":
-        return None, None
-    q_seg = np.zeros((case.b, case.lq), np.int32)
-    kv_seg = np.zeros((case.b, case.lk), np.int32)
-    if case.masks in ("segments", "both"):
-        q_seg = np.sort(rng.integers(0, 3, (case.b, case.lq)), axis=1).astype(np.int32)
-        kv_seg = (
-            q_seg.copy()
-            if case.lq == case.lk
-            else np.sort(rng.integers(0, 3, (case.b, case.lk)), axis=1).astype(np.int32)
-        )
-    if case.masks in ("padding", "both"):
-        lengths = rng.integers(1, case.lk + 1, case.b)
-        if case.b > 1:
-            lengths[-1] = 0  # a batch element with no valid key: rows must be 0, not NaN
-        kv_seg = np.where(np.arange(case.lk)[None] < lengths[:, None], kv_seg, -1)
-        kv_seg = kv_seg.astype(np.int32)
-    return q_seg, kv_seg
+def _tiles(case: Case) -> tuple[int, int]:
+    return (32, 32) if case.blocks is None else case.blocks
 
 
 def _launch(case: Case, q, k, v, do, q_seg, kv_seg):
     """Forward, preprocess, dq and dk/dv kernels with NaN-poisoned outputs."""
+    block_m, block_n = _tiles(case)
     nan = float("nan")
     b, lq, h, d = q.shape
     lk, hkv = k.shape[1], k.shape[2]
@@ -94,8 +64,8 @@ def _launch(case: Case, q, k, v, do, q_seg, kv_seg):
         GROUP=h // hkv,
         head_dim=d,
         HEAD_DIM=tk.head_dim_tile(d),
-        BLOCK_M=case.block_m,
-        BLOCK_N=case.block_n,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
         CAUSAL=case.causal,
         HAS_SEG=has_seg,
         DOT_PREC=tk.dot_precision(case.dtype),
@@ -103,7 +73,7 @@ def _launch(case: Case, q, k, v, do, q_seg, kv_seg):
     )
     o = torch.full_like(q, nan)
     lse = torch.full((b, h, lq), nan, dtype=torch.float32)
-    grid_q = (triton.cdiv(lq, case.block_m), b * h)
+    grid_q = (triton.cdiv(lq, block_m), b * h)
     tk.flash_fwd_kernel[grid_q](q, k, v, qs, ks, lq, lk, scale, o, lse, **meta)
 
     delta = torch.full((b, h, lq), nan, dtype=torch.float32)
@@ -115,13 +85,13 @@ def _launch(case: Case, q, k, v, do, q_seg, kv_seg):
         NUM_HEADS=h,
         head_dim=d,
         HEAD_DIM=tk.head_dim_tile(d),
-        BLOCK_M=case.block_m,
+        BLOCK_M=block_m,
     )
     dq = torch.full_like(q, nan)
     tk.flash_bwd_dq_kernel[grid_q](q, k, v, qs, ks, do, lse, delta, lq, lk, scale, dq, **meta)
     dk_h = torch.full((b, lk, h, d), nan, dtype=torch.float32)
     dv_h = torch.full((b, lk, h, d), nan, dtype=torch.float32)
-    grid_k = (triton.cdiv(lk, case.block_n), b * h)
+    grid_k = (triton.cdiv(lk, block_n), b * h)
     tk.flash_bwd_dkdv_kernel[grid_k](
         q, k, v, qs, ks, do, lse, delta, lq, lk, scale, dk_h, dv_h, **meta
     )
@@ -158,30 +128,22 @@ def _to_np(x):
 
 
 CASES = [
-    Case("float32", 1, 100, 100, 4, 2, 64, True, "none", 32, 16),
+    Case("float32", 1, 100, 100, 4, 2, 64, True, "none", (32, 16)),
     Case("float32", 2, 70, 130, 2, 2, 128, False, "segments"),
     Case("bfloat16", 2, 96, 96, 4, 1, 64, True, "both"),
     Case("float16", 2, 80, 80, 2, 2, 128, False, "padding"),
-    Case("float32", 1, 40, 40, 2, 1, 256, True, "none", 16, 16),
-    Case("float32", 1, 50, 50, 2, 2, 72, False, "none", 16, 32),  # D not a power of two
-    Case("bfloat16", 1, 48, 80, 2, 1, 64, True, "segments", 16, 32),  # causal, Lq != Lk
+    Case("float32", 1, 40, 40, 2, 1, 256, True, "none", (16, 16)),
+    Case("float32", 1, 50, 50, 2, 2, 72, False, "none", (16, 32)),  # D not a power of two
+    Case("bfloat16", 1, 48, 80, 2, 1, 64, True, "segments", (16, 32)),  # causal, Lq != Lk
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_triton_kernels_match_oracle(case):
-    seed = int(np.random.SeedSequence().entropy % 2**32)
-    rng = np.random.default_rng(seed)
+def test_triton_kernels_match_oracle(case, request):
+    seed, rng = rng_for(request)
     dt = _TORCH_DTYPES[case.dtype]
-
-    def draw(*shape):
-        return torch.from_numpy(rng.standard_normal(shape).astype(np.float32)).to(dt)
-
-    q = draw(case.b, case.lq, case.h, case.d)
-    k = draw(case.b, case.lk, case.hkv, case.d)
-    v = draw(case.b, case.lk, case.hkv, case.d)
-    do = draw(case.b, case.lq, case.h, case.d)
-    q_seg, kv_seg = _masks(case, rng)
+    q, k, v, do = (torch.from_numpy(x).to(dt) for x in draw_inputs(case, rng))
+    q_seg, kv_seg = segment_masks(case, rng)
     out, lse, grads = _launch(case, q, k, v, do, q_seg, kv_seg)
     n_out, n_grads = _naive(case, q, k, v, do, q_seg, kv_seg)
 
@@ -190,7 +152,7 @@ def test_triton_kernels_match_oracle(case):
     g_ref = attention_backward(qn, kn, vn, don, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
     floor = ERROR_FLOOR[case.dtype]
     msg = f"case {case} seed {seed}"
-    assert out.dtype == dt
+    assert out.dtype == dt, msg
     for name, got, naive_got, ref in [
         ("out", out, n_out, o_ref),
         *zip(("dq", "dk", "dv"), grads, n_grads, g_ref),
@@ -202,5 +164,5 @@ def test_triton_kernels_match_oracle(case):
     assert np.array_equal(np.isinf(lse), np.isinf(lse_ref)), msg
     fin = np.isfinite(lse_ref)
     assert max_abs_err(lse[fin], lse_ref[fin]) <= 1e-4, msg  # float32 accumulation, see oracle
-    if case.masks in ("padding", "both") and case.b > 1:
-        assert torch.all(out[-1] == 0), "fully masked rows must be exactly 0"
+    if fully_masked_batch(case):
+        assert torch.all(out[-1] == 0), f"fully masked rows must be exactly 0; {msg}"
