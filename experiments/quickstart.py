@@ -3,7 +3,8 @@
     python experiments/quickstart.py smoke --workdir runs/quickstart
     python experiments/quickstart.py default --train.steps 3000 --parallel.strategy fsdp
 
-Writes config.json, metrics.jsonl, checkpoints/, results.json and loss.png to the workdir.
+Writes config.json, metrics.jsonl, checkpoints/, results.json and metrics.png (loss,
+eval/mse and eval/persistence_mse against step) to the workdir.
 The result to read: eval/mse against eval/persistence_mse (predicting "no change").
 """
 

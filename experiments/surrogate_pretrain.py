@@ -41,7 +41,7 @@ def smoke() -> SurrogateExperiment:
 
 
 def tiny() -> SurrogateExperiment:
-    """The CPU transfer study's pretraining (reference note section 11): D 64, depth 4,
+    """The CPU transfer study's pretraining (sized to finish on 2 CPU cores): D 64, depth 4,
     patch 8, delta head, 64x64, 48 trajectories per system."""
     return SurrogateExperiment(
         workdir="runs/surrogate-pretrain-tiny",

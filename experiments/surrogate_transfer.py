@@ -85,7 +85,7 @@ def smoke() -> TransferConfig:
 
 
 def cpu() -> TransferConfig:
-    """The CPU study (reference note section 11 sizes): 127 min measured on 2 shared cores,
+    """The CPU study (sized for 2 CPU cores): 127 min measured on 2 shared cores,
     75-90 min estimated on idle ones (docs/surrogate.md, "Transfer study")."""
     return TransferConfig(
         workdir="runs/surrogate-transfer",

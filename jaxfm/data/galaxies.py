@@ -2,8 +2,8 @@
 
 Design note. Cross-modal learning is only measurable when both modalities are views of the same
 hidden object. :func:`sample_latents` draws the physical parameters of a galaxy (redshift,
-stellar mass, specific star-formation rate, Sérsic morphology) following the recipe of
-``shared/docs/reference/contrastive.md`` §6; :func:`render_images` and
+stellar mass, specific star-formation rate, Sérsic morphology) following the AstroCLIP/PROVABGS
+parameter ranges (as listed in ``docs/contrastive.md``); :func:`render_images` and
 :func:`render_spectra` turn them into observations with modality-specific nuisances (axis
 ratio, orientation and PSF for images; pixel noise for spectra). Shared information: redshift
 (apparent size, flux, colour; line positions), mass (flux, size; amplitude), sSFR (colour;

@@ -25,8 +25,8 @@ Forward pass, x (B, T, H, W, C) with field ids (B, C) -> next state (B, H, W, C)
    output kernel is gathered by field ids.
 5. ``delta=False`` (MPP): the decoded frame *is* the next state, in RevIN units.
    ``delta=True``: next = last input frame + decoded increment, with a zero-initialised output
-   kernel so the untrained model is the persistence baseline (see the reference note, section
-   11: at small scale the full-state head loses to persistence, the delta head beats it).
+   kernel so the untrained model is the persistence baseline (at small scale the full-state head
+   loses to persistence and the delta head beats it: ``docs/surrogate.md``).
 
 Parameter counts. With ``n_fields=12`` our Ti/S/B/L count 4q + D + 3 D depth fewer parameters
 than MPP's (q = D/4): MPP's ``RMSInstanceNorm2d`` stores a bias that its forward pass never

@@ -12,7 +12,7 @@ Every model calls attention through :func:`dot_product_attention`, so fused kern
   ``key_padding_mask``, but no additive ``bias`` and no arbitrary ``mask``. ``pallas`` asked for
   by name on CPU runs in interpret mode (slow; for tests); ``triton`` needs a GPU.
 * ``auto``: on a GPU the first of cuDNN, Pallas, XLA that supports the call (cuDNN is the
-  fastest measured baseline in the reference note; ``kernels.bench`` measures ours against it);
+  fastest published baseline for fused attention; ``kernels.bench`` measures ours against it);
   on CPU, XLA.
 
 An impl that cannot take a call falls back to ``xla`` and logs the reason once per distinct

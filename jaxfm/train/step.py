@@ -22,7 +22,7 @@ Gradient accumulation: the batch is split into ``grad_accum`` micro-batches scan
 The ``shard_map`` step is the per-device (pmap-style) program: each device computes its
 local loss, the loss is ``pmean``-ed over the batch axes *before* differentiation (the
 gradient of a pmean-ed loss is already the global mean gradient; pmean-ing gradients of
-local losses would count replicated parameters N times, see PITFALLS).
+local losses would count replicated parameters N times).
 """
 
 from __future__ import annotations

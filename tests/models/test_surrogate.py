@@ -12,7 +12,8 @@ from jaxfm.nn.trunk import count_params
 
 
 def _mpp_closed_form(d: int, heads: int, depth: int, n: int = 12) -> int:
-    """MPP AViT parameter count (reference note, section 2), patch 16 = three stem stages."""
+    """MPP AViT parameter count in closed form (from MPP's module definitions), patch 16 =
+    three stem stages."""
     q, dh = d // 4, d // heads
     return (
         (n + 1) * q

@@ -1,4 +1,5 @@
-"""Full evaluation of a contrastive image/spectrum model: the numbers of issue 6's table.
+"""Full evaluation of a contrastive image/spectrum model: the numbers of its table
+(``docs/contrastive.md``).
 
 Design note. One function, :func:`evaluate_contrastive`, turns a model and the (train,
 gallery) records into a flat dict: cross-modal and in-modal retrieval top-1/top-5 on the

@@ -5,15 +5,14 @@ and run in float64, so evaluation numbers do not depend on the training precisio
 
 * Retrieval (``topk_accuracy``): query i's correct item is gallery i. Its rank is the number of
   gallery items *at least as similar* as the correct one, itself excluded, so ties count
-  against the model and a constant embedding scores chance, not 1 (``shared/docs/reference/
-  contrastive.md`` §9). Cross-modal: images query spectra and back. In-modal: queries and
+  against the model and a constant embedding scores chance, not 1. Cross-modal: images query spectra and back. In-modal: queries and
   gallery are two independent noisy renderings of the same galaxies (see
   ``jaxfm.data.galaxies.render``), so in-modal retrieval has a ground truth too.
 * k-NN regression (``knn_regress``): neighbours by cosine similarity of L2-normalised
   embeddings, the prediction the mean target of the k nearest training items. Cosine, not
   StandardScaler + Euclidean as in AstroCLIP's zero-shot code: for cross-modal k-NN (image query
   against spectrum training embeddings) the modality gap makes Euclidean neighbours
-  meaningless (R^2 < 0 in calibration, reference §7).
+  meaningless (R^2 < 0 in our calibration runs).
 """
 
 from __future__ import annotations
