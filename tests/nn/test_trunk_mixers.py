@@ -3,6 +3,8 @@
 sub-config setting, and (fast, on held-out data) carries information along the sequence."""
 
 import dataclasses
+import json
+import os
 import typing
 
 import jax
@@ -13,6 +15,7 @@ import pytest
 from flax import nnx
 
 from jaxfm.config import cli, from_dict, to_dict
+from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
 from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.bidirectional import Bidirectional
@@ -225,6 +228,15 @@ def test_configs_saved_with_the_flat_kind_field_still_load():
     )
     assert [(c.mixer, c.ffn) for c in ssm] == [("mamba", "none"), ("mamba2", "mlp")]
     assert from_dict(TrunkConfig, to_dict(cfg)) == cfg  # the new layout round-trips
+    # a committed run config from before the change (kind, heads, mlp_ratio at the top)
+    path = os.path.join(os.path.dirname(__file__), "../../docs/results/contrastive/config.json")
+    with open(path) as f:
+        spectrum = from_dict(SpecFormerConfig, json.load(f)["model"]["spectrum"])
+    assert (spectrum.trunk.mixer, spectrum.trunk.ffn, spectrum.trunk.attention.heads) == (
+        "attention",
+        "mlp",
+        4,
+    )
 
 
 # --------------------------------------------------------------------------- learning
