@@ -1,15 +1,18 @@
 """Backbone comparison: the same multi-physics pretraining budget with each sequence mixer.
 
     python experiments/backbone_compare.py smoke --workdir runs/bc-smoke/attention
-    python experiments/backbone_compare.py tiny --trunk attention --workdir runs/bc/attention
-    python experiments/backbone_compare.py tiny --trunk mamba --workdir runs/bc/mamba
-    python experiments/backbone_compare.py tiny --trunk mamba2 --workdir runs/bc/mamba2
-    python experiments/backbone_compare.py tiny --trunk moe --workdir runs/bc/moe
+    python experiments/backbone_compare.py tiny --mixer attention --workdir runs/bc/attention
+    python experiments/backbone_compare.py tiny --mixer mamba --workdir runs/bc/mamba
+    python experiments/backbone_compare.py tiny --mixer mamba2 --workdir runs/bc/mamba2
+    python experiments/backbone_compare.py tiny --ffn moe --workdir runs/bc/moe
 
 Each run is an ordinary surrogate pretraining (``jaxfm/tasks/surrogate/pipeline.py``: AViT
 on the simulated systems, system-uniform sampling) whose time and space mixers are set to
-``--trunk`` (one of ``jaxfm.nn.trunk.MIXERS``; non-causal state-space mixers run
-bidirectionally). Besides the usual results it records the trunk, the parameter count, the
+``--mixer`` (one of ``jaxfm.nn.trunk.MIXERS``; non-causal state-space mixers run
+bidirectionally) and whose space-block feed-forward is ``--ffn`` (one of
+``jaxfm.nn.trunk.FFNS``); their settings are the AViT sub-configs
+(``--model.avit.mamba.d_state 8``, ``--model.avit.moe.n_experts 4``, ...). Besides the usual
+results it records the trunk (``mixer+ffn``), the parameter count, the
 median step time (``metrics.jsonl``) and the compiled memory of one training step (XLA's
 memory analysis of loss + gradient on one batch). After each run the table
 ``backbone_compare.md`` / ``.json`` next to the workdir is rebuilt from every sibling run
@@ -27,7 +30,6 @@ import os
 import statistics
 import sys
 import time
-from typing import Literal
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,7 +42,7 @@ import jaxfm  # noqa: E402
 from jaxfm.ckpt import CkptConfig  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
-from jaxfm.nn.trunk import count_params  # noqa: E402
+from jaxfm.nn.trunk import FFNName, MixerName, count_params  # noqa: E402
 from jaxfm.provenance import compiled_peak_bytes  # noqa: E402
 from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
     PDEDataConfig,
@@ -56,12 +58,16 @@ TABLE = "backbone_compare"
 
 @dataclasses.dataclass(frozen=True)
 class BackboneCompare(SurrogateExperiment):
-    """A surrogate pretraining run whose AViT mixers are chosen by ``trunk``."""
+    """A surrogate pretraining run whose AViT mixers and feed-forward are chosen by ``mixer``
+    and ``ffn``."""
 
-    trunk: Literal["attention", "mamba", "mamba2", "moe"] = "attention"
-    """Sequence mixer along time and space: attention (MPP's, with relative position bias),
-    mamba (selective scan, bidirectional), mamba2 (SSD, bidirectional) or moe (attention with a
-    top-2 mixture-of-experts feed-forward in the space blocks)."""
+    mixer: MixerName = "attention"
+    """Sequence mixer along time and space (sets model.avit.time_mixer and space_mixer):
+    attention (MPP's, with relative position bias), mamba (selective scan, bidirectional) or
+    mamba2 (SSD, bidirectional)."""
+    ffn: FFNName = "mlp"
+    """Feed-forward of the space blocks (sets model.avit.ffn): mlp (MPP's), moe (top-2
+    mixture of experts) or none."""
     cost_only: bool = False
     """Skip training: re-measure the cost columns (fwd+bwd time and compiled memory of one
     batch) of an existing run and rebuild the table. Running it for every trunk back to back
@@ -108,10 +114,11 @@ PRESETS = {"smoke": smoke, "tiny": tiny}
 
 
 def with_trunk(cfg: BackboneCompare) -> BackboneCompare:
-    """``cfg`` with the AViT's time and space mixers set to ``cfg.trunk`` (moe: attention
-    mixers with a top-2 mixture-of-experts feed-forward in the space blocks)."""
-    time_mixer = "attention" if cfg.trunk == "moe" else cfg.trunk
-    avit = dataclasses.replace(cfg.model.avit, time_mixer=time_mixer, space_mixer=cfg.trunk)
+    """``cfg`` with the AViT's time and space mixers set to ``cfg.mixer`` and its space-block
+    feed-forward to ``cfg.ffn``."""
+    avit = dataclasses.replace(
+        cfg.model.avit, time_mixer=cfg.mixer, space_mixer=cfg.mixer, ffn=cfg.ffn
+    )
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, avit=avit))
 
 
@@ -207,14 +214,16 @@ def write_table(parent: str) -> list[dict]:
 
 
 def main(cfg: BackboneCompare) -> dict:
-    """Trains the surrogate with ``cfg.trunk``, records cost, rebuilds the comparison table."""
+    """Trains the surrogate with ``cfg.mixer`` and ``cfg.ffn``, records cost, rebuilds the
+    comparison table."""
     cfg = with_trunk(cfg)
     if cfg.cost_only:
         if not os.path.exists(os.path.join(cfg.workdir, "results.json")):
             raise SystemExit(f"--cost_only: no results.json in {cfg.workdir}; train it first")
     else:
         train(cfg)
-    extra = {"trunk": cfg.trunk, "step_time_s": median_step_time(cfg.workdir), **step_cost(cfg)}
+    trunk = {"trunk": f"{cfg.mixer}+{cfg.ffn}", "mixer": cfg.mixer, "ffn": cfg.ffn}
+    extra = {**trunk, "step_time_s": median_step_time(cfg.workdir), **step_cost(cfg)}
     results = write_results(cfg.workdir, extra)
     parent = os.path.dirname(os.path.abspath(cfg.workdir))
     rows = write_table(parent)

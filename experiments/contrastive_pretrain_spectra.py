@@ -33,7 +33,7 @@ from jaxfm.data.galaxies import GalaxyConfig, load_splits  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
 from jaxfm.models.specformer import SpecFormerConfig, chunk_mask, spectrum_tokenize  # noqa: E402
 from jaxfm.models.vit import mean_token  # noqa: E402
-from jaxfm.nn.trunk import TrunkConfig  # noqa: E402
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig  # noqa: E402
 from jaxfm.tasks.contrastive.evaluate import PROPS  # noqa: E402
 from jaxfm.tasks.contrastive.retrieval import knn_r2  # noqa: E402
 from jaxfm.tasks.contrastive.task import SpecFormerPretrainTask, save_encoder  # noqa: E402
@@ -55,7 +55,7 @@ def default() -> Config:
     """Width 64, depth 2 (the encoder of contrastive_train.py default), 1500 steps, batch 64."""
     return Config(
         workdir="runs/specformer",
-        model=SpecFormerConfig(trunk=TrunkConfig(depth=2, dim=64, heads=4)),
+        model=SpecFormerConfig(trunk=TrunkConfig(depth=2, dim=64)),
         data=GalaxyConfig(n_train=4096, n_eval=1024),
         train=TrainConfig(
             steps=1500,
@@ -75,7 +75,9 @@ def smoke() -> Config:
     """About a minute on CPU: a tiny encoder, 40 steps."""
     return Config(
         workdir="runs/specformer-smoke",
-        model=SpecFormerConfig(spectrum_len=128, trunk=TrunkConfig(depth=1, dim=32, heads=2)),
+        model=SpecFormerConfig(
+            spectrum_len=128, trunk=TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2))
+        ),
         data=GalaxyConfig(n_train=256, n_eval=128, image_size=16, spectrum_len=128),
         train=TrainConfig(
             steps=40, batch_size=32, lr=2e-3, warmup_steps=5, log_every=10, eval_every=20

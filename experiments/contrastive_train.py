@@ -30,7 +30,7 @@ from jaxfm.models.contrastive import ContrastiveConfig  # noqa: E402
 from jaxfm.models.resnet import ResNetConfig  # noqa: E402
 from jaxfm.models.specformer import SpecFormerConfig  # noqa: E402
 from jaxfm.models.vit import ViTConfig  # noqa: E402
-from jaxfm.nn.trunk import TrunkConfig  # noqa: E402
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig  # noqa: E402
 from jaxfm.tasks.contrastive.evaluate import (  # noqa: E402
     evaluate_contrastive,
     results_table,
@@ -71,13 +71,15 @@ class Config(ExperimentConfig):
 
 
 def _model(dim: int, depth: int, size: int, length: int, embed: int) -> ContrastiveConfig:
-    trunk = TrunkConfig(depth=depth, dim=dim, heads=4 if dim >= 64 else 2)
+    trunk = TrunkConfig(
+        depth=depth, dim=dim, attention=AttentionConfig(heads=4 if dim >= 64 else 2)
+    )
     return ContrastiveConfig(
         vit=ViTConfig(image_size=size, patch=4, trunk=trunk),
         resnet=ResNetConfig(widths=(dim // 4, dim // 2, dim)),
         spectrum=SpecFormerConfig(spectrum_len=length, trunk=trunk),
         embed_dim=embed,
-        head_heads=trunk.heads,
+        head_heads=trunk.attention.heads,
         head_mlp_ratio=2.0,
     )
 
@@ -132,28 +134,28 @@ def smoke() -> Config:
     )
 
 
-def _spectrum_trunk(kind: str) -> Config:
-    """``default`` with the spectrum encoder's trunk swapped to ``kind``."""
+def _spectrum_trunk(name: str, mixer: str, ffn: str) -> Config:
+    """``default`` with the spectrum encoder's trunk swapped to ``mixer`` + ``ffn``."""
     base = default()
     spectrum = base.model.spectrum
-    trunk = dataclasses.replace(spectrum.trunk, kind=kind)
+    trunk = dataclasses.replace(spectrum.trunk, mixer=mixer, ffn=ffn)
     model = dataclasses.replace(base.model, spectrum=dataclasses.replace(spectrum, trunk=trunk))
-    return dataclasses.replace(base, workdir=f"runs/contrastive-{kind}", model=model)
+    return dataclasses.replace(base, workdir=f"runs/contrastive-{name}", model=model)
 
 
 def spectrum_mamba() -> Config:
     """``default`` with a (bidirectional) Mamba trunk in the spectrum encoder."""
-    return _spectrum_trunk("mamba")
+    return _spectrum_trunk("mamba", "mamba", "none")
 
 
 def spectrum_mamba2() -> Config:
     """``default`` with a (bidirectional) Mamba-2 / SSD trunk in the spectrum encoder."""
-    return _spectrum_trunk("mamba2")
+    return _spectrum_trunk("mamba2", "mamba2", "none")
 
 
 def spectrum_moe() -> Config:
     """``default`` with attention + top-2 MoE feed-forward blocks in the spectrum encoder."""
-    return _spectrum_trunk("moe")
+    return _spectrum_trunk("moe", "attention", "moe")
 
 
 PRESETS = {

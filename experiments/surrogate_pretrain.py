@@ -74,31 +74,30 @@ def Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
     )
 
 
-def _tiny_with(mixer: str) -> SurrogateExperiment:
-    """``tiny`` with ``mixer`` over time and space (moe: attention + MoE feed-forward)."""
+def _tiny_with(name: str, mixer: str, ffn: str = "mlp") -> SurrogateExperiment:
+    """``tiny`` with ``mixer`` over time and space and ``ffn`` in the space blocks."""
     base = tiny()
-    time_mixer = "attention" if mixer == "moe" else mixer
-    avit = dataclasses.replace(base.model.avit, time_mixer=time_mixer, space_mixer=mixer)
+    avit = dataclasses.replace(base.model.avit, time_mixer=mixer, space_mixer=mixer, ffn=ffn)
     return dataclasses.replace(
         base,
-        workdir=f"{base.workdir}-{mixer}",
+        workdir=f"{base.workdir}-{name}",
         model=dataclasses.replace(base.model, avit=avit),
     )
 
 
 def tiny_mamba() -> SurrogateExperiment:
     """``tiny`` with Mamba (bidirectional selective scan) mixers over time and space."""
-    return _tiny_with("mamba")
+    return _tiny_with("mamba", "mamba")
 
 
 def tiny_mamba2() -> SurrogateExperiment:
     """``tiny`` with Mamba-2 (SSD, bidirectional) mixers over time and space."""
-    return _tiny_with("mamba2")
+    return _tiny_with("mamba2", "mamba2")
 
 
 def tiny_moe() -> SurrogateExperiment:
     """``tiny`` with a top-2 mixture-of-experts feed-forward in the space blocks."""
-    return _tiny_with("moe")
+    return _tiny_with("moe", "attention", "moe")
 
 
 PRESETS = {

@@ -46,7 +46,7 @@ from jaxfm.data.number_tasks import (  # noqa: E402
 from jaxfm.data.numbers import ENCODINGS, NUM  # noqa: E402
 from jaxfm.data.sources import ArraySource  # noqa: E402
 from jaxfm.models.xval import XValConfig, generate  # noqa: E402
-from jaxfm.nn.trunk import TrunkConfig, count_params  # noqa: E402
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig, count_params  # noqa: E402
 from jaxfm.tasks.xval.task import SideBySideTask, answer_metrics  # noqa: E402
 from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
 
@@ -83,7 +83,7 @@ def study() -> Config:
     """
     return Config(
         workdir="runs/xval-study",
-        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=2, dim=64, heads=4, causal=True)),
+        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=2, dim=64, causal=True)),
         data=NumberTaskConfig(n_train=4096, n_eval=256, max_len=48, operands=3),
         study=StudyConfig(tasks=("arithmetic", "orbits"), encodings=("xval", "p10", "p1000")),
         train=TrainConfig(
@@ -103,7 +103,10 @@ def smoke() -> Config:
     """About a minute on an idle 2-core CPU: arithmetic, xval vs p10, tiny model, 20 steps."""
     return Config(
         workdir="runs/xval-smoke",
-        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True)),
+        model=XValConfig(
+            head_hidden=32,
+            trunk=TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2), causal=True),
+        ),
         data=NumberTaskConfig(n_train=256, n_eval=64, max_len=32, operands=2),
         study=StudyConfig(tasks=("arithmetic",), encodings=("xval", "p10"), gen_batch=64),
         train=TrainConfig(

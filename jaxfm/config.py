@@ -12,7 +12,9 @@ script maps names to presets and calls :func:`cli`::
   suggests the closest valid one (``difflib``), exit status 2.
 * Dashes and underscores are interchangeable in keys (``--init-from`` == ``--init_from``).
 * The resolved config is written to ``WORKDIR/config.json`` by the training engine
-  (:func:`to_dict`); :func:`from_dict` reads it back with the same checks.
+  (:func:`to_dict`); :func:`from_dict` reads it back with the same checks. A config class
+  whose fields were renamed or regrouped can read files saved before the change by defining
+  a classmethod ``migrate_dict(data) -> data``, applied before the checks.
 
 The parser is ~200 lines of our own rather than tyro/absl because we want exactly these
 one-line errors, field docstrings as help, and no global flag state in notebooks.
@@ -274,7 +276,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "config") -> C:
-    """Builds ``cls`` from :func:`to_dict` output; unknown keys raise :class:`ConfigError`."""
+    """Builds ``cls`` from :func:`to_dict` output; unknown keys raise :class:`ConfigError`.
+
+    ``cls.migrate_dict(data)``, where defined, first maps an older layout to the current one.
+    """
+    migrate = getattr(cls, "migrate_dict", None)
+    if migrate is not None:
+        data = migrate(dict(data))
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}

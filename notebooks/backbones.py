@@ -53,7 +53,7 @@ from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
 from jaxfm.models.xval import XValConfig
 from jaxfm.nn.aux import pop_aux
-from jaxfm.nn.trunk import TrunkConfig, count_params
+from jaxfm.nn.trunk import AttentionConfig, MoEConfig, TrunkConfig, count_params
 from jaxfm.tasks.surrogate.pipeline import build_data
 from jaxfm.tasks.surrogate.task import SurrogateTask
 from jaxfm.tasks.xval.task import XValTask
@@ -100,7 +100,7 @@ def train_briefly(task, batches, steps, lr=1e-3, seed=0):
 # %% [markdown]
 # ## 1. The surrogate's trunk: attention vs Mamba vs SSD
 # One config change, the AViT's `time_mixer` and `space_mixer` (as
-# `experiments/backbone_compare.py --trunk` does); non-causal state-space mixers run
+# `experiments/backbone_compare.py --mixer` does); non-causal state-space mixers run
 # bidirectionally (a forward and a backward scan, own weights). The data: the surrogate
 # pretraining corpus (four simulated PDE systems, 32x32 in smoke), one system per batch.
 
@@ -159,10 +159,11 @@ assert all(np.isfinite(r["loss"]).all() for r in surrogate_runs.values())
 # benchmark `python -m jaxfm.nn.bench_mixers --smoke`.
 #
 # ## 2. Mixture of experts and expert load
-# `TrunkConfig(kind="moe")` keeps the attention mixer and replaces the MLP by `MoE`: a float32
-# router picks the top-k of `n_experts` per token; the hidden width is `mlp_ratio / top_k` so
-# active FLOPs match the dense MLP. The router records a load-balancing loss (added to the
-# task loss) and the `max_load` / `min_load` of the experts (load / balanced load; 1 = even).
+# `TrunkConfig(ffn="moe")` keeps the attention mixer and replaces the MLP by `MoE`: a float32
+# router picks the top-k of `moe.n_experts` per token; the hidden width is
+# `mlp.mlp_ratio / moe.top_k` so active FLOPs match the dense MLP. The router records a
+# load-balancing loss (added to the task loss) and the `max_load` / `min_load` of the
+# experts (load / balanced load; 1 = even).
 
 # %%
 task_cfg = NumberTaskConfig(
@@ -179,8 +180,15 @@ def lm_batch(i, b=32):
 
 
 lm_runs = {}
-for kind in ("attention", "moe"):
-    trunk = TrunkConfig(kind=kind, depth=2, dim=32, heads=2, causal=True, n_experts=4, top_k=2)
+for kind in ("mlp", "moe"):
+    trunk = TrunkConfig(
+        ffn=kind,
+        depth=2,
+        dim=32,
+        causal=True,
+        attention=AttentionConfig(heads=2),
+        moe=MoEConfig(n_experts=4, top_k=2),
+    )
     cfg = XValConfig(
         vocab_size=codec.vocab_size,
         max_len=task_cfg.max_len,

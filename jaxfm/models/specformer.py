@@ -12,11 +12,12 @@ tokenised without learned filters:
    ``stats="astroclip"`` stores AstroCLIP's ((mu - 2) / 2, (sigma - 2) / 8) for DESI fluxes.
 
 Tokens (B, 1 + n, section + 2) are embedded linearly, learned positions are added and the
-shared :class:`~jaxfm.nn.trunk.Trunk` mixes them (``TrunkConfig.kind`` selects attention,
-mamba, mamba2 or moe). Pretraining masks ``mask_segments`` contiguous runs of ``mask_len``
-tokens (one run per equal segment of the non-statistics tokens, offset uniform in the segment;
-AstroCLIP: 6 runs of 50 of 777) by zeroing their inputs, and a linear head reconstructs the
-tokens; the loss is the MSE over masked elements only, normalised by their count.
+shared :class:`~jaxfm.nn.trunk.Trunk` mixes them (``TrunkConfig.mixer`` selects attention,
+mamba or mamba2, ``TrunkConfig.ffn`` mlp, moe or none). Pretraining masks ``mask_segments``
+contiguous runs of ``mask_len`` tokens (one run per equal segment of the non-statistics
+tokens, offset uniform in the segment; AstroCLIP: 6 runs of 50 of 777) by zeroing their
+inputs, and a linear head reconstructs the tokens; the loss is the MSE over masked elements
+only, normalised by their count.
 
 Shapes: spectra (B, L, 1) -> tokens (B, T, F) -> hidden (B, T, dim), T = 1 + n, F = section + 2.
 """
@@ -50,8 +51,8 @@ class SpecFormerConfig:
     """Floor of the per-spectrum std used for standardisation (AstroCLIP: 0.2 for DESI)."""
     stats: Literal["log", "astroclip"] = "log"
     """Encoding of (mean, std) in the statistics token."""
-    trunk: TrunkConfig = TrunkConfig(depth=4, dim=128, heads=4)
-    """The token mixer stack (kind, depth, width, heads, ...)."""
+    trunk: TrunkConfig = TrunkConfig(depth=4, dim=128)
+    """The token mixer stack (mixer, ffn, depth, width and the mixer/ffn sub-configs)."""
     mask_segments: int = 3
     """Pretraining: number of segments, one masked run each (AstroCLIP: 6)."""
     mask_len: int = 4

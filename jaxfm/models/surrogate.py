@@ -13,13 +13,14 @@ Forward pass, x (B, T, H, W, C) with field ids (B, C) -> next state (B, H, W, C)
    norm -> linear -> layer-scale -> drop-path -> residual. Space: RMS instance norm -> the same
    mixer along each spatial axis (weights shared across axes), averaged -> RMS instance norm ->
    linear -> layer-scale -> residual; then MLP (4x, GELU) -> RMS instance norm -> layer-scale ->
-   residual. The mixer is chosen by config: ``attention`` (default: multi-head attention with
-   LayerNorm QK-norm and a T5 relative position bias that wraps on periodic axes) or any mixer
-   of ``jaxfm.nn.trunk.MIXERS`` with the shared call shape (B, L, D) -> (B, L, D). The output
-   linear sits *after* the second norm (as in MPP), so the attention mixer has no projection
-   of its own.
-   ``space_mixer="moe"`` also swaps the space block's MLP for the registry's mixture of
-   experts (``MIXERS["moe"][1]``; see ``build_space_ffn``).
+   residual. The mixers are chosen by config (``time_mixer``, ``space_mixer``): ``attention``
+   (default: MPP's multi-head attention with LayerNorm QK-norm and a T5 relative position bias
+   that wraps on periodic axes) or any other mixer of ``jaxfm.nn.trunk.MIXERS`` with the
+   shared call shape (B, L, D) -> (B, L, D), built from the config's ``mamba`` / ``mamba2``
+   sub-configs with ``n_layer = depth``. The output linear sits *after* the second norm (as in
+   MPP), so the attention mixer has no projection of its own. The space block's feed-forward
+   is ``ffn``, a name in ``jaxfm.nn.trunk.FFNS`` (``mlp``: MPP's GELU MLP; ``moe``: a mixture
+   of experts; ``none``) with the ``mlp`` / ``moe`` sub-configs.
 4. Only the last frame's tokens are decoded (MPP decodes all and keeps the last; the ops are
    per frame, so this is the same result for a T-th of the cost) by the hMLP de-stem whose
    output kernel is gathered by field ids.
@@ -49,11 +50,25 @@ from jaxtyping import Array, Float
 
 from jaxfm.nn.field_embed import FieldEmbedding, PatchDestem, PatchStem
 from jaxfm.nn.instance_norm import InstanceNorm, RMSInstanceNorm
-from jaxfm.nn.mlp import MLP, dense
+from jaxfm.nn.mlp import dense
 from jaxfm.nn.norms import LayerNorm
 from jaxfm.nn.position_bias import RelativePositionBias
 from jaxfm.nn.revin import revin_denormalize, revin_normalize
 from jaxfm.nn.transformer import LayerScale, MultiHeadAttention, drop_path
+from jaxfm.nn.trunk import (
+    FFNS,
+    MIXERS,
+    AttentionConfig,
+    FFNName,
+    Layer,
+    Mamba2Config,
+    MambaConfig,
+    MixerName,
+    MLPConfig,
+    MoEConfig,
+    TrunkConfig,
+    move_legacy_fields,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +85,6 @@ class AViTConfig:
     """Size of the global field vocabulary (grows with ``expand_fields``)."""
     patch_strides: tuple[int, ...] = (4, 2, 2)
     """Strides of the hMLP stem stages; the patch size is their product (16 in MPP)."""
-    mlp_ratio: float = 4.0
-    """Hidden width of the spatial MLP as a multiple of D."""
     drop_path: float = 0.2
     """Stochastic depth of the last block, linear from 0 (MPP's build uses 0.2)."""
     layer_scale: float = 1e-6
@@ -86,14 +99,53 @@ class AViTConfig:
     delta: bool = False
     """Predict the increment over the last input frame (zero-initialised output) instead of
     the full next state (MPP)."""
-    time_mixer: str = "attention"
-    """Mixer along time: attention, or a name in jaxfm.nn.trunk.MIXERS."""
-    space_mixer: str = "attention"
-    """Mixer along each spatial axis: attention, or a name in jaxfm.nn.trunk.MIXERS."""
+    time_mixer: MixerName = "attention"
+    """Mixer along time, a name in jaxfm.nn.trunk.MIXERS: attention (MPP's, with relative
+    position bias; heads, attn_impl), mamba or mamba2 (bidirectional unless time_causal; the
+    mamba / mamba2 sub-configs)."""
+    space_mixer: MixerName = "attention"
+    """Mixer along each spatial axis (bidirectional), a name in jaxfm.nn.trunk.MIXERS."""
+    ffn: FFNName = "mlp"
+    """Feed-forward of the space blocks, a name in jaxfm.nn.trunk.FFNS: mlp (MPP's), moe
+    (mixture of experts) or none; its settings are the sub-config of the same name."""
     time_causal: bool = False
     """Causal mask along time (MPP: bidirectional)."""
     attn_impl: str = "auto"
     """Attention implementation passed to jaxfm.nn.attention (auto, xla, cudnn, ...)."""
+    mlp: MLPConfig = MLPConfig()
+    """Dense feed-forward of the space blocks (ffn = mlp; MPP: ratio 4, GELU)."""
+    moe: MoEConfig = MoEConfig()
+    """Mixture-of-experts feed-forward of the space blocks (ffn = moe)."""
+    mamba: MambaConfig = MambaConfig()
+    """Mamba mixer settings (time_mixer or space_mixer = mamba)."""
+    mamba2: Mamba2Config = Mamba2Config()
+    """Mamba-2 (SSD) mixer settings (time_mixer or space_mixer = mamba2)."""
+
+    @classmethod
+    def migrate_dict(cls, data: dict) -> dict:
+        """Reads configs saved before ``ffn`` and the sub-configs (``space_mixer="moe"`` was
+        attention + the MoE feed-forward; ``mlp_ratio`` moved into ``mlp``)."""
+        data = move_legacy_fields(data, {"mlp_ratio": (("mlp", "mlp_ratio"),)})
+        if data.get("space_mixer") == "moe":
+            data = {**data, "space_mixer": "attention", "ffn": data.get("ffn", "moe")}
+        if data.get("time_mixer") == "moe":
+            data = {**data, "time_mixer": "attention"}
+        return data
+
+    def trunk_view(self, mixer: str, *, ffn: str, causal: bool) -> TrunkConfig:
+        """The :class:`TrunkConfig` the registries build this model's modules from."""
+        return TrunkConfig(
+            mixer=mixer,
+            ffn=ffn,
+            depth=self.depth,
+            dim=self.dim,
+            causal=causal,
+            attention=AttentionConfig(heads=self.heads, attn_impl=self.attn_impl),
+            mamba=self.mamba,
+            mamba2=self.mamba2,
+            mlp=self.mlp,
+            moe=self.moe,
+        )
 
     @property
     def patch(self) -> int:
@@ -151,46 +203,56 @@ class AxisAttention(MultiHeadAttention):
         self.out = _Identity()
 
 
-def build_axis_mixer(kind: str, cfg: AViTConfig, *, causal: bool, rngs: nnx.Rngs) -> nnx.Module:
-    """The mixer ``kind`` with call shape (B, L, D) -> (B, L, D)."""
-    if kind == "attention":
-        return AxisAttention(cfg.dim, cfg.heads, causal=causal, impl=cfg.attn_impl, rngs=rngs)
-    from jaxfm.nn.trunk import MIXERS, TrunkConfig  # the registry other mixers land in
-
-    if kind not in MIXERS:
-        raise ValueError(
-            f"unknown AViT mixer {kind!r}; choose attention or one of {sorted(MIXERS)}"
-        )
-    tcfg = TrunkConfig(
-        kind=kind, dim=cfg.dim, heads=cfg.heads, causal=causal, attn_impl=cfg.attn_impl
-    )
-    return MIXERS[kind][0](tcfg, rngs)
+def _axis_attention(cfg: TrunkConfig, layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
+    a = cfg.attention
+    return AxisAttention(cfg.dim, a.heads, causal=cfg.causal, impl=a.attn_impl, rngs=rngs)
 
 
-def build_space_ffn(cfg: AViTConfig, *, rngs: nnx.Rngs) -> nnx.Module:
-    """The space block's feed-forward, (..., D) -> (..., D).
+# The trunk registry, with MPP's attention (no output projection, relative bias) for "attention".
+AXIS_MIXERS = {**MIXERS, "attention": _axis_attention}
 
-    ``space_mixer="moe"`` takes the trunk registry's feed-forward (``MIXERS["moe"][1]``: a
-    top-k mixture of experts with the trunk defaults, 8 experts, top 2, hidden
-    ``mlp_ratio / top_k`` per expert so active parameters match the dense MLP; it records its
-    balance and z losses with ``record_aux_loss``). Every other kind keeps MPP's GELU MLP:
-    the registry's feed-forward for attention and the SSMs is a plain MLP (or none), and
-    keeping the surrogate's own leaves those models' parameters and initialisation unchanged.
+
+def build_axis_mixer(
+    name: str,
+    cfg: AViTConfig,
+    *,
+    causal: bool,
+    ffn: str = "none",
+    index: int = 0,
+    rngs: nnx.Rngs,
+) -> nnx.Module:
+    """The mixer ``name`` of block ``index``, with call shape (B, L, D) -> (B, L, D); ``ffn``
+    is the feed-forward after it in the same block (its residual branch counts in Mamba's
+    output-projection init scaling)."""
+    if name not in AXIS_MIXERS:
+        raise ValueError(f"unknown AViT mixer {name!r}; choose one of {sorted(AXIS_MIXERS)}")
+    tcfg = cfg.trunk_view(name, ffn=ffn, causal=causal)
+    return AXIS_MIXERS[name](tcfg, Layer(index, cfg.depth), rngs)
+
+
+def build_space_ffn(cfg: AViTConfig, *, index: int = 0, rngs: nnx.Rngs) -> nnx.Module | None:
+    """The space block's feed-forward ``cfg.ffn`` from ``jaxfm.nn.trunk.FFNS``, (..., D) ->
+    (..., D), or None (``ffn="none"``).
+
+    ``mlp`` with the default sub-config is MPP's GELU MLP (4x); ``moe`` is a top-k mixture
+    of experts (defaults 8 experts, top 2, hidden ``mlp.mlp_ratio / top_k`` per expert so
+    active parameters match the dense MLP) that records its balance and z losses with
+    ``record_aux_loss``.
     """
-    if cfg.space_mixer == "moe":
-        from jaxfm.nn.trunk import MIXERS, TrunkConfig
-
-        tcfg = TrunkConfig(kind="moe", dim=cfg.dim, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio)
-        return MIXERS["moe"][1](tcfg, rngs)
-    return MLP(cfg.dim, int(cfg.dim * cfg.mlp_ratio), rngs=rngs)
+    if cfg.ffn not in FFNS:
+        raise ValueError(f"unknown AViT ffn {cfg.ffn!r}; choose one of {sorted(FFNS)}")
+    tcfg = cfg.trunk_view(cfg.space_mixer, ffn=cfg.ffn, causal=False)
+    return FFNS[cfg.ffn](tcfg, Layer(index, cfg.depth), rngs)
 
 
 class TimeBlock(nnx.Module):
     """Mixing along time for every spatial token, (B, T, h, w, D) -> same."""
 
-    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, index: int = 0, rngs: nnx.Rngs):
         self.norm1, self.norm2 = InstanceNorm(cfg.dim), InstanceNorm(cfg.dim)
-        self.mixer = build_axis_mixer(cfg.time_mixer, cfg, causal=cfg.time_causal, rngs=rngs)
+        self.mixer = build_axis_mixer(
+            cfg.time_mixer, cfg, causal=cfg.time_causal, index=index, rngs=rngs
+        )
         self.rel_bias = (
             RelativePositionBias(
                 cfg.heads,
@@ -199,7 +261,7 @@ class TimeBlock(nnx.Module):
                 wrap=cfg.periodic_wrap,
                 rngs=rngs,
             )
-            if cfg.time_mixer == "attention"
+            if isinstance(self.mixer, AxisAttention)
             else None
         )
         self.proj = dense(cfg.dim, cfg.dim, ("embed", "embed"), rngs)
@@ -220,10 +282,12 @@ class TimeBlock(nnx.Module):
 class SpaceBlock(nnx.Module):
     """Axial mixing along H and W with shared weights, then the MLP; (N, h, w, D) -> same."""
 
-    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, index: int = 0, rngs: nnx.Rngs):
         d = cfg.dim
         self.norm1, self.norm2 = RMSInstanceNorm(d), RMSInstanceNorm(d)
-        self.mixer = build_axis_mixer(cfg.space_mixer, cfg, causal=False, rngs=rngs)
+        self.mixer = build_axis_mixer(
+            cfg.space_mixer, cfg, causal=False, ffn=cfg.ffn, index=index, rngs=rngs
+        )
         self.rel_bias = (
             RelativePositionBias(
                 cfg.heads,
@@ -232,14 +296,15 @@ class SpaceBlock(nnx.Module):
                 wrap=cfg.periodic_wrap,
                 rngs=rngs,
             )
-            if cfg.space_mixer == "attention"
+            if isinstance(self.mixer, AxisAttention)
             else None
         )
         self.proj = dense(d, d, ("embed", "embed"), rngs)
         self.ls_mix = LayerScale(d, cfg.layer_scale)
-        self.mlp = build_space_ffn(cfg, rngs=rngs)
-        self.mlp_norm = RMSInstanceNorm(d)
-        self.ls_mlp = LayerScale(d, cfg.layer_scale)
+        self.mlp = build_space_ffn(cfg, index=index, rngs=rngs)
+        if self.mlp is not None:
+            self.mlp_norm = RMSInstanceNorm(d)
+            self.ls_mlp = LayerScale(d, cfg.layer_scale)
         self.drop_rate = drop_rate
 
     def _mix(self, y, axis_len: int, periodic, deterministic, rngs):
@@ -259,6 +324,8 @@ class SpaceBlock(nnx.Module):
         mixed = along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2)
         y = self.ls_mix(self.proj(self.norm2(mixed / 2)))
         x = x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+        if self.mlp is None:
+            return x
         y = self.ls_mlp(self.mlp_norm(self.mlp(x)))
         return x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
 
@@ -266,9 +333,9 @@ class SpaceBlock(nnx.Module):
 class SpaceTimeBlock(nnx.Module):
     """Time block then space block (MPP ``SpaceTimeBlock``), (B, T, h, w, D) -> same."""
 
-    def __init__(self, cfg: AViTConfig, drop_rate: float, *, rngs: nnx.Rngs):
-        self.time = TimeBlock(cfg, drop_rate, rngs=rngs)
-        self.space = SpaceBlock(cfg, drop_rate, rngs=rngs)
+    def __init__(self, cfg: AViTConfig, drop_rate: float, *, index: int = 0, rngs: nnx.Rngs):
+        self.time = TimeBlock(cfg, drop_rate, index=index, rngs=rngs)
+        self.space = SpaceBlock(cfg, drop_rate, index=index, rngs=rngs)
 
     def __call__(self, x, periodic, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
         x = self.time(x, deterministic=deterministic, rngs=rngs)
@@ -288,7 +355,9 @@ class AViT(nnx.Module):
         self.fields = FieldEmbedding(cfg.n_fields, cfg.dim // 4, rngs=rngs)
         self.stem = PatchStem(cfg.dim, strides=cfg.patch_strides, rngs=rngs)
         rates = np.linspace(0.0, cfg.drop_path, cfg.depth)
-        self.blocks = nnx.List([SpaceTimeBlock(cfg, float(r), rngs=rngs) for r in rates])
+        self.blocks = nnx.List(
+            [SpaceTimeBlock(cfg, float(r), index=i, rngs=rngs) for i, r in enumerate(rates)]
+        )
         self.destem = PatchDestem(
             cfg.dim, cfg.n_fields, strides=cfg.patch_strides, zero_init_output=cfg.delta, rngs=rngs
         )

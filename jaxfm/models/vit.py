@@ -2,7 +2,8 @@
 
 Design note (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words"). Non-overlapping
 ``patch`` x ``patch`` patches are embedded linearly, learned position embeddings are added,
-and the trunk (attention by default; any ``TrunkConfig.kind``) mixes the tokens. The encoder
+and the trunk (attention + MLP by default; any ``TrunkConfig.mixer`` / ``ffn``) mixes the
+tokens. The encoder
 returns all patch tokens, (B, N, dim) with N = (size / patch)^2, and no CLS token: the
 contrastive heads pool tokens with a learned-query cross attention, as AstroCLIP's image head
 does over AstroDINO's patch tokens (Parker et al. 2024).
@@ -33,8 +34,8 @@ class ViTConfig:
     """Patch side in pixels; must divide image_size."""
     channels: int = 3
     """Input bands."""
-    trunk: TrunkConfig = TrunkConfig(depth=4, dim=128, heads=4)
-    """The token mixer stack (kind, depth, width, heads, ...)."""
+    trunk: TrunkConfig = TrunkConfig(depth=4, dim=128)
+    """The token mixer stack (mixer, ffn, depth, width and the mixer/ffn sub-configs)."""
 
 
 class ViT(nnx.Module):

@@ -37,7 +37,7 @@ from jaxfm.nn.trunk import Trunk, TrunkConfig
 
 
 def _default_trunk() -> TrunkConfig:
-    return TrunkConfig(depth=2, dim=64, heads=4, causal=True)
+    return TrunkConfig(depth=2, dim=64, causal=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,6 +151,7 @@ class Mamba(nnx.Module):
         self.inner, self.d_state = inner, d_state
         self.dt_rank = dt_rank or math.ceil(dim / 16)
         self.scan, self.chunk = scan, chunk
+        self.n_layer, self.n_residual = n_layer, n_residual
         self.in_proj = dense(dim, 2 * inner, ("embed", "mlp"), rngs, use_bias=bias)
         self.conv = causal_depthwise_conv(inner, d_conv, conv_bias, rngs)
         self.x_proj = dense(inner, self.dt_rank + 2 * d_state, ("mlp", None), rngs, use_bias=False)

@@ -172,6 +172,7 @@ class Mamba2(nnx.Module):
         if heads % ngroups:
             raise ValueError(f"Mamba2: heads = {heads} is not divisible by ngroups = {ngroups}")
         self.inner, self.heads, self.headdim = inner, heads, headdim
+        self.n_layer, self.n_residual = n_layer, n_residual
         self.ngroups, self.d_state, self.chunk = ngroups, d_state, chunk
         conv_dim = inner + 2 * ngroups * d_state
         self.in_proj = dense(dim, inner + conv_dim + heads, ("embed", "mlp"), rngs, use_bias=False)

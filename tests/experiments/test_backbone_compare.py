@@ -62,3 +62,24 @@ def test_step_cost_measures_params_memory_and_time(tmp_path):
     cost = bc.step_cost(cfg)
     assert cost["params"] > 0 and cost["fwd_bwd_s"] > 0
     assert cost["step_peak_bytes"] is None or cost["step_peak_bytes"] > 4 * cost["params"]
+
+
+def test_command_line_sets_the_avit_mixers_ffn_and_their_sub_configs(capsys):
+    from flax import nnx
+
+    from jaxfm.config import cli
+    from jaxfm.models.surrogate import SpaceBlock
+
+    argv = ["smoke", "--mixer", "mamba", "--ffn=moe", "--model.avit.mamba.d_state=4"]
+    argv += ["--model.avit.moe.n_experts", "3", "--model.avit.depth", "2"]
+    cfg = bc.with_trunk(cli(bc.BackboneCompare, bc.PRESETS, argv))
+    avit = cfg.model.avit
+    assert (avit.time_mixer, avit.space_mixer, avit.ffn) == ("mamba", "mamba", "moe")
+    block = SpaceBlock(avit, 0.0, rngs=nnx.Rngs(0))
+    assert block.mlp.n_experts == 3 and block.mixer.forward.d_state == 4
+    assert block.mixer.forward.n_layer == 2  # the AViT depth
+    with pytest.raises(SystemExit):
+        cli(bc.BackboneCompare, bc.PRESETS, ["smoke", "--mixer", "moe"])
+    assert "invalid value 'moe' for mixer (expected one of attention, mamba, mamba2)" in (
+        capsys.readouterr().err
+    )

@@ -25,9 +25,9 @@ from jaxfm.models.specformer import (
     untokenize_stats,
 )
 from jaxfm.models.vit import ViT, ViTConfig
-from jaxfm.nn.trunk import TrunkConfig
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
 
-TINY = TrunkConfig(depth=1, dim=32, heads=2)
+TINY = TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2))
 SPEC = SpecFormerConfig(
     spectrum_len=128, section=16, stride=8, trunk=TINY, mask_segments=3, mask_len=3
 )

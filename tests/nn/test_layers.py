@@ -9,7 +9,7 @@ from jaxfm.nn import aux
 from jaxfm.nn.mlp import MLP
 from jaxfm.nn.norms import LayerNorm, RMSNorm, make_norm
 from jaxfm.nn.transformer import Block, MultiHeadAttention, drop_path
-from jaxfm.nn.trunk import Trunk, TrunkConfig, count_params
+from jaxfm.nn.trunk import MLPConfig, Trunk, TrunkConfig, count_params
 
 RNG = np.random.default_rng()  # fresh inputs every run; tolerances cover float32 round-off
 
@@ -135,14 +135,16 @@ def test_block_is_a_residual_around_mixer_and_ffn():
     np.testing.assert_allclose(blk(x), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_trunk_shapes_params_and_unknown_kind():
-    cfg = TrunkConfig(depth=2, dim=32, heads=4, mlp_ratio=2.0)
+def test_trunk_shapes_params_and_unknown_names():
+    cfg = TrunkConfig(depth=2, dim=32, mlp=MLPConfig(mlp_ratio=2.0))
     t = Trunk(cfg, rngs=nnx.Rngs(0))
     assert t(jnp.ones((2, 9, 32))).shape == (2, 9, 32)
     per_block = 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32) + 2 * 2 * 32
     assert count_params(t) == 2 * per_block + 2 * 32
-    with pytest.raises(ValueError, match="unknown trunk kind 'rnn'"):
-        Trunk(TrunkConfig(kind="rnn"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="unknown trunk mixer 'rnn'.*attention"):
+        Trunk(TrunkConfig(mixer="rnn"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="unknown trunk ffn 'kan'.*moe"):
+        Trunk(TrunkConfig(ffn="kan"), rngs=nnx.Rngs(0))
 
 
 def test_aux_losses_are_summed_and_metrics_averaged():

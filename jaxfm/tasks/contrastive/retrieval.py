@@ -5,9 +5,10 @@ and run in float64, so evaluation numbers do not depend on the training precisio
 
 * Retrieval (``topk_accuracy``): query i's correct item is gallery i. Its rank is the number of
   gallery items *at least as similar* as the correct one, itself excluded, so ties count
-  against the model and a constant embedding scores chance, not 1. Cross-modal: images query spectra and back. In-modal: queries and
-  gallery are two independent noisy renderings of the same galaxies (see
-  ``jaxfm.data.galaxies.render``), so in-modal retrieval has a ground truth too.
+  against the model and a constant embedding scores chance, not 1. Cross-modal: images query
+  spectra and back. In-modal: queries and gallery are two independent noisy renderings of the
+  same galaxies (see ``jaxfm.data.galaxies.render``), so in-modal retrieval has a ground truth
+  too.
 * k-NN regression (``knn_regress``): neighbours by cosine similarity of L2-normalised
   embeddings, the prediction the mean target of the k nearest training items. Cosine, not
   StandardScaler + Euclidean as in AstroCLIP's zero-shot code: for cross-modal k-NN (image query

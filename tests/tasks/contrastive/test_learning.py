@@ -21,7 +21,7 @@ from jaxfm.data.galaxies import GalaxyConfig, generate
 from jaxfm.models.contrastive import ContrastiveConfig
 from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
-from jaxfm.nn.trunk import TrunkConfig
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
 from jaxfm.tasks.contrastive.retrieval import knn_r2, topk_accuracy
 from jaxfm.tasks.contrastive.task import ContrastiveTask, embed_records
 
@@ -96,7 +96,7 @@ def _check(result, *, batch: int, top5_min: float, r2_min: dict, k: int = 16):
 
 def test_contrastive_learning_beats_random_init():
     """~150 small steps: a few times chance in retrieval, clearly positive cross-modal R^2."""
-    trunk = TrunkConfig(depth=1, dim=32, heads=2)
+    trunk = TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2))
     cfg = ContrastiveConfig(
         vit=ViTConfig(image_size=16, patch=4, trunk=trunk),
         spectrum=SpecFormerConfig(spectrum_len=128, trunk=trunk),
@@ -112,7 +112,7 @@ def test_contrastive_learning_beats_random_init():
 @pytest.mark.slow
 def test_contrastive_learning_calibrated():
     """Reference §7 setting: 400 steps, batch 128, 4096 pairs, gallery 1024."""
-    trunk = TrunkConfig(depth=2, dim=64, heads=4)
+    trunk = TrunkConfig(depth=2, dim=64)
     cfg = ContrastiveConfig(
         vit=ViTConfig(patch=4, trunk=trunk),
         spectrum=SpecFormerConfig(trunk=trunk),

@@ -10,7 +10,7 @@ from flax import nnx
 from jaxfm.models.contrastive import ContrastiveConfig
 from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
-from jaxfm.nn.trunk import TrunkConfig
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
 from jaxfm.tasks.contrastive.losses import infonce_loss
 from jaxfm.tasks.contrastive.task import (
     ContrastiveTask,
@@ -19,7 +19,7 @@ from jaxfm.tasks.contrastive.task import (
     save_encoder,
 )
 
-TINY = TrunkConfig(depth=2, dim=16, heads=2)
+TINY = TrunkConfig(depth=2, dim=16, attention=AttentionConfig(heads=2))
 SPEC = SpecFormerConfig(
     spectrum_len=64, section=8, stride=4, trunk=TINY, mask_segments=2, mask_len=2
 )

@@ -14,14 +14,14 @@ from flax import nnx
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
 from jaxfm.models.xval import XValConfig, XValLM, generate
-from jaxfm.nn.trunk import TrunkConfig
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
 from jaxfm.tasks.xval.task import SideBySideTask, XValTask, answer_metrics, xval_loss
 
 TINY = XValConfig(
     vocab_size=40,
     max_len=16,
     head_hidden=32,
-    trunk=TrunkConfig(depth=1, dim=32, heads=2, causal=True),
+    trunk=TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2), causal=True),
 )
 
 
@@ -206,7 +206,7 @@ def test_xval_learns_addition_far_better_than_a_constant():
         vocab_size=codec.vocab_size,
         max_len=16,
         head_hidden=32,
-        trunk=TrunkConfig(depth=1, dim=32, heads=4, causal=True),
+        trunk=TrunkConfig(depth=1, dim=32, causal=True),
     )
     task = XValTask(cfg)
     model = nnx.jit(lambda: task.build_model(nnx.Rngs(0)))()
