@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer, CheckpointError, checkpoint_dir
-from jaxfm.config import to_dict
+from jaxfm.config import ConfigError, from_dict, to_dict
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
@@ -51,10 +51,20 @@ class ConfigMismatchError(ValueError):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_same_run(path: str, new: dict) -> None:
-    """Refuses to resume a workdir whose model or data sections differ (names the key)."""
+def _check_same_run(path: str, cfg: Any) -> None:
+    """Refuses to resume a workdir whose model or data sections differ (names the key).
+
+    The saved config is first read back through the config classes (``from_dict``), so a file
+    written before a field was renamed or regrouped (a ``migrate_dict``) compares by meaning,
+    not by layout; a file they cannot read is compared as saved.
+    """
+    new = to_dict(cfg)
     with open(path) as f:
         old = json.load(f)
+    try:
+        old = to_dict(from_dict(type(cfg), old, where=path))
+    except (ConfigError, TypeError, ValueError):
+        pass
 
     def diff(a, b, prefix):
         for k in sorted(set(a) | set(b)):
@@ -212,7 +222,7 @@ def run(
         d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR))
     )
     if has_ckpt and os.path.exists(config_path):
-        _check_same_run(config_path, config)
+        _check_same_run(config_path, cfg)
     if is_main:
         _write_json(config_path, config)
 

@@ -266,3 +266,32 @@ def test_keep_newest_plus_best_and_tensorboard(make_cfg, task, lorenz):
     assert kept == sorted({worst, 8}), (kept, evals)
     events = os.listdir(os.path.join(cfg.workdir, "tb"))
     assert any(name.startswith("events.out.tfevents") for name in events)
+
+
+def test_resume_check_reads_an_older_config_layout_through_migrate_dict(tmp_path):
+    """A config saved before a field was renamed resumes; a real difference is still refused."""
+    import dataclasses
+    import json
+
+    from jaxfm.config import ExperimentConfig
+    from jaxfm.train.loop import _check_same_run
+
+    @dataclasses.dataclass(frozen=True)
+    class Model:
+        width: int = 8
+
+        @classmethod
+        def migrate_dict(cls, data):
+            if "hidden" in data:  # the old name of ``width``
+                data["width"] = data.pop("hidden")
+            return data
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg(ExperimentConfig):
+        model: Model = dataclasses.field(default_factory=Model)
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {"hidden": 8}}))
+    _check_same_run(str(path), Cfg())
+    with pytest.raises(ConfigMismatchError, match=r"model.width=8.*model.width=16"):
+        _check_same_run(str(path), Cfg(model=Model(width=16)))
