@@ -245,6 +245,19 @@ def build_space_ffn(cfg: AViTConfig, *, index: int = 0, rngs: nnx.Rngs) -> nnx.M
     return FFNS[cfg.ffn](tcfg, Layer(index, cfg.depth), rngs)
 
 
+def _relative_bias(cfg: AViTConfig, mixer: nnx.Module, rngs: nnx.Rngs):
+    """MPP's T5-style relative position bias, for an attention mixer only (None otherwise)."""
+    if not isinstance(mixer, AxisAttention):
+        return None
+    return RelativePositionBias(
+        cfg.heads,
+        num_buckets=cfg.num_buckets,
+        max_distance=cfg.max_distance,
+        wrap=cfg.periodic_wrap,
+        rngs=rngs,
+    )
+
+
 class TimeBlock(nnx.Module):
     """Mixing along time for every spatial token, (B, T, h, w, D) -> same."""
 
@@ -253,17 +266,7 @@ class TimeBlock(nnx.Module):
         self.mixer = build_axis_mixer(
             cfg.time_mixer, cfg, causal=cfg.time_causal, index=index, rngs=rngs
         )
-        self.rel_bias = (
-            RelativePositionBias(
-                cfg.heads,
-                num_buckets=cfg.num_buckets,
-                max_distance=cfg.max_distance,
-                wrap=cfg.periodic_wrap,
-                rngs=rngs,
-            )
-            if isinstance(self.mixer, AxisAttention)
-            else None
-        )
+        self.rel_bias = _relative_bias(cfg, self.mixer, rngs)
         self.proj = dense(cfg.dim, cfg.dim, ("embed", "embed"), rngs)
         self.ls = LayerScale(cfg.dim, cfg.layer_scale)
         self.drop_rate = drop_rate
@@ -288,17 +291,7 @@ class SpaceBlock(nnx.Module):
         self.mixer = build_axis_mixer(
             cfg.space_mixer, cfg, causal=False, ffn=cfg.ffn, index=index, rngs=rngs
         )
-        self.rel_bias = (
-            RelativePositionBias(
-                cfg.heads,
-                num_buckets=cfg.num_buckets,
-                max_distance=cfg.max_distance,
-                wrap=cfg.periodic_wrap,
-                rngs=rngs,
-            )
-            if isinstance(self.mixer, AxisAttention)
-            else None
-        )
+        self.rel_bias = _relative_bias(cfg, self.mixer, rngs)
         self.proj = dense(d, d, ("embed", "embed"), rngs)
         self.ls_mix = LayerScale(d, cfg.layer_scale)
         self.mlp = build_space_ffn(cfg, index=index, rngs=rngs)

@@ -293,6 +293,14 @@ def run(
             writer.write(step, host)
             progress.show(step, host)
 
+    def evaluate_and_log(step: int, st: State) -> dict:
+        metrics = evaluate(
+            engine, st, eval_source, batch_size=tc.batch_size, max_batches=tc.eval_batches
+        )
+        writer.write(step, metrics)
+        progress.show(step, metrics)
+        return metrics
+
     pending = None  # (step, metrics) of the last dispatched step, fetched one step later
     step = start
     try:
@@ -319,29 +327,13 @@ def run(
                     finish_step(*pending)
                     pending = None
                 if evaluate_now:
-                    last_eval = evaluate(
-                        engine,
-                        state,
-                        eval_source,
-                        batch_size=tc.batch_size,
-                        max_batches=tc.eval_batches,
-                    )
-                    writer.write(step, last_eval)
-                    progress.show(step, last_eval)
+                    last_eval = evaluate_and_log(step, state)
                 if save_now:
                     save(step, state)
             if pending is not None:
                 finish_step(*pending)
             if status == "finished" and eval_source is not None:
-                last_eval = evaluate(
-                    engine,
-                    state,
-                    eval_source,
-                    batch_size=tc.batch_size,
-                    max_batches=tc.eval_batches,
-                )
-                writer.write(step, last_eval)
-                progress.show(step, last_eval)
+                last_eval = evaluate_and_log(step, state)
             save(step, state)
     finally:
         ckpt.close()
