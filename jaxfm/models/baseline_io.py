@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from jaxfm.nn.revin import revin_denormalize, revin_normalize
 
@@ -44,3 +45,22 @@ def folded_forward(
     if delta:
         out = xn[:, -1] + out
     return revin_denormalize(out, stats)
+
+
+class FoldedBaseline(nnx.Module):
+    """The surrogate call shape for a baseline whose ``_core`` maps (B, H, W, T*C) -> (B, H, W, C).
+
+    Subclasses set ``self.cfg`` (with ``n_steps_input``, ``n_channels``, ``delta``) and define
+    ``_core``; the call is :func:`folded_forward` with the AViT's signature.
+    """
+
+    def __call__(self, x, field_ids=None, *, periodic=None, deterministic=True, rngs=None):
+        """(B, T, H, W, C) -> (B, H, W, C) next frame."""
+        del field_ids, periodic, deterministic, rngs
+        return folded_forward(
+            self._core,
+            x,
+            n_steps_input=self.cfg.n_steps_input,
+            n_channels=self.cfg.n_channels,
+            delta=self.cfg.delta,
+        )

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxfm.models.baseline_io import folded_forward
+from jaxfm.models.baseline_io import FoldedBaseline
 from jaxfm.nn.mlp import dense
 
 
@@ -67,7 +67,7 @@ class SpectralConv2d(nnx.Module):
         return jnp.fft.irfft2(out, s=(h, w), axes=(1, 2)).astype(v.dtype)
 
 
-class FNO(nnx.Module):
+class FNO(FoldedBaseline):
     """FNO surrogate with the AViT call signature (field ids and periodic are ignored)."""
 
     def __init__(self, cfg: FNOConfig, *, rngs: nnx.Rngs):
@@ -91,14 +91,3 @@ class FNO(nnx.Module):
             if i < len(self.spectral) - 1:
                 v = jax.nn.gelu(v)
         return self.out(jax.nn.gelu(self.proj(v)))
-
-    def __call__(self, x, field_ids=None, *, periodic=None, deterministic=True, rngs=None):
-        """(B, T, H, W, C) -> (B, H, W, C) next frame."""
-        del field_ids, periodic, deterministic, rngs
-        return folded_forward(
-            self._core,
-            x,
-            n_steps_input=self.cfg.n_steps_input,
-            n_channels=self.cfg.n_channels,
-            delta=self.cfg.delta,
-        )

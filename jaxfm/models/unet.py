@@ -16,7 +16,7 @@ import dataclasses
 import jax
 from flax import nnx
 
-from jaxfm.models.baseline_io import folded_forward
+from jaxfm.models.baseline_io import FoldedBaseline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ConvBlock(nnx.Module):
         return jax.nn.gelu(self.n2(self.c2(x)))
 
 
-class UNet(nnx.Module):
+class UNet(FoldedBaseline):
     """U-Net surrogate with the AViT call signature (field ids and periodic are ignored)."""
 
     def __init__(self, cfg: UNetConfig, *, rngs: nnx.Rngs):
@@ -100,14 +100,3 @@ class UNet(nnx.Module):
         for up, dec in zip(self.up, self.dec):
             h = dec(jax.numpy.concatenate([up(h), skips.pop()], axis=-1))
         return self.out(h)
-
-    def __call__(self, x, field_ids=None, *, periodic=None, deterministic=True, rngs=None):
-        """(B, T, H, W, C) -> (B, H, W, C) next frame."""
-        del field_ids, periodic, deterministic, rngs
-        return folded_forward(
-            self._core,
-            x,
-            n_steps_input=self.cfg.n_steps_input,
-            n_channels=self.cfg.n_channels,
-            delta=self.cfg.delta,
-        )
