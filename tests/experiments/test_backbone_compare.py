@@ -1,4 +1,4 @@
-"""experiments/backbone_compare.py: the table is rebuilt from sibling runs; cost-only runs
+"""experiments.backbone_compare: the table is rebuilt from sibling runs; cost-only runs
 need a trained run."""
 
 import json
@@ -6,10 +6,8 @@ import os
 
 import pytest
 
+from experiments import backbone_compare as bc
 from jaxfm.config import override
-from tests.test_experiments import ROOT, _load
-
-bc = _load(os.path.join(ROOT, "experiments", "backbone_compare.py"))
 
 
 def _result(parent, run, **kw):
