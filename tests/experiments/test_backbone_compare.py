@@ -59,4 +59,7 @@ def test_step_cost_measures_params_memory_and_time(tmp_path):
     )
     cost = bc.step_cost(cfg)
     assert cost["params"] > 0 and cost["fwd_bwd_s"] > 0
-    assert cost["step_peak_bytes"] is None or cost["step_peak_bytes"] > 4 * cost["params"]
+    # XLA's compiled memory analysis (arguments + outputs + temporaries) is reported on CPU
+    # too (device memory_stats() is None there): a real byte count, above the parameters'.
+    peak = cost["step_peak_bytes"]
+    assert isinstance(peak, int) and peak > 4 * cost["params"], peak
