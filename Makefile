@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed  ## create .venv with jaxfm installed editable (+ dev tools)
 
 demo: venv  ## run the main job end to end on built-in data; prints where results and plots are
-	$(PY) experiments/surrogate_transfer.py demo --workdir runs/demo
+	$(PY) -m experiments.surrogate_transfer demo --workdir runs/demo
 
 data: venv  ## generate the small multi-system PDE corpus (The Well layout) into runs/data
 	$(PY) -m jaxfm.data.generate corpus --n-traj 16 --resolution 32 --out runs/data

@@ -1,10 +1,10 @@
 """Backbone comparison: the same multi-physics pretraining budget with each sequence mixer.
 
-    python experiments/backbone_compare.py smoke --workdir runs/bc-smoke/attention
-    python experiments/backbone_compare.py tiny --mixer attention --workdir runs/bc/attention
-    python experiments/backbone_compare.py tiny --mixer mamba --workdir runs/bc/mamba
-    python experiments/backbone_compare.py tiny --mixer mamba2 --workdir runs/bc/mamba2
-    python experiments/backbone_compare.py tiny --ffn moe --workdir runs/bc/moe
+    python -m experiments.backbone_compare smoke --workdir runs/bc-smoke/attention
+    python -m experiments.backbone_compare tiny --mixer attention --workdir runs/bc/attention
+    python -m experiments.backbone_compare tiny --mixer mamba --workdir runs/bc/mamba
+    python -m experiments.backbone_compare tiny --mixer mamba2 --workdir runs/bc/mamba2
+    python -m experiments.backbone_compare tiny --ffn moe --workdir runs/bc/moe
 
 Each run is an ordinary surrogate pretraining (``jaxfm/tasks/surrogate/pipeline.py``: AViT
 on the simulated systems, system-uniform sampling) whose time and space mixers are set to
@@ -28,30 +28,27 @@ import glob
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jaxfm  # noqa: E402
-from jaxfm.ckpt import CkptConfig  # noqa: E402
-from jaxfm.config import cli  # noqa: E402
-from jaxfm.models.surrogate import avit_config  # noqa: E402
-from jaxfm.nn.trunk import FFNName, MixerName, count_params  # noqa: E402
-from jaxfm.provenance import compiled_peak_bytes  # noqa: E402
-from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
+import jaxfm
+from jaxfm.ckpt import CkptConfig
+from jaxfm.config import cli
+from jaxfm.models.surrogate import avit_config
+from jaxfm.nn.trunk import FFNName, MixerName, count_params
+from jaxfm.provenance import compiled_peak_bytes
+from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
     train,
 )
-from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
-from jaxfm.train import TrainConfig, write_results  # noqa: E402
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
+from jaxfm.train import TrainConfig, write_results
 
 TABLE = "backbone_compare"
 

@@ -1,7 +1,7 @@
 """Training-step benchmark of the AViT size presets: step time, tokens/s, MFU, peak memory.
 
-    python experiments/bench_surrogate.py cpu --workdir runs/bench-surrogate
-    python experiments/bench_surrogate.py gpu --workdir runs/bench-surrogate-gpu   # + bf16
+    python -m experiments.bench_surrogate cpu --workdir runs/bench-surrogate
+    python -m experiments.bench_surrogate gpu --workdir runs/bench-surrogate-gpu   # + bf16
 
 For each preset: one AdamW step (NMSE loss, gradient clipping) compiled with ``jax.jit``;
 model FLOPs from the compiled executable's cost analysis (forward + backward + update, as
@@ -17,24 +17,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
 
-import flax  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jaxfm  # noqa: E402
-from jaxfm.config import cli  # noqa: E402
-from jaxfm.models.surrogate import AViT, avit_config  # noqa: E402
-from jaxfm.nn.trunk import count_params  # noqa: E402
-from jaxfm.provenance import compiled_peak_bytes, git_sha  # noqa: E402
-from jaxfm.tasks.surrogate.metrics import surrogate_loss  # noqa: E402
+import jaxfm
+from jaxfm.config import cli
+from jaxfm.models.surrogate import AViT, avit_config
+from jaxfm.nn.trunk import count_params
+from jaxfm.provenance import compiled_peak_bytes, git_sha
+from jaxfm.tasks.surrogate.metrics import surrogate_loss
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
     "H100": (67.0, 989.0),

@@ -1,7 +1,7 @@
 """Re-evaluate a trained contrastive run: retrieval, k-NN R^2, probes, baselines, plots.
 
-    python experiments/contrastive_eval.py default --workdir runs/contrastive
-    python experiments/contrastive_eval.py fast --workdir runs/contrastive --eval.knn_k 32
+    python -m experiments.contrastive_eval default --workdir runs/contrastive
+    python -m experiments.contrastive_eval fast --workdir runs/contrastive --eval.knn_k 32
 
 The model and data sections come from WORKDIR/config.json (the run being evaluated); this
 script's own options are ``--workdir``, ``--seed`` and the ``eval`` section. It trains
@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(_here))
-sys.path.insert(0, _here)
-
-from contrastive_train import Config as TrainRunConfig  # noqa: E402
-from contrastive_train import EvalConfig, evaluate_run  # noqa: E402
-
-import jaxfm  # noqa: E402
-from jaxfm.config import cli, load_json  # noqa: E402
-from jaxfm.data.galaxies import load_splits  # noqa: E402
-from jaxfm.tasks.contrastive.task import ContrastiveTask  # noqa: E402
+import jaxfm
+from jaxfm.config import cli, load_json
+from jaxfm.data.galaxies import load_splits
+from jaxfm.tasks.contrastive.experiment import Config as TrainRunConfig
+from jaxfm.tasks.contrastive.experiment import EvalConfig, evaluate_run
+from jaxfm.tasks.contrastive.task import ContrastiveTask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +28,7 @@ class Config:
     """Evaluation of the run in --workdir."""
 
     workdir: str = "runs/contrastive"
-    """The contrastive_train.py run to evaluate (results are written there too)."""
+    """The experiments.contrastive_train run to evaluate (results are written there too)."""
     seed: int = 0
     """Seed of the second gallery rendering, the MLP probes and the random-init control."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
@@ -52,7 +46,7 @@ def fast() -> Config:
 
 
 def smoke() -> Config:
-    """The smoke run of contrastive_train.py, with short probes."""
+    """The smoke run of experiments.contrastive_train, with short probes."""
     return Config(workdir="runs/contrastive-smoke", eval=EvalConfig(probe_epochs=1))
 
 
@@ -63,7 +57,9 @@ def main(cfg: Config) -> dict:
     """Loads WORKDIR's config and newest checkpoint, evaluates, writes results."""
     path = os.path.join(cfg.workdir, "config.json")
     if not os.path.exists(path):
-        raise SystemExit(f"{path} does not exist: --workdir must be a contrastive_train.py run")
+        raise SystemExit(
+            f"{path} does not exist: --workdir must be an experiments.contrastive_train run"
+        )
     run_cfg = load_json(TrainRunConfig, path)
     run_cfg = dataclasses.replace(
         run_cfg,

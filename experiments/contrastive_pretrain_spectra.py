@@ -1,7 +1,7 @@
 """SpecFormer masked-modelling pretraining on synthetic galaxy spectra (AstroCLIP §3.2).
 
-    python experiments/contrastive_pretrain_spectra.py smoke --workdir runs/specformer-smoke
-    python experiments/contrastive_pretrain_spectra.py default --workdir runs/specformer
+    python -m experiments.contrastive_pretrain_spectra smoke --workdir runs/specformer-smoke
+    python -m experiments.contrastive_pretrain_spectra default --workdir runs/specformer
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json, report.md, loss.png,
 reconstruction.png and spectrum_encoder.npz (the encoder for
@@ -14,31 +14,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax.numpy as jnp  # noqa: E402
-import matplotlib  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from flax import nnx
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import jaxfm  # noqa: E402
-from jaxfm.ckpt import CkptConfig  # noqa: E402
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
-from jaxfm.data.galaxies import GalaxyConfig, load_splits  # noqa: E402
-from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.specformer import SpecFormerConfig, chunk_mask, spectrum_tokenize  # noqa: E402
-from jaxfm.models.vit import mean_token  # noqa: E402
-from jaxfm.nn.trunk import AttentionConfig, TrunkConfig  # noqa: E402
-from jaxfm.tasks.contrastive.evaluate import PROPS  # noqa: E402
-from jaxfm.tasks.contrastive.retrieval import knn_r2  # noqa: E402
-from jaxfm.tasks.contrastive.task import SpecFormerPretrainTask, save_encoder  # noqa: E402
-from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
-from jaxfm.train.plots import plot_metrics  # noqa: E402
+import jaxfm
+from jaxfm.ckpt import CkptConfig
+from jaxfm.config import ExperimentConfig, cli
+from jaxfm.data.galaxies import GalaxyConfig, load_splits
+from jaxfm.data.sources import ArraySource
+from jaxfm.models.specformer import SpecFormerConfig, chunk_mask, spectrum_tokenize
+from jaxfm.models.vit import mean_token
+from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
+from jaxfm.tasks.contrastive.evaluate import PROPS
+from jaxfm.tasks.contrastive.retrieval import knn_r2
+from jaxfm.tasks.contrastive.task import SpecFormerPretrainTask, save_encoder
+from jaxfm.train import TrainConfig, load_model, run, write_results
+from jaxfm.train.plots import plot_metrics
 
 
 @dataclasses.dataclass(frozen=True)

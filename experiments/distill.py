@@ -1,7 +1,7 @@
 """Knowledge distillation on the Lorenz-63 flow map: student error versus student size.
 
-    python experiments/distill.py smoke --workdir runs/distill-smoke
-    python experiments/distill.py default --workdir runs/distill
+    python -m experiments.distill smoke --workdir runs/distill-smoke
+    python -m experiments.distill default --workdir runs/distill
 
 A teacher regressor (``distill.teacher``) is trained first (in ``distill.teacher_workdir``,
 default WORKDIR/teacher; an existing run there is resumed, not retrained), then the student
@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jaxfm  # noqa: E402
-from jaxfm.ckpt import CkptConfig  # noqa: E402
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
-from jaxfm.data.lorenz import flow_map_splits  # noqa: E402
-from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.regressor import RegressorConfig  # noqa: E402
-from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
-from jaxfm.tasks.distill.task import DistillTask, load_teacher  # noqa: E402
-from jaxfm.tasks.regression.task import RegressionTask  # noqa: E402
-from jaxfm.train import TrainConfig, run, write_results  # noqa: E402
+import jaxfm
+from jaxfm.ckpt import CkptConfig
+from jaxfm.config import ExperimentConfig, cli
+from jaxfm.data.lorenz import flow_map_splits
+from jaxfm.data.sources import ArraySource
+from jaxfm.models.regressor import RegressorConfig
+from jaxfm.nn.quantize import dequantize, quantization_report, quantize
+from jaxfm.tasks.distill.task import DistillTask, load_teacher
+from jaxfm.tasks.regression.task import RegressionTask
+from jaxfm.train import TrainConfig, run, write_results
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Knowledge distillation of the PDE surrogate: student AViT error versus student size.
 
-    python experiments/distill_surrogate.py smoke --workdir runs/distill-surrogate-smoke
-    python experiments/distill_surrogate.py default --workdir runs/distill-surrogate
-    python experiments/distill_surrogate.py default --workdir runs/distill-surrogate \\
+    python -m experiments.distill_surrogate smoke --workdir runs/distill-surrogate-smoke
+    python -m experiments.distill_surrogate default --workdir runs/distill-surrogate
+    python -m experiments.distill_surrogate default --workdir runs/distill-surrogate \\
         --distill.teacher_workdir runs/surrogate-transfer/pretrain   # reuse a pretrained AViT
 
 The teacher is a multi-physics AViT. With ``distill.teacher_workdir`` naming a finished
@@ -25,31 +25,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jaxfm  # noqa: E402
-from jaxfm.ckpt import CkptConfig  # noqa: E402
-from jaxfm.config import cli  # noqa: E402
-from jaxfm.data.fields import default_field_registry  # noqa: E402
-from jaxfm.models.surrogate import avit_config  # noqa: E402
-from jaxfm.nn.quantize import dequantize, quantization_report, quantize  # noqa: E402
-from jaxfm.nn.trunk import count_params  # noqa: E402
-from jaxfm.tasks.distill.task import DistillTask, load_teacher  # noqa: E402
-from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
+import jaxfm
+from jaxfm.ckpt import CkptConfig
+from jaxfm.config import cli
+from jaxfm.data.fields import default_field_registry
+from jaxfm.models.surrogate import avit_config
+from jaxfm.nn.quantize import dequantize, quantization_report, quantize
+from jaxfm.nn.trunk import count_params
+from jaxfm.tasks.distill.task import DistillTask, load_teacher
+from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
     evaluate_rollouts,
     load_run_config,
 )
-from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig  # noqa: E402
-from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
+from jaxfm.train import TrainConfig, load_model, run, write_results
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Rollout evaluation of any trained surrogate checkpoint, with plots.
 
-    python experiments/surrogate_rollout.py default --workdir runs/sur-ft --rollout.steps 12
+    python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.steps 12
 
 Reads WORKDIR/config.json (the run's own config) and its newest checkpoint, rolls the model
 out autoregressively (sliding context) on the held-out trajectories of every system of the
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jaxfm  # noqa: E402
-from jaxfm.config import cli  # noqa: E402
-from jaxfm.parallel.options import ParallelConfig  # noqa: E402
-from jaxfm.tasks.surrogate.pipeline import evaluate_rollouts, load_run_config  # noqa: E402
-from jaxfm.train import write_results  # noqa: E402
+import jaxfm
+from jaxfm.config import cli
+from jaxfm.parallel.options import ParallelConfig
+from jaxfm.tasks.surrogate.pipeline import evaluate_rollouts, load_run_config
+from jaxfm.train import write_results
 
 
 @dataclasses.dataclass(frozen=True)

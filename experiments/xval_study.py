@@ -1,7 +1,7 @@
 """xVal vs digit encodings (P10, P1000, FP15) on synthetic numeric tasks, same model and budget.
 
-    python experiments/xval_study.py smoke --workdir runs/xval-smoke
-    python experiments/xval_study.py study --workdir runs/xval-study
+    python -m experiments.xval_study smoke --workdir runs/xval-smoke
+    python -m experiments.xval_study study --workdir runs/xval-study
 
 One causal transformer (``jaxfm.models.xval``) per (task, encoding) in ``study.tasks`` x
 ``study.encodings``, all trained side by side in one Foundation engine run
@@ -11,8 +11,9 @@ every held-out sample is *generated* (greedy; for xVal the token head must emit 
 number head gives its value) on an in-distribution split and on an out-of-distribution split
 (a held-out band of operand / semi-major-axis values that never occurs in training).
 
-Writes to WORKDIR: config.json, metrics.jsonl (per-model metrics as ``TASK-ENCODING/ce``),
-checkpoints/, results.json (the table's rows), report.md (the table), pred_vs_true.png. Errors
+The study itself is ``jaxfm.tasks.xval.study``. Writes to WORKDIR: command.txt, config.json,
+metrics.jsonl (per-model metrics as ``TASK-ENCODING/ce``), checkpoints/, results.json (the
+table's rows), report.md (the table), pred_vs_true.png. Errors
 are in normalised units (each field divided by its power-of-two scale, |x| <= 5 on the
 training split); "within 1%" is scale-free; a sample whose generated tokens do not form a
 number counts as a miss (and as 0 in the MSE).
@@ -20,295 +21,17 @@ number counts as a miss (and as 0 in the MSE).
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import sys
-import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jaxfm  # noqa: E402
-from jaxfm.ckpt import CkptConfig  # noqa: E402
-from jaxfm.config import ExperimentConfig, cli  # noqa: E402
-from jaxfm.data.number_tasks import (  # noqa: E402
-    GENERATORS,
-    NumberTaskConfig,
-    generate_texts,
-    make_splits,
-    read_answers,
-)
-from jaxfm.data.numbers import ENCODINGS, NUM  # noqa: E402
-from jaxfm.data.sources import ArraySource  # noqa: E402
-from jaxfm.models.xval import XValConfig, generate  # noqa: E402
-from jaxfm.nn.trunk import AttentionConfig, TrunkConfig, count_params  # noqa: E402
-from jaxfm.tasks.xval.task import SideBySideTask, answer_metrics  # noqa: E402
-from jaxfm.train import TrainConfig, load_model, run, write_results  # noqa: E402
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyConfig:
-    """Which models make up the study."""
-
-    tasks: tuple[str, ...] = ("arithmetic",)
-    """Tasks (multiplication, arithmetic, orbits); data.task is ignored."""
-    encodings: tuple[str, ...] = ("xval", "p10", "p1000", "fp15")
-    """Encodings to compare (xval, p10, p1000, fp15); data.encoding is ignored."""
-    gen_batch: int = 256
-    """Batch size of the generation-based evaluation."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(ExperimentConfig):
-    """xVal study."""
-
-    model: XValConfig = dataclasses.field(default_factory=XValConfig)
-    """The language model (vocab_size, max_len and num_token are set per encoding)."""
-    data: NumberTaskConfig = dataclasses.field(default_factory=NumberTaskConfig)
-    """The synthetic task (task and encoding are set per run)."""
-    study: StudyConfig = dataclasses.field(default_factory=StudyConfig)
-    """Runs of the study."""
-
-
-def study() -> Config:
-    """The committed table: 2 tasks x (xval, p10, p1000), 300 steps of 32 (2-core CPU).
-
-    FP15 is left out here: its 27,001-way softmax at every position costs ~10x the other
-    models together on a CPU; add it with ``--study.encodings xval,p10,p1000,fp15``.
-    """
-    return Config(
-        workdir="runs/xval-study",
-        model=XValConfig(head_hidden=32, trunk=TrunkConfig(depth=2, dim=64, causal=True)),
-        data=NumberTaskConfig(n_train=4096, n_eval=256, max_len=48, operands=3),
-        study=StudyConfig(tasks=("arithmetic", "orbits"), encodings=("xval", "p10", "p1000")),
-        train=TrainConfig(
-            steps=300,
-            batch_size=32,
-            lr=2e-3,
-            warmup_steps=30,
-            clip_norm=None,
-            log_every=25,
-            eval_every=0,
-        ),
-        ckpt=CkptConfig(every=100, keep_best=0),
-    )
-
-
-def smoke() -> Config:
-    """About a minute on an idle 2-core CPU: arithmetic, xval vs p10, tiny model, 20 steps."""
-    return Config(
-        workdir="runs/xval-smoke",
-        model=XValConfig(
-            head_hidden=32,
-            trunk=TrunkConfig(depth=1, dim=32, attention=AttentionConfig(heads=2), causal=True),
-        ),
-        data=NumberTaskConfig(n_train=256, n_eval=64, max_len=32, operands=2),
-        study=StudyConfig(tasks=("arithmetic",), encodings=("xval", "p10"), gen_batch=64),
-        train=TrainConfig(
-            steps=20,
-            batch_size=32,
-            lr=3e-3,
-            warmup_steps=5,
-            clip_norm=None,
-            log_every=10,
-            eval_every=0,
-        ),
-        ckpt=CkptConfig(every=0, keep_best=0),
-    )
-
+import jaxfm
+from jaxfm.config import cli
+from jaxfm.provenance import command_line
+from jaxfm.tasks.xval.study import Config, run_study, smoke, study
 
 PRESETS = {"smoke": smoke, "study": study}
 
 
-def _predict(model, codec, arrays: dict, batch: int) -> np.ndarray:
-    """Generated answers (normalised units) for every row of ``arrays``."""
-    gen = nnx.jit(generate, static_argnums=4)
-    out = []
-    n = len(arrays["tokens"])
-    for s in range(0, n, batch):
-        sl = slice(s, min(s + batch, n))
-        pad = batch - (sl.stop - sl.start)  # one compiled shape: pad the last chunk
-        take = {
-            k: np.concatenate([arrays[k][sl], arrays[k][:1].repeat(pad, 0)])
-            for k in ("tokens", "values", "answer_pos", "answer_unit")
-        }
-        tok, val = gen(
-            model,
-            jnp.asarray(take["tokens"]),
-            jnp.asarray(take["values"]),
-            jnp.asarray(take["answer_pos"]),
-            codec.tokens_per_number,
-        )
-        tok, val = jax.device_get((tok, val))
-        out.append(
-            read_answers(codec, tok, val, take["answer_pos"], take["answer_unit"])[: batch - pad]
-        )
-    return np.concatenate(out)
-
-
-def _name(task_name: str, encoding: str) -> str:
-    return f"{task_name}-{encoding}"
-
-
-def build(cfg: Config):
-    """Codecs, arrays and model configs of every (task, encoding), keyed by run name."""
-    for t in cfg.study.tasks:
-        if t not in GENERATORS:
-            raise ValueError(f"study.tasks: unknown task {t!r}; choose from {sorted(GENERATORS)}")
-    for e in cfg.study.encodings:
-        if e not in ENCODINGS:
-            raise ValueError(f"study.encodings: unknown encoding {e!r}; choose from {ENCODINGS}")
-    runs = {}
-    for task_name in cfg.study.tasks:
-        texts = generate_texts(dataclasses.replace(cfg.data, task=task_name))
-        for encoding in cfg.study.encodings:
-            data = dataclasses.replace(cfg.data, task=task_name, encoding=encoding)
-            codec, arrays, _ = make_splits(data, texts)
-            model_cfg = dataclasses.replace(
-                cfg.model, vocab_size=codec.vocab_size, max_len=data.max_len, num_token=NUM
-            )
-            runs[_name(task_name, encoding)] = (codec, arrays, model_cfg)
-    return runs
-
-
-def _joined(runs: dict, split: str) -> dict[str, np.ndarray]:
-    """One batch dict with every model's arrays under ``NAME/key`` (same samples, by index)."""
-    return {
-        f"{name}/{k}": v
-        for name, (_, arrays, _) in runs.items()
-        for k, v in arrays[split].items()
-        if k in ("tokens", "values", "loss_mask")
-    }
-
-
-def evaluate_models(cfg: Config, runs: dict, ensemble) -> tuple[list[dict], dict]:
-    """Generation-based rows of the table and the predictions for the plot."""
-    rows, preds = [], {}
-    for name, (codec, arrays, _) in runs.items():
-        task_name, encoding = name.rsplit("-", 1)
-        model = ensemble.models[name]
-        row = {
-            "task": task_name,
-            "encoding": encoding,
-            "params": count_params(model),
-            "tokens_per_number": codec.tokens_per_number,
-            "tokens_per_sample": float((arrays["train"]["tokens"] != 0).sum(1).mean()),
-        }
-        preds[(task_name, encoding)] = {}
-        for split in ("eval_id", "eval_ood"):
-            pred = _predict(model, codec, arrays[split], cfg.study.gen_batch)
-            preds[(task_name, encoding)][split] = (pred, arrays[split]["answer"])
-            for k, v in answer_metrics(pred, arrays[split]["answer"]).items():
-                row[f"{split[5:]}_{k}"] = v
-        const = np.full(len(arrays["eval_id"]["answer"]), arrays["train"]["answer"].mean())
-        row["id_mse_constant"] = answer_metrics(const, arrays["eval_id"]["answer"])["mse"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows, preds
-
-
-def plot(preds: dict, path: str) -> None:
-    """Predicted vs true answers, one panel per (task, encoding)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = list(preds)
-    tasks = sorted({t for t, _ in keys}, key=[t for t, _ in keys].index)
-    encs = sorted({e for _, e in keys}, key=[e for _, e in keys].index)
-    fig, axes = plt.subplots(
-        len(tasks), len(encs), figsize=(3.2 * len(encs), 3.2 * len(tasks)), squeeze=False
-    )
-    for (t, e), splits in preds.items():
-        ax = axes[tasks.index(t), encs.index(e)]
-        lo = min(float(np.min(true)) for _, true in splits.values())
-        hi = max(float(np.max(true)) for _, true in splits.values())
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.7)
-        for split, colour in (("eval_id", "C0"), ("eval_ood", "C3")):
-            pred, true = splits[split]
-            ok = np.isfinite(pred)
-            ax.scatter(
-                true[ok],
-                np.clip(pred[ok], lo - 1, hi + 1),
-                s=4,
-                c=colour,
-                alpha=0.5,
-                label=f"{split[5:]} ({ok.mean():.0%} valid)",
-            )
-        ax.set_title(f"{t} / {e}", fontsize=9)
-        ax.set_xlabel("true (normalised)", fontsize=8)
-        ax.set_ylabel("predicted", fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def report(cfg: Config, rows: list[dict], wall_s: float, argv: list[str]) -> str:
-    """The markdown table with the command that produced it."""
-    lines = [
-        "# xVal study",
-        "",
-        f"Command: `python experiments/xval_study.py {' '.join(argv)}`  ",
-        f"Seeds: train.seed={cfg.train.seed}, data.seed={cfg.data.seed}; total wall time "
-        f"{wall_s / 60:.1f} min (all models, training + evaluation) on "
-        f"{jax.devices()[0].device_kind} ({os.cpu_count()} cores, jax {jax.__version__}).  ",
-        f"Model: depth {cfg.model.trunk.depth}, width {cfg.model.trunk.dim}, "
-        f"{cfg.train.steps} steps x batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
-        f"clip_norm {cfg.train.clip_norm}; "
-        f"{cfg.data.n_train} training samples; {cfg.data.n_eval} per evaluation split; "
-        f"OOD band [{cfg.data.ood_lo}, {cfg.data.ood_hi}) of the key variable's range.",
-        "",
-        "MSE in normalised units (|x| <= 5); 'within 1%': |pred - true| <= 0.01 |true|; "
-        "'valid': generated tokens formed a number. Constant = MSE of predicting the "
-        "training mean.",
-        "",
-        "| task | encoding | tok/num | tok/sample | params | ID MSE | ID <1% | "
-        "ID valid | OOD MSE | OOD <1% | OOD valid | constant MSE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['encoding']} | {r['tokens_per_number']} | "
-            f"{r['tokens_per_sample']:.1f} | {r['params']:,} | "
-            f"{r['id_mse']:.4g} | {r['id_within_1pct']:.1%} | {r['id_valid']:.0%} | "
-            f"{r['ood_mse']:.4g} | {r['ood_within_1pct']:.1%} | {r['ood_valid']:.0%} | "
-            f"{r['id_mse_constant']:.3g} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def main(cfg: Config, argv: list[str] | None = None) -> dict:
+def main(cfg: Config, command: str | None = None) -> dict:
     """Trains every (task, encoding) side by side, then writes the table, plot and results."""
-    t0 = time.perf_counter()
-    runs = build(cfg)
-    task = SideBySideTask({name: model_cfg for name, (_, _, model_cfg) in runs.items()})
-    results = run(
-        cfg,
-        task,
-        ArraySource(_joined(runs, "train"), "xval-study-train"),
-        ArraySource(_joined(runs, "eval_id"), "xval-study-eval"),
-    )
-    if results.get("status") != "finished":
-        return results  # pre-empted: rerun the same command to resume, then evaluate
-    rows, preds = evaluate_models(cfg, runs, load_model(cfg.workdir, task, cfg))
-    wall = time.perf_counter() - t0
-    plot_path = os.path.join(cfg.workdir, "pred_vs_true.png")
-    plot(preds, plot_path)
-    text = report(cfg, rows, wall, sys.argv[1:] if argv is None else argv)
-    with open(os.path.join(cfg.workdir, "report.md"), "w") as f:
-        f.write(text)
-    print(text)
-    return write_results(
-        cfg.workdir,
-        {"rows": rows, "study_wall_time_s": wall, "plots": [plot_path], "report": "report.md"},
-    )
+    return run_study(cfg, command or command_line())
 
 
 if __name__ == "__main__":

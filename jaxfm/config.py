@@ -348,7 +348,9 @@ def cli(
       prog: program name for ``--help``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or (sys.argv[0] if sys.argv else "experiment")
+    if prog is None:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # set under python -m
+        prog = f"python -m {spec.name}" if spec and spec.name else (sys.argv or ["experiment"])[0]
     want_help = any(a in ("-h", "--help") for a in argv)
     argv = [a for a in argv if a not in ("-h", "--help")]
     name = argv.pop(0) if argv and not argv[0].startswith("--") else None

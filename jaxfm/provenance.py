@@ -3,9 +3,13 @@ compiled memory. One place, so every JSON result carries the same fields."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -55,3 +59,58 @@ def compiled_peak_bytes(compiled: Any) -> int | None:
         + m.temp_size_in_bytes
         - m.alias_size_in_bytes
     )
+
+
+#: The four files every study directory holds (``results/<study>/`` in the repository).
+STUDY_FILES = ("command.txt", "config.json", "results.json", "report.md")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, rerunnable from the repository root:
+    ``python -m PACKAGE.MODULE ARGS`` for a module run with ``-m`` (``sys.argv[0]`` is then a
+    file path), ``python ARGV...`` otherwise."""
+    argv = list(sys.argv if argv is None else argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        head = ["python", "-m", spec.name.removesuffix(".__main__")]
+    else:
+        head = ["python", argv[0] if argv else "?"]
+    return shlex.join(head + argv[1:])
+
+
+def write_study(
+    directory: str,
+    *,
+    command: str,
+    config: Any,
+    results: dict,
+    report: str,
+) -> dict[str, str]:
+    """Writes a study's four files into ``directory``: command.txt (the rerunnable command),
+    config.json (``config``: a dataclass or a dict), results.json (``results``, which should
+    hold every number report.md prints) and report.md. Returns name -> path."""
+    os.makedirs(directory, exist_ok=True)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        from jaxfm.config import to_dict  # light module; what the engine writes as config.json
+
+        config = to_dict(config)
+    texts = {
+        "command.txt": command.strip() + "\n",
+        "config.json": json.dumps(config, indent=2, default=str) + "\n",
+        "results.json": json.dumps(results, indent=2, default=_json_default) + "\n",
+        "report.md": report if report.endswith("\n") else report + "\n",
+    }
+    paths = {}
+    for name, text in texts.items():
+        paths[name] = os.path.join(directory, name)
+        with open(paths[name], "w") as f:
+            f.write(text)
+    return paths
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)

@@ -47,13 +47,13 @@ import jaxfm
 
 jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
 
-import experiments.surrogate_pretrain as sp
 from jaxfm.config import override
 from jaxfm.data.number_tasks import NumberTaskConfig, make_splits
 from jaxfm.data.numbers import NUM
 from jaxfm.models.xval import XValConfig
 from jaxfm.nn.aux import pop_aux
 from jaxfm.nn.trunk import AttentionConfig, MoEConfig, TrunkConfig, count_params
+from jaxfm.tasks.surrogate import presets
 from jaxfm.tasks.surrogate.pipeline import build_data
 from jaxfm.tasks.surrogate.task import SurrogateTask
 from jaxfm.tasks.xval.task import XValTask
@@ -100,12 +100,12 @@ def train_briefly(task, batches, steps, lr=1e-3, seed=0):
 # %% [markdown]
 # ## 1. The surrogate's trunk: attention vs Mamba vs SSD
 # One config change, the AViT's `time_mixer` and `space_mixer` (as
-# `experiments/backbone_compare.py --mixer` does); non-causal state-space mixers run
+# `python -m experiments.backbone_compare --mixer` does); non-causal state-space mixers run
 # bidirectionally (a forward and a backward scan, own weights). The data: the surrogate
 # pretraining corpus (four simulated PDE systems, 32x32 in smoke), one system per batch.
 
 # %%
-base = sp.smoke() if SMOKE else sp.tiny()
+base = presets.pretrain_smoke() if SMOKE else presets.pretrain_tiny()
 base = override(base, {"data.cache_dir": os.path.join(workdir, "pde_cache")})
 data = build_data(base.data, base.train.batch_size, base.train.seed, workdir)
 

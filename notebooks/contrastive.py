@@ -25,7 +25,8 @@
 # projection coloured by redshift.
 #
 # `JAXFM_SMOKE=1` (set by the test suite) trains tiny towers for a few steps only: retrieval
-# is then barely above chance; the full setting is `experiments/contrastive_train.py default`.
+# is then barely above chance; the full setting is
+# `python -m experiments.contrastive_train default`.
 
 # %%
 import os
@@ -39,7 +40,7 @@ import jaxfm
 
 jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
 
-import experiments.contrastive_train as ct
+import jaxfm.tasks.contrastive.experiment as ct
 from jaxfm.config import override
 from jaxfm.data.galaxies import make_sources, wavelengths
 from jaxfm.tasks.contrastive.plots import plot_embedding_map, plot_retrieval_gallery
@@ -205,5 +206,5 @@ for name, e, et in (("trained", emb, emb_train), ("random init", emb_control, em
 
 # %% [markdown]
 # For the full evaluation (k-NN R^2 from each modality in and across modalities, linear
-# probes, supervised baselines) run `python experiments/contrastive_train.py default`; its
+# probes, supervised baselines) run `python -m experiments.contrastive_train default`; its
 # `report.md` has the AstroCLIP-shaped table (see `docs/contrastive.md`).

@@ -50,7 +50,7 @@ SMOKE = os.environ.get("JAXFM_SMOKE", "0") == "1"
 # `--train.steps 200` would on the command line.
 
 # %%
-import experiments.quickstart as qs  # noqa: E402
+import jaxfm.tasks.regression.quickstart as qs  # noqa: E402
 
 cfg = qs.smoke() if SMOKE else qs.default()
 workdir = tempfile.mkdtemp(prefix="jaxfm-quickstart-")

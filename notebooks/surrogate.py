@@ -39,10 +39,9 @@ import jaxfm
 
 jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
 
-import experiments.surrogate_finetune as sf
-import experiments.surrogate_pretrain as sp
 from jaxfm.config import override
 from jaxfm.data.fields import default_field_registry, default_system_registry
+from jaxfm.tasks.surrogate import presets
 from jaxfm.tasks.surrogate.pipeline import build_data, rollout_predictions
 from jaxfm.tasks.surrogate.rollout import per_step_errors
 from jaxfm.tasks.surrogate.task import SurrogateTask
@@ -60,7 +59,7 @@ cache = os.path.join(root, "pde_cache")  # simulated trajectories (Well-layout H
 # training and held-out sets and cut into windows of `n_steps_input` frames -> the next one.
 
 # %%
-pre = sp.smoke() if SMOKE else sp.tiny()
+pre = presets.pretrain_smoke() if SMOKE else presets.pretrain_tiny()
 pre = override(
     pre,
     {
@@ -105,7 +104,7 @@ fig.savefig(os.path.join(root, "pretrain_loss.png"))
 # appends it to its window and repeats (`jaxfm.tasks.surrogate.rollout`, one `lax.scan`).
 
 # %%
-ft = sf.smoke() if SMOKE else sf.m1()
+ft = presets.finetune_smoke() if SMOKE else presets.finetune_m1()
 ft = override(
     ft,
     {

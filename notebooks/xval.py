@@ -38,7 +38,7 @@ import jaxfm
 
 jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
 
-import experiments.xval_study as xs
+import jaxfm.tasks.xval.study as xs
 from jaxfm.config import override
 from jaxfm.data.number_tasks import generate_texts, make_splits
 from jaxfm.data.numbers import NUM, SPECIALS, FieldScaler, NumberCodec, extract
@@ -190,4 +190,5 @@ assert all(np.isfinite(r["id_mse_constant"]) for r in rows)
 # %% [markdown]
 # With the full budget (`JAXFM_SMOKE=0`, 600 steps) xVal's answers line up with the diagonal
 # within the training range, and it always emits a valid number; the committed study
-# (`experiments/xval_study.py study`, table in `docs/xval.md`) has the numbers for both tasks.
+# (`python -m experiments.xval_study study`, table in `docs/xval.md`) has the numbers for both
+# tasks.

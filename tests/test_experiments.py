@@ -6,7 +6,7 @@ with a checkpoint every step, then again at three steps, which must resume from 
 """
 
 import glob
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -17,22 +17,17 @@ import pytest
 from jaxfm.config import override
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Module names of the study scripts (``experiments/NAME.py``, run as ``python -m
+#: experiments.NAME``).
 SCRIPTS = sorted(
-    p
+    os.path.basename(p)[:-3]
     for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
     if not os.path.basename(p).startswith("_")
 )
 
 
-def _load(path):
-    name = "experiments_" + os.path.basename(path)[:-3]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
+def _load(name):
+    return importlib.import_module(f"experiments.{name}")
 
 
 # Smoke contracts that cost minutes of compilation on 2 cores, run by `make test-slow`; their
@@ -41,11 +36,11 @@ def _load(path):
 # tests/tasks/surrogate/test_pipeline.py;
 # xVal and the spectrum pretraining have their own unit and learning tests.
 SLOW_SMOKES = {
-    "backbone_compare.py:smoke",
-    "contrastive_pretrain_spectra.py:smoke",
-    "distill_surrogate.py:smoke",
-    "surrogate_finetune.py:smoke",
-    "xval_study.py:smoke",
+    "backbone_compare:smoke",
+    "contrastive_pretrain_spectra:smoke",
+    "distill_surrogate:smoke",
+    "surrogate_finetune:smoke",
+    "xval_study:smoke",
 }
 
 
@@ -58,26 +53,41 @@ def _training_presets():
             if hasattr(cfg, "train") and (
                 name == "smoke" or name.endswith("_smoke") or name.startswith("smoke")
             ):
-                pid = f"{os.path.basename(path)}:{name}"
+                pid = f"{path}:{name}"
                 marks = [pytest.mark.slow] if pid in SLOW_SMOKES else []
                 out.append(pytest.param(path, name, id=pid, marks=marks))
     return out
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=[os.path.basename(p) for p in SCRIPTS])
+@pytest.mark.parametrize("path", SCRIPTS)
 def test_script_has_presets_smoke_main_and_help(path):
     module = _load(path)
     assert "smoke" in module.PRESETS or any("smoke" in n for n in module.PRESETS), path
     assert callable(getattr(module, "main", None))
     out = subprocess.run(
-        [sys.executable, path, "--help"],
+        [sys.executable, "-m", f"experiments.{path}", "--help"],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=ROOT,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout and "smoke" in out.stdout
+    assert f"python -m experiments.{path}" in out.stdout  # the command to copy
+
+
+def test_scripts_do_not_import_each_other_or_patch_sys_path():
+    """Shared study logic lives in the library; scripts are run with ``python -m``."""
+    for name in SCRIPTS:
+        text = open(os.path.join(ROOT, "experiments", f"{name}.py")).read()
+        assert "sys.path" not in text, name
+        assert "from experiments" not in text and "import experiments" not in text, name
+        main_block = text.split('if __name__ == "__main__":', 1)[1].strip().splitlines()
+        assert main_block[0].strip() == "jaxfm.configure_cpu()", name
+    for path in glob.glob(os.path.join(ROOT, "notebooks", "*.py")):
+        text = open(path).read()
+        assert "from experiments" not in text and "import experiments" not in text, path
 
 
 @pytest.mark.parametrize("path, preset", _training_presets())

@@ -1,4 +1,4 @@
-"""experiments/backbone_compare.py: the table is rebuilt from sibling runs; cost-only runs
+"""experiments.backbone_compare: the table is rebuilt from sibling runs; cost-only runs
 need a trained run."""
 
 import json
@@ -6,10 +6,8 @@ import os
 
 import pytest
 
+from experiments import backbone_compare as bc
 from jaxfm.config import override
-from tests.test_experiments import ROOT, _load
-
-bc = _load(os.path.join(ROOT, "experiments", "backbone_compare.py"))
 
 
 def _result(parent, run, **kw):
@@ -61,7 +59,10 @@ def test_step_cost_measures_params_memory_and_time(tmp_path):
     )
     cost = bc.step_cost(cfg)
     assert cost["params"] > 0 and cost["fwd_bwd_s"] > 0
-    assert cost["step_peak_bytes"] is None or cost["step_peak_bytes"] > 4 * cost["params"]
+    # XLA's compiled memory analysis (arguments + outputs + temporaries) is reported on CPU
+    # too (device memory_stats() is None there): a real byte count, above the parameters'.
+    peak = cost["step_peak_bytes"]
+    assert isinstance(peak, int) and peak > 4 * cost["params"], peak
 
 
 def test_command_line_sets_the_avit_mixers_ffn_and_their_sub_configs(capsys):

@@ -1,14 +1,12 @@
-"""experiments/distill_surrogate.py: bad options fail fast, with the offending value named
+"""experiments.distill_surrogate: bad options fail fast, with the offending value named
 (the smoke preset's training, saving and resuming is in tests/test_experiments.py)."""
 
 import os
 
 import pytest
 
+from experiments import distill_surrogate as ds
 from jaxfm.config import override
-from tests.test_experiments import ROOT, _load
-
-ds = _load(os.path.join(ROOT, "experiments", "distill_surrogate.py"))
 
 
 def test_sweep_dims_and_depths_must_pair_up(tmp_path):

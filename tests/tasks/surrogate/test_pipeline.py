@@ -89,7 +89,7 @@ def test_smoke_transfer_study_end_to_end(tmp_path):
             finetune_steps=10,
         ),
     )
-    out = surrogate_transfer.run_study(cfg)
+    out = surrogate_transfer.main(cfg)
     arms = {r["arm"] for r in out["summary"]}
     assert arms == {"pretrained", "scratch", "persistence"}
     assert all(np.isfinite(r["nrmse_1"][0]) for r in out["summary"])

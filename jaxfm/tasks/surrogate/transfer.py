@@ -1,0 +1,150 @@
+"""The transfer study: pretrain once, then fine-tune and train controls on unseen targets.
+
+Used by ``experiments.surrogate_transfer``; the pretraining and fine-tuning runs take their
+settings from ``jaxfm.tasks.surrogate.presets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment
+from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, PRETRAIN_PRESETS, finetune, pretrain
+
+ARMS = ("pretrained", "scratch", "fno", "unet")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyOptions:
+    """The grid of fine-tuning runs."""
+
+    pretrain_preset: str = "tiny"
+    """Pretraining preset (smoke, tiny, Ti: jaxfm.tasks.surrogate.presets.PRETRAIN_PRESETS)."""
+    finetune_preset: str = "m1"
+    """Fine-tuning preset (smoke, m1, m01: FINETUNE_PRESETS; data.systems becomes targets)."""
+    targets: tuple[str, ...] = ("compressible_m0.1", "compressible_m1")
+    """Unseen target systems."""
+    n_trains: tuple[int, ...] = (4, 16)
+    """Training trajectories of the target."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds (init and data order; the simulated data are fixed)."""
+    arms: tuple[str, ...] = ARMS
+    """pretrained (AViT from the pretraining run), scratch (same AViT), fno, unet."""
+    pretrain_steps: int = 0
+    """Override the pretraining preset's steps (0: keep)."""
+    finetune_steps: int = 0
+    """Override the fine-tuning preset's steps (0: keep)."""
+    cache_dir: str = ""
+    """Simulated-data cache shared by every run (empty: WORKDIR/pde_cache)."""
+
+
+def _with(cfg: SurrogateExperiment, workdir: str, steps: int, cache: str, **kw):
+    train = dataclasses.replace(cfg.train, steps=steps) if steps else cfg.train
+    data = dataclasses.replace(cfg.data, cache_dir=cache, **kw.pop("data", {}))
+    return dataclasses.replace(cfg, workdir=workdir, train=train, data=data, **kw)
+
+
+def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
+    """Runs (or resumes) every arm of the grid under ``root``; returns the runs and wall time."""
+    for name, presets in (("pretrain", PRETRAIN_PRESETS), ("finetune", FINETUNE_PRESETS)):
+        if getattr(s, f"{name}_preset") not in presets:
+            raise SystemExit(f"study.{name}_preset: choose one of {', '.join(presets)}")
+    if not s.cache_dir:
+        s = dataclasses.replace(s, cache_dir=os.path.join(root, "pde_cache"))
+    t0 = time.time()
+    pre = _with(
+        PRETRAIN_PRESETS[s.pretrain_preset](),
+        os.path.join(root, "pretrain"),
+        s.pretrain_steps,
+        s.cache_dir,
+    )
+    pretrain(pre)
+    runs = []
+    for target in s.targets:
+        for n in s.n_trains:
+            for seed in s.seeds:
+                for arm in s.arms:
+                    base = FINETUNE_PRESETS[s.finetune_preset]()
+                    model = dataclasses.replace(
+                        base.model, arch="avit" if arm in ("pretrained", "scratch") else arm
+                    )
+                    ft = _with(
+                        base,
+                        os.path.join(root, f"{target}_n{n}_{arm}_s{seed}"),
+                        s.finetune_steps,
+                        s.cache_dir,
+                        model=model,
+                        init_from=pre.workdir if arm == "pretrained" else None,
+                        data={"systems": (target,), "n_train": n},
+                    )
+                    ft = dataclasses.replace(ft, train=dataclasses.replace(ft.train, seed=seed))
+                    res = finetune(ft)
+                    roll = res["rollout"][target]
+                    runs.append(
+                        {
+                            "target": target,
+                            "n_train": n,
+                            "seed": seed,
+                            "arm": arm,
+                            "nrmse_1": res["eval/nrmse"],
+                            "vrmse_1": res["eval/vrmse"],
+                            "nrmse_5": roll["model"]["nrmse"]["mean_5"],
+                            "persist_nrmse_1": res["eval/persistence_nrmse"],
+                            "persist_vrmse_1": res["eval/persistence_vrmse"],
+                            "persist_nrmse_5": roll["persistence"]["nrmse"]["mean_5"],
+                        }
+                    )
+    return runs, time.time() - t0
+
+
+def _mean_se(xs) -> tuple[float, float]:
+    xs = np.asarray(xs, np.float64)
+    se = xs.std(ddof=1) / np.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return float(xs.mean()), float(se)
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean and standard error over seeds of every (target, n_train, arm), plus persistence."""
+    rows = []
+    keys = sorted({(r["target"], r["n_train"]) for r in runs})
+    for target, n in keys:
+        group = [r for r in runs if (r["target"], r["n_train"]) == (target, n)]
+        arms = [a for a in ARMS if any(r["arm"] == a for r in group)]
+        for arm in arms + ["persistence"]:
+            sel = group if arm == "persistence" else [r for r in group if r["arm"] == arm]
+            pre = "persist_" if arm == "persistence" else ""
+            row = {"target": target, "n_train": n, "arm": arm, "n_seeds": len(sel)}
+            for m in ("nrmse_1", "vrmse_1", "nrmse_5"):
+                row[m] = _mean_se([r[pre + m] for r in sel])
+            rows.append(row)
+    return rows
+
+
+def report(table: list[dict], study: StudyOptions, wall: float, command: str) -> str:
+    """The report.md text: the table with its command, seeds and wall time."""
+    fmt = lambda ms: f"{ms[0]:.4f} ± {ms[1]:.4f}" if np.isfinite(ms[1]) else f"{ms[0]:.4f}"
+    lines = [
+        "# Surrogate transfer study",
+        "",
+        f"command: `{command}`",
+        "",
+        f"study: `{json.dumps(dataclasses.asdict(study))}`",
+        "",
+        f"seeds: {list(study.seeds)}; wall time: {wall / 60:.1f} min",
+        "",
+        "held-out target trajectories; mean ± standard error over seeds",
+        "",
+        "| target | traj | arm | NRMSE 1-step | VRMSE 1-step | NRMSE 5-step mean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        lines.append(
+            f"| {r['target']} | {r['n_train']} | {r['arm']} | {fmt(r['nrmse_1'])} | "
+            f"{fmt(r['vrmse_1'])} | {fmt(r['nrmse_5'])} |"
+        )
+    return "\n".join(lines) + "\n"
