@@ -24,7 +24,14 @@ import os
 import jaxfm
 from jaxfm.config import cli
 from jaxfm.provenance import command_line, write_study
-from jaxfm.tasks.surrogate.transfer import StudyOptions, report, run_study, summarize
+from jaxfm.tasks.surrogate.transfer import (
+    StudyOptions,
+    findings,
+    report,
+    rewrite_report,
+    run_study,
+    summarize,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +42,9 @@ class TransferConfig:
     """Root of the study: pretrain/, one directory per fine-tuning run, report.md."""
     study: StudyOptions = dataclasses.field(default_factory=StudyOptions)
     """The grid."""
+    report_only: bool = False
+    """Rebuild results.json's summary/findings and report.md from the runs already in
+    WORKDIR/results.json, without training (command.txt and config.json are kept)."""
 
 
 def smoke() -> TransferConfig:
@@ -88,11 +98,15 @@ PRESETS = {"smoke": smoke, "demo": demo, "cpu": cpu, "gpu": gpu}
 
 def main(cfg: TransferConfig) -> dict:
     """Runs the study, writes and prints the table and where the results and plots are."""
+    if cfg.report_only:
+        out = rewrite_report(cfg.workdir)
+        print(open(os.path.join(cfg.workdir, "report.md")).read())
+        return out
     runs, wall = run_study(cfg.workdir, cfg.study)
     table = summarize(runs)
     command = command_line()
     text = report(table, cfg.study, wall, command)
-    out = {"runs": runs, "summary": table, "wall_time_s": wall}
+    out = {"runs": runs, "summary": table, "findings": findings(table), "wall_time_s": wall}
     write_study(cfg.workdir, command=command, config=cfg, results=out, report=text)
     root = os.path.abspath(cfg.workdir)
     print(text)

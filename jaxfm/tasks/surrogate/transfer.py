@@ -125,6 +125,38 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
+METRICS = ("nrmse_1", "nrmse_5")
+
+
+def findings(table: list[dict]) -> dict:
+    """What the table says, as numbers the docs can quote (all from ``table``'s means).
+
+    * ``gains``: per (target, n_train, metric), the pretrained AViT's error below the same AViT
+      from scratch, in percent (``100 * (1 - pretrained / scratch)``);
+    * ``baseline_wins``: per baseline, in how many of the (target, n_train, metric) cells it
+      has a lower mean error than both AViT arms, out of ``cells``.
+    """
+    mean = {(r["target"], r["n_train"], r["arm"]): r for r in table}
+    cells = sorted({(r["target"], r["n_train"]) for r in table})
+    gains, wins = [], {}
+    for target, n in cells:
+        for m in METRICS:
+            arm = lambda a: mean.get((target, n, a), {}).get(m, (np.nan,))[0]  # noqa: B023
+            pre, scratch = arm("pretrained"), arm("scratch")
+            gains.append(
+                {
+                    "target": target,
+                    "n_train": n,
+                    "metric": m,
+                    "gain_pct": float(100 * (1 - pre / scratch)),
+                }
+            )
+            for base in ("fno", "unet"):
+                if (target, n, base) in mean:
+                    wins[base] = wins.get(base, 0) + int(arm(base) < min(pre, scratch))
+    return {"gains": gains, "baseline_wins": wins, "cells": len(cells) * len(METRICS)}
+
+
 def report(table: list[dict], study: StudyOptions, wall: float, command: str) -> str:
     """The report.md text: the table with its command, seeds and wall time."""
     fmt = lambda ms: f"{ms[0]:.4f} ± {ms[1]:.4f}" if np.isfinite(ms[1]) else f"{ms[0]:.4f}"
@@ -147,4 +179,44 @@ def report(table: list[dict], study: StudyOptions, wall: float, command: str) ->
             f"| {r['target']} | {r['n_train']} | {r['arm']} | {fmt(r['nrmse_1'])} | "
             f"{fmt(r['vrmse_1'])} | {fmt(r['nrmse_5'])} |"
         )
+    f = findings(table)
+    lines += ["", "pretrained vs scratch AViT (NRMSE, % lower):", ""]
+    lines += [
+        f"- {g['target']}, {g['n_train']} traj, {g['metric']}: {g['gain_pct']:.1f}%"
+        for g in f["gains"]
+    ]
+    lines += [
+        "",
+        *(
+            f"{b} beats both AViT arms in {k} of {f['cells']} cells"
+            for b, k in f["baseline_wins"].items()
+        ),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def rewrite_report(root: str) -> dict:
+    """Recomputes summary, findings and report.md of a finished study in ``root`` from the
+    per-run numbers in its results.json (no training): for a report whose code changed.
+    command.txt and config.json stay as the study wrote them."""
+    from jaxfm.config import from_dict
+
+    paths = {n: os.path.join(root, n) for n in ("results.json", "config.json", "command.txt")}
+    for name, path in paths.items():
+        if not os.path.exists(path):
+            raise SystemExit(f"{path}: no {name}; run the study first (without --report_only)")
+    with open(paths["results.json"]) as f:
+        out = json.load(f)
+    with open(paths["config.json"]) as f:
+        study = from_dict(StudyOptions, json.load(f).get("study", {}), where=paths["config.json"])
+    with open(paths["command.txt"]) as f:
+        command = f.read().strip()
+    table = summarize(out["runs"])
+    out = {**out, "summary": table, "findings": findings(table)}
+    with open(paths["results.json"], "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+    text = report(table, study, out["wall_time_s"], command)
+    with open(os.path.join(root, "report.md"), "w") as f:
+        f.write(text)
+    return out

@@ -1,0 +1,55 @@
+"""The transfer study's summary and findings, on a hand-made grid of runs."""
+
+import json
+
+import pytest
+
+from jaxfm.tasks.surrogate.transfer import findings, rewrite_report, summarize
+
+
+def _runs():
+    # One cell (target t, 4 trajectories), two seeds; errors chosen so the answers are exact.
+    err = {"pretrained": (0.8, 1.2), "scratch": (1.0, 2.0), "fno": (0.7, 1.5), "unet": (0.9, 1.0)}
+    runs = []
+    for seed in (0, 1):
+        for arm, (e1, e5) in err.items():
+            runs.append(
+                {
+                    "target": "t",
+                    "n_train": 4,
+                    "seed": seed,
+                    "arm": arm,
+                    "nrmse_1": e1 + 0.01 * seed,
+                    "vrmse_1": 1.0,
+                    "nrmse_5": e5 + 0.01 * seed,
+                    "persist_nrmse_1": 2.0,
+                    "persist_vrmse_1": 1.0,
+                    "persist_nrmse_5": 3.0,
+                }
+            )
+    return runs
+
+
+def test_findings_are_the_gains_and_wins_of_the_means():
+    f = findings(summarize(_runs()))
+    gains = {g["metric"]: g["gain_pct"] for g in f["gains"]}
+    assert gains["nrmse_1"] == pytest.approx(100 * (1 - 0.805 / 1.005))
+    assert gains["nrmse_5"] == pytest.approx(100 * (1 - 1.205 / 2.005))
+    # fno beats both AViT arms one step (0.705 < 0.805) but not over 5 steps (1.505 > 1.205);
+    # unet loses one step (0.905 > 0.805) and wins over 5 steps (1.005 < 1.205).
+    assert f["baseline_wins"] == {"fno": 1, "unet": 1} and f["cells"] == 2
+
+
+def test_rewrite_report_keeps_the_runs_and_adds_the_findings(tmp_path):
+    runs = _runs()
+    (tmp_path / "results.json").write_text(json.dumps({"runs": runs, "wall_time_s": 60.0}))
+    (tmp_path / "config.json").write_text(json.dumps({"study": {"seeds": [0, 1]}}))
+    (tmp_path / "command.txt").write_text("python -m experiments.surrogate_transfer cpu\n")
+    out = rewrite_report(str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["runs"] == runs and saved["findings"] == out["findings"]
+    text = (tmp_path / "report.md").read_text()
+    assert "python -m experiments.surrogate_transfer cpu" in text
+    assert f"{out['findings']['gains'][0]['gain_pct']:.1f}%" in text
+    with pytest.raises(SystemExit, match="no results.json"):
+        rewrite_report(str(tmp_path / "missing"))
