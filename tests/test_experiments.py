@@ -90,6 +90,24 @@ def test_scripts_do_not_import_each_other_or_patch_sys_path():
         assert "from experiments" not in text and "import experiments" not in text, path
 
 
+def test_readme_names_exactly_the_scripts_that_take_the_engine_sections():
+    """README: the training scripts accept --init_from and --train/--parallel/--ckpt.*."""
+    import re
+
+    from jaxfm.config import ExperimentConfig
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    block = re.search(r"<!-- training-scripts -->(.*?)<!-- /training-scripts -->", readme, re.S)
+    assert block, "README.md lost its list of training scripts"
+    named = set(re.findall(r"`(\w+)`", block.group(1)))
+    training = {
+        name
+        for name in SCRIPTS
+        if all(isinstance(fn(), ExperimentConfig) for fn in _load(name).PRESETS.values())
+    }
+    assert named == training
+
+
 @pytest.mark.parametrize("path, preset", _training_presets())
 def test_smoke_preset_trains_saves_and_restores(path, preset, tmp_path, capsys):
     module = _load(path)
