@@ -25,7 +25,12 @@ from jaxfm.config import cli  # noqa: E402
 from jaxfm.models.fno import FNOConfig  # noqa: E402
 from jaxfm.models.surrogate import avit_config  # noqa: E402
 from jaxfm.models.unet import UNetConfig  # noqa: E402
-from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, SurrogateExperiment, train  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import (  # noqa: E402
+    PAD_FIELDS,
+    PDEDataConfig,
+    SurrogateExperiment,
+    train,
+)
 from jaxfm.tasks.surrogate.task import SurrogateTaskConfig  # noqa: E402
 from jaxfm.train import TrainConfig, write_results  # noqa: E402
 from jaxfm.train.plots import plot_metrics  # noqa: E402
@@ -34,8 +39,8 @@ from jaxfm.train.plots import plot_metrics  # noqa: E402
 def _task(avit: str, n_in: int, width: int) -> SurrogateTaskConfig:
     return SurrogateTaskConfig(
         avit=avit_config(avit),
-        fno=FNOConfig(n_channels=4, n_steps_input=n_in, width=width, modes=8, depth=4),
-        unet=UNetConfig(n_channels=4, n_steps_input=n_in, base=width // 2, levels=2),
+        fno=FNOConfig(n_channels=PAD_FIELDS, n_steps_input=n_in, width=width, modes=8, depth=4),
+        unet=UNetConfig(n_channels=PAD_FIELDS, n_steps_input=n_in, base=width // 2, levels=2),
     )
 
 
@@ -45,7 +50,7 @@ def smoke() -> SurrogateExperiment:
         workdir="runs/surrogate-finetune-smoke",
         model=dataclasses.replace(
             _task("smoke", 4, 16),
-            fno=FNOConfig(n_channels=4, n_steps_input=4, width=8, modes=4, depth=2),
+            fno=FNOConfig(n_channels=PAD_FIELDS, n_steps_input=4, width=8, modes=4, depth=2),
         ),
         # 2 held-out trajectories x 6 windows = 12 eval examples >= 8 data-parallel shards
         data=PDEDataConfig(

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import jaxfm  # noqa: E402
 from experiments import surrogate_finetune, surrogate_pretrain  # noqa: E402
 from jaxfm.config import cli  # noqa: E402
-from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment  # noqa: E402
+from jaxfm.tasks.surrogate.pipeline import FINETUNE_SYSTEMS, SurrogateExperiment  # noqa: E402
 from jaxfm.train import write_results  # noqa: E402
 
 ARMS = ("pretrained", "scratch", "fno", "unet")
@@ -44,8 +44,8 @@ class StudyOptions:
     """Preset of experiments/surrogate_pretrain.py."""
     finetune_preset: str = "m1"
     """Preset of experiments/surrogate_finetune.py (its data.systems is replaced by targets)."""
-    targets: tuple[str, ...] = ("compressible_m0.1", "compressible_m1")
-    """Unseen target systems."""
+    targets: tuple[str, ...] = FINETUNE_SYSTEMS
+    """Unseen target systems (default: every held-out system)."""
     n_trains: tuple[int, ...] = (4, 16)
     """Training trajectories of the target."""
     seeds: tuple[int, ...] = (0, 1, 2)
