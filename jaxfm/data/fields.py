@@ -6,6 +6,9 @@ same-named fields of different systems apart; we tie them on purpose, by name). 
 only ever appended, so ids of a checkpoint stay valid after the registry grows:
 :meth:`NameRegistry.check_extends` refuses a registry that renumbers or drops names.
 
+The default registries are derived from the simulators' ``System`` declarations
+(:mod:`jaxfm.data.sim.system`), which also fix their order.
+
 The registry serialises to JSON (``{"kind": ..., "names": [...]}``); the trainer stores it with
 each checkpoint and restores it before building the model.
 """
@@ -17,32 +20,22 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-DEFAULT_FIELDS = (
-    "h",
-    "velocity_x",
-    "velocity_y",
-    "tracer",
-    "activator",
-    "inhibitor",
-    "density",
-    "pressure",
-    "concentration_A",
-    "concentration_B",
-    "u",
-)
-"""Fields of the built-in simulators, in the order their ids were first assigned."""
+from jaxfm.data.sim.registry import SYSTEMS
+from jaxfm.data.sim.system import System, field_vocabulary, system_names
 
-DEFAULT_SYSTEMS = (
-    "shallow_water",
-    "navier_stokes",
-    "diffusion_reaction",
-    "gray_scott",
-    "compressible_m0.1",
-    "compressible_m1",
-    "advection",
-    "burgers",
-)
-"""Systems of the built-in simulators, in the order their ids were first assigned."""
+DEFAULT_FIELDS: tuple[str, ...] = field_vocabulary(SYSTEMS)
+"""Fields of the built-in simulators, in the order their ids were first assigned: derived from
+the simulators' declarations (:func:`jaxfm.data.sim.system.field_vocabulary`: first appearance
+over the systems walked by ``(vocab_epoch, declaration order)``), so a new system's fields are
+appended and existing ids never move."""
+
+DEFAULT_SYSTEMS: tuple[str, ...] = system_names(SYSTEMS)
+"""Systems of the built-in simulators, in declaration order (= the order their ids were first
+assigned; :data:`jaxfm.data.sim.registry.MODULES`)."""
+
+N_FIELDS = len(DEFAULT_FIELDS)
+"""Size of the built-in field vocabulary: the fewest embedding rows (``AViTConfig.n_fields``)
+a model needs for every simulated system."""
 
 
 class NameRegistry:
@@ -131,11 +124,13 @@ class NameRegistry:
         return cls(obj["names"], kind=obj.get("kind", "field"))
 
 
-def default_field_registry() -> NameRegistry:
-    """A fresh field registry holding :data:`DEFAULT_FIELDS`."""
-    return NameRegistry(DEFAULT_FIELDS, kind="field")
+def default_field_registry(systems: Sequence[System] | None = None) -> NameRegistry:
+    """A fresh field registry: :data:`DEFAULT_FIELDS`, or the vocabulary of ``systems``."""
+    names = DEFAULT_FIELDS if systems is None else field_vocabulary(systems)
+    return NameRegistry(names, kind="field")
 
 
-def default_system_registry() -> NameRegistry:
-    """A fresh system registry holding :data:`DEFAULT_SYSTEMS`."""
-    return NameRegistry(DEFAULT_SYSTEMS, kind="system")
+def default_system_registry(systems: Sequence[System] | None = None) -> NameRegistry:
+    """A fresh system registry: :data:`DEFAULT_SYSTEMS`, or the names of ``systems``."""
+    names = DEFAULT_SYSTEMS if systems is None else system_names(systems)
+    return NameRegistry(names, kind="system")

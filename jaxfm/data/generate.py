@@ -23,19 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxfm.data.sim.registry import SIMULATORS, get_simulator
+from jaxfm.data.sim.registry import SIMULATORS, SYSTEMS, get_simulator
+from jaxfm.data.sim.system import corpus_systems
 from jaxfm.data.trajectories import TrajectorySet, concat
 from jaxfm.data.well import SPLITS, write_dataset
 
-CORPUS_SYSTEMS = (
-    "shallow_water",
-    "navier_stokes",
-    "diffusion_reaction",
-    "gray_scott",
-    "compressible_m0.1",
-    "compressible_m1",
-)
-"""Systems of the default corpus (the last two are the held-out transfer targets)."""
+CORPUS_SYSTEMS = corpus_systems(SYSTEMS)
+"""Systems of the default corpus: every 2-D system, in declaration order (the held-out transfer
+targets, the two compressible ones, last); see :func:`jaxfm.data.sim.system.corpus_systems`."""
 
 
 def _log(msg: str) -> None:

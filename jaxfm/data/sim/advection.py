@@ -24,6 +24,7 @@ from jaxfm.data.sim.stepping import (
     sample_uniform,
     substeps_for,
 )
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -47,6 +48,18 @@ class AdvectionConfig:
     """Courant number c dt / dx."""
     limiter: str = "mc"
     """Slope limiter: minmod, mc or none."""
+
+
+SYSTEM = System(
+    "advection",
+    fields=("u",),
+    bc=("periodic",),
+    config=AdvectionConfig(),
+    description="1-D linear advection, periodic (field u)",
+    vocab_epoch=2,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 @partial(jax.jit, static_argnames=("n_frames", "limiter"))
@@ -91,12 +104,12 @@ def simulate(config: AdvectionConfig, n_traj: int, seed: int) -> TrajectorySet:
     run = jax.vmap(lambda u, cc: solve(u, cc, dx, dt, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(u0, jnp.float32), jnp.asarray(c, jnp.float32))
     return TrajectorySet(
-        system="advection",
+        system=SYSTEM.name,
         data=np.asarray(out)[..., None],
-        field_names=("u",),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x,),
-        bc=("periodic",),
+        bc=SYSTEM.bc,
         params={"speed": c},
         constants={
             "seed": seed,

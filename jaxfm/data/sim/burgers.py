@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -45,6 +46,18 @@ class BurgersConfig:
     """Courant number max|u| dt / dx."""
     limiter: str = "mc"
     """Slope limiter: minmod, mc or none."""
+
+
+SYSTEM = System(
+    "burgers",
+    fields=("velocity_x",),
+    bc=("periodic",),
+    config=BurgersConfig(),
+    description="1-D viscous Burgers, periodic (velocity_x)",
+    vocab_epoch=2,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 def rhs(u, nu, dx, limiter: str = "mc"):
@@ -83,12 +96,12 @@ def simulate(config: BurgersConfig, n_traj: int, seed: int) -> TrajectorySet:
     run = jax.vmap(lambda u, v: solve(u, v, dx, dt, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(u0, jnp.float32), jnp.asarray(nu, jnp.float32))
     return TrajectorySet(
-        system="burgers",
+        system=SYSTEM.name,
         data=np.asarray(out)[..., None],
-        field_names=("velocity_x",),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x,),
-        bc=("periodic",),
+        bc=SYSTEM.bc,
         params={"nu": nu},
         constants={
             "seed": seed,

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -51,6 +52,28 @@ class CompressibleConfig:
     """Courant number (max|u| + c) dt / dx, with 25% headroom on the initial max|u|."""
     limiter: str = "minmod"
     """Slope limiter: minmod, mc or none."""
+
+
+FIELDS = ("velocity_x", "velocity_y", "density", "pressure")
+"""Fields of every Mach number."""
+BC = ("periodic", "periodic")
+"""Boundary conditions of every Mach number."""
+
+
+def _system(mach: float) -> System:
+    return System(
+        f"compressible_m{mach:g}",
+        fields=FIELDS,
+        bc=BC,
+        config=CompressibleConfig(mach=mach),
+        description=f"2-D compressible Euler, turbulent IC, Mach {mach:.1f}, periodic",
+        held_out=True,
+    )
+
+
+SYSTEMS = (_system(0.1), _system(1.0))
+"""The two registered Mach numbers, held out for transfer (:mod:`jaxfm.data.sim.system`);
+``simulate`` runs any Mach number as ``compressible_m{mach:g}``."""
 
 
 def primitive(q, gamma):
@@ -181,10 +204,10 @@ def simulate(config: CompressibleConfig, n_traj: int, seed: int) -> TrajectorySe
     return TrajectorySet(
         system=f"compressible_m{config.mach:g}",
         data=np.asarray(out),
-        field_names=("velocity_x", "velocity_y", "density", "pressure"),
+        field_names=FIELDS,
         dt=config.frame_dt,
         coords=(x, x),
-        bc=("periodic", "periodic"),
+        bc=BC,
         params={"mach": np.full(n_traj, config.mach)},
         constants={
             "seed": seed,

@@ -29,6 +29,7 @@ from jaxfm.data.sim.stepping import (
     sample_uniform,
     substeps_for,
 )
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -50,6 +51,18 @@ class DiffusionReactionConfig:
     """Reaction constant k ~ U(k_range) (PDEBench: 5e-3)."""
     dt_max: float = 0.005
     """Upper bound on the time step (reaction stiffness, |1 - 3u²| dt ≲ 0.1)."""
+
+
+SYSTEM = System(
+    "diffusion_reaction",
+    fields=("activator", "inhibitor"),
+    bc=("wall", "wall"),
+    config=DiffusionReactionConfig(),
+    description="2-D FitzHugh-Nagumo, FV, no-flux boundaries",
+    mix_order=1,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 def neumann_laplacian(f, dx):
@@ -91,12 +104,12 @@ def simulate(config: DiffusionReactionConfig, n_traj: int, seed: int) -> Traject
     out = run(f32(s0), f32(du), f32(dv), f32(k))
     x = cell_centres(n, -1.0, 1.0)
     return TrajectorySet(
-        system="diffusion_reaction",
+        system=SYSTEM.name,
         data=np.asarray(out),
-        field_names=("activator", "inhibitor"),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x, x),
-        bc=("wall", "wall"),
+        bc=SYSTEM.bc,
         params={"du": du, "dv": dv, "k": k},
         constants={
             "seed": seed,

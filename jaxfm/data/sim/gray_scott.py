@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 PATTERNS = {
@@ -56,6 +57,19 @@ class GrayScottConfig:
     """Pattern regimes to draw from uniformly (keys of PATTERNS)."""
     n_seeds: int = 8
     """Number of Gaussian seeds of B in the initial condition."""
+
+
+SYSTEM = System(
+    "gray_scott",
+    fields=("concentration_A", "concentration_B"),
+    bc=("periodic", "periodic"),
+    config=GrayScottConfig(),
+    description="2-D Gray-Scott reaction-diffusion, IMEX spectral, periodic",
+    vocab_epoch=1,
+    mix_order=3,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 def step(s, f, k, dt, lap_da, lap_db):
@@ -110,12 +124,12 @@ def simulate(config: GrayScottConfig, n_traj: int, seed: int) -> TrajectorySet:
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     out = run(f32(s0), f32(fk[:, 0]), f32(fk[:, 1]))
     return TrajectorySet(
-        system="gray_scott",
+        system=SYSTEM.name,
         data=np.asarray(out),
-        field_names=("concentration_A", "concentration_B"),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x, x),
-        bc=("periodic", "periodic"),
+        bc=SYSTEM.bc,
         params={"F": fk[:, 0], "k": fk[:, 1]},
         constants={
             "seed": seed,

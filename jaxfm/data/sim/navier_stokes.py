@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for, wavenumbers
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -44,6 +45,18 @@ class NavierStokesConfig:
     """Peak wavenumber of the initial vorticity spectrum ~ U(k0_range)."""
     cfl: float = 0.5
     """Courant number max|u| dt / dx."""
+
+
+SYSTEM = System(
+    "navier_stokes",
+    fields=("velocity_x", "velocity_y", "tracer"),
+    bc=("periodic", "periodic"),
+    config=NavierStokesConfig(),
+    description="2-D incompressible NS + passive tracer, spectral, periodic",
+    mix_order=2,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 class SpectralGrid:
@@ -142,12 +155,12 @@ def simulate(config: NavierStokesConfig, n_traj: int, seed: int) -> TrajectorySe
     )
     x = cell_centres(n, 0.0, 2 * np.pi)
     return TrajectorySet(
-        system="navier_stokes",
+        system=SYSTEM.name,
         data=np.asarray(out),
-        field_names=("velocity_x", "velocity_y", "tracer"),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x, x),
-        bc=("periodic", "periodic"),
+        bc=SYSTEM.bc,
         params={"nu": nu, "k0": k0},
         constants={
             "seed": seed,

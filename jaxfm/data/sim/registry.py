@@ -1,12 +1,16 @@
-"""Name -> simulator registry. Modules are imported by hand; an unknown name lists the valid ones.
+"""Name -> simulator registry, collected from the modules' ``System`` declarations.
 
-Every entry has a frozen config dataclass with at least ``resolution`` and ``n_steps`` and a
-``simulate(config, n_traj, seed) -> TrajectorySet`` function.
+The modules are listed by hand in :data:`MODULES` (no import-time discovery); each declares
+``SYSTEMS`` (:class:`jaxfm.data.sim.system.System`) next to its config class and defines
+``simulate(config, n_traj, seed) -> TrajectorySet``. Everything else that names systems or
+fields (the field and system registries, the generator's corpus, the surrogate pipeline's
+pretraining/fine-tuning lists, the padding width) is derived from :data:`SYSTEMS` by the
+functions of :mod:`jaxfm.data.sim.system`. The order of :data:`MODULES` is the system id
+order: new modules go at the end.
 """
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 from jaxfm.data.sim import (
     advection,
@@ -17,60 +21,52 @@ from jaxfm.data.sim import (
     navier_stokes,
     shallow_water,
 )
+from jaxfm.data.sim.system import System, collect
 from jaxfm.data.trajectories import TrajectorySet
+
+MODULES = (
+    shallow_water,
+    navier_stokes,
+    diffusion_reaction,
+    gray_scott,
+    compressible,
+    advection,
+    burgers,
+)
+"""Simulator modules, in system-id order (append new ones)."""
+
+SYSTEMS: tuple[System, ...] = collect(MODULES)
+"""Every declared system, in declaration (= system id) order."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Simulator:
-    """One registered system."""
+    """One registered system: its declaration and the function that simulates it."""
 
-    config: Any
-    """Default config instance (a frozen dataclass)."""
+    system: System
+    """The declaration (name, fields, boundary conditions, default config)."""
     simulate: Callable[..., TrajectorySet]
     """``simulate(config, n_traj, seed) -> TrajectorySet``."""
-    description: str
-    """One line for ``--help``."""
+
+    @property
+    def config(self):
+        """Default config instance (a frozen dataclass)."""
+        return self.system.config
+
+    @property
+    def description(self) -> str:
+        """One line for ``--help``."""
+        return self.system.description
 
 
-SIMULATORS: dict[str, Simulator] = {
-    "advection": Simulator(
-        advection.AdvectionConfig(), advection.simulate, "1-D linear advection, periodic (field u)"
-    ),
-    "burgers": Simulator(
-        burgers.BurgersConfig(), burgers.simulate, "1-D viscous Burgers, periodic (velocity_x)"
-    ),
-    "navier_stokes": Simulator(
-        navier_stokes.NavierStokesConfig(),
-        navier_stokes.simulate,
-        "2-D incompressible NS + passive tracer, spectral, periodic",
-    ),
-    "shallow_water": Simulator(
-        shallow_water.ShallowWaterConfig(),
-        shallow_water.simulate,
-        "2-D shallow-water radial dam break, FV, open boundaries",
-    ),
-    "diffusion_reaction": Simulator(
-        diffusion_reaction.DiffusionReactionConfig(),
-        diffusion_reaction.simulate,
-        "2-D FitzHugh-Nagumo, FV, no-flux boundaries",
-    ),
-    "gray_scott": Simulator(
-        gray_scott.GrayScottConfig(),
-        gray_scott.simulate,
-        "2-D Gray-Scott reaction-diffusion, IMEX spectral, periodic",
-    ),
-    "compressible_m0.1": Simulator(
-        compressible.CompressibleConfig(mach=0.1),
-        compressible.simulate,
-        "2-D compressible Euler, turbulent IC, Mach 0.1, periodic",
-    ),
-    "compressible_m1": Simulator(
-        compressible.CompressibleConfig(mach=1.0),
-        compressible.simulate,
-        "2-D compressible Euler, turbulent IC, Mach 1.0, periodic",
-    ),
-}
-"""All systems, by name. Held out for transfer experiments: the two compressible ones."""
+def simulators(modules=MODULES) -> dict[str, Simulator]:
+    """``{name: Simulator}`` of the systems declared by ``modules``, in declaration order."""
+    return {s.name: Simulator(s, m.simulate) for m in modules for s in collect([m])}
+
+
+SIMULATORS: dict[str, Simulator] = simulators()
+"""All systems, by name, in declaration order. Held out for transfer: the ``held_out`` ones
+(the two compressible systems)."""
 
 
 def get_simulator(name: str) -> Simulator:

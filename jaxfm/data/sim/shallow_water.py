@@ -31,6 +31,7 @@ from jaxfm.data.sim.stepping import (
     sample_uniform,
     substeps_for,
 )
+from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
 
@@ -58,6 +59,18 @@ class ShallowWaterConfig:
     """Courant number."""
     limiter: str = "minmod"
     """Slope limiter: minmod, mc or none."""
+
+
+SYSTEM = System(
+    "shallow_water",
+    fields=("h", "velocity_x", "velocity_y"),
+    bc=("open", "open"),
+    config=ShallowWaterConfig(),
+    description="2-D shallow-water radial dam break, FV, open boundaries",
+    mix_order=0,
+)
+SYSTEMS = (SYSTEM,)
+"""This module's system (:mod:`jaxfm.data.sim.system`)."""
 
 
 def rhs(q, dx, g, limiter: str = "minmod"):
@@ -105,12 +118,12 @@ def simulate(config: ShallowWaterConfig, n_traj: int, seed: int) -> TrajectorySe
     run = jax.vmap(lambda h: solve(h, dx, dt, config.gravity, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(h0, jnp.float32))
     return TrajectorySet(
-        system="shallow_water",
+        system=SYSTEM.name,
         data=np.asarray(out),
-        field_names=("h", "velocity_x", "velocity_y"),
+        field_names=SYSTEM.fields,
         dt=config.frame_dt,
         coords=(x, x),
-        bc=("open", "open"),
+        bc=SYSTEM.bc,
         params={"radius": radius, "x0": x0, "y0": y0},
         constants={
             "seed": seed,

@@ -25,9 +25,10 @@ import numpy as np
 from flax import nnx
 
 from jaxfm.config import ExperimentConfig, load_json
-from jaxfm.data.fields import default_field_registry, default_system_registry
+from jaxfm.data.fields import N_FIELDS, default_field_registry, default_system_registry
 from jaxfm.data.mixture import MixtureWindows
-from jaxfm.data.sim.registry import simulate
+from jaxfm.data.sim.registry import SYSTEMS, simulate
+from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
 from jaxfm.data.trajectories import TrajectorySet
 from jaxfm.data.well import read_well, write_well
 from jaxfm.data.windows import WindowSource
@@ -35,8 +36,16 @@ from jaxfm.tasks.surrogate.rollout import per_step_errors, rollout, window_means
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
 
-PRETRAIN_SYSTEMS = ("shallow_water", "diffusion_reaction", "navier_stokes", "gray_scott")
-"""MPP's pretraining mix without compressible flow (the transfer target)."""
+PRETRAIN_SYSTEMS = pretrain_systems(SYSTEMS)
+"""MPP's pretraining mix without compressible flow: every 2-D system not held out, in
+``mix_order`` (shallow water, diffusion-reaction, incompressible NS, Gray-Scott)."""
+
+FINETUNE_SYSTEMS = finetune_systems(SYSTEMS)
+"""The held-out transfer targets (the two compressible systems)."""
+
+PAD_FIELDS = pad_width(SYSTEMS)
+"""Channels every example is padded to: the most fields of any 2-D system (compressible flow's
+four), so pretraining and fine-tuning batches have one width."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +64,7 @@ class PDEDataConfig:
     """Frames per trajectory (0: the simulator's default)."""
     n_steps_input: int = 4
     """Input frames per window."""
-    pad_fields: int = 4
+    pad_fields: int = PAD_FIELDS
     """Channels every example is padded to (>= the most fields of any system)."""
     seed: int = 1234
     """Simulation seed (initial conditions); fixed across training seeds."""
@@ -160,8 +169,19 @@ def build_data(d: PDEDataConfig, batch_size: int, seed: int, workdir: str) -> PD
 # ----------------------------------------------------------------------------- training
 
 
+def check_field_slots(model: SurrogateTaskConfig, n_fields: int = N_FIELDS) -> None:
+    """Raise unless the AViT's field vocabulary has a row for each of ``n_fields`` field ids
+    (default: every simulated field, :data:`jaxfm.data.fields.N_FIELDS`)."""
+    if model.arch == "avit" and model.avit.n_fields < n_fields:
+        raise ValueError(
+            f"model.avit.n_fields = {model.avit.n_fields} but the field registry has "
+            f"{n_fields} fields; raise n_fields to at least {n_fields}"
+        )
+
+
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
+    check_field_slots(cfg.model)
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
     task = SurrogateTask(cfg.model, data.periodic)
     registry = default_field_registry()

@@ -10,7 +10,12 @@ from jaxfm.ckpt import CkptConfig
 from jaxfm.models.fno import FNOConfig
 from jaxfm.models.surrogate import avit_config
 from jaxfm.models.unet import UNetConfig
-from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, SurrogateExperiment, train
+from jaxfm.tasks.surrogate.pipeline import (
+    PAD_FIELDS,
+    PDEDataConfig,
+    SurrogateExperiment,
+    train,
+)
 from jaxfm.tasks.surrogate.task import SurrogateTaskConfig
 from jaxfm.train import TrainConfig, write_results
 from jaxfm.train.plots import plot_metrics
@@ -86,8 +91,8 @@ def pretrain(cfg: SurrogateExperiment) -> dict:
 def _task(avit: str, n_in: int, width: int) -> SurrogateTaskConfig:
     return SurrogateTaskConfig(
         avit=avit_config(avit),
-        fno=FNOConfig(n_channels=4, n_steps_input=n_in, width=width, modes=8, depth=4),
-        unet=UNetConfig(n_channels=4, n_steps_input=n_in, base=width // 2, levels=2),
+        fno=FNOConfig(n_channels=PAD_FIELDS, n_steps_input=n_in, width=width, modes=8, depth=4),
+        unet=UNetConfig(n_channels=PAD_FIELDS, n_steps_input=n_in, base=width // 2, levels=2),
     )
 
 
@@ -97,7 +102,7 @@ def finetune_smoke() -> SurrogateExperiment:
         workdir="runs/surrogate-finetune-smoke",
         model=dataclasses.replace(
             _task("smoke", 4, 16),
-            fno=FNOConfig(n_channels=4, n_steps_input=4, width=8, modes=4, depth=2),
+            fno=FNOConfig(n_channels=PAD_FIELDS, n_steps_input=4, width=8, modes=4, depth=2),
         ),
         # 2 held-out trajectories x 6 windows = 12 eval examples >= 8 data-parallel shards
         data=PDEDataConfig(

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment
+from jaxfm.tasks.surrogate.pipeline import FINETUNE_SYSTEMS, SurrogateExperiment
 from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, PRETRAIN_PRESETS, finetune, pretrain
 
 ARMS = ("pretrained", "scratch", "fno", "unet")
@@ -27,8 +27,8 @@ class StudyOptions:
     """Pretraining preset (smoke, tiny, Ti: jaxfm.tasks.surrogate.presets.PRETRAIN_PRESETS)."""
     finetune_preset: str = "m1"
     """Fine-tuning preset (smoke, m1, m01: FINETUNE_PRESETS; data.systems becomes targets)."""
-    targets: tuple[str, ...] = ("compressible_m0.1", "compressible_m1")
-    """Unseen target systems."""
+    targets: tuple[str, ...] = FINETUNE_SYSTEMS
+    """Unseen target systems (default: every held-out system)."""
     n_trains: tuple[int, ...] = (4, 16)
     """Training trajectories of the target."""
     seeds: tuple[int, ...] = (0, 1, 2)
