@@ -19,7 +19,6 @@ import numpy as np
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import (
     cell_centres,
-    config_record,
     rollout,
     sample_uniform,
     substeps_for,
@@ -103,18 +102,12 @@ def simulate(config: AdvectionConfig, n_traj: int, seed: int) -> TrajectorySet:
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / max(np.abs(c).max(), 1e-12))
     run = jax.vmap(lambda u, cc: solve(u, cc, dx, dt, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(u0, jnp.float32), jnp.asarray(c, jnp.float32))
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out)[..., None],
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        np.asarray(out)[..., None],
+        config,
         coords=(x,),
-        bc=SYSTEM.bc,
         params={"speed": c},
-        constants={
-            "seed": seed,
-            "scheme": "MUSCL-Rusanov-SSPRK2",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="MUSCL-Rusanov-SSPRK2",
+        substeps=sub,
     )

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfm.data.sim import finite_volume as fv
-from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.stepping import cell_centres, rollout, substeps_for
 from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
@@ -95,18 +95,12 @@ def simulate(config: BurgersConfig, n_traj: int, seed: int) -> TrajectorySet:
     sub, dt = substeps_for(config.frame_dt, dt_max)
     run = jax.vmap(lambda u, v: solve(u, v, dx, dt, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(u0, jnp.float32), jnp.asarray(nu, jnp.float32))
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out)[..., None],
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        np.asarray(out)[..., None],
+        config,
         coords=(x,),
-        bc=SYSTEM.bc,
         params={"nu": nu},
-        constants={
-            "seed": seed,
-            "scheme": "MUSCL-Rusanov-SSPRK2",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="MUSCL-Rusanov-SSPRK2",
+        substeps=sub,
     )

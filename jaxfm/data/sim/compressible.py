@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfm.data.sim import finite_volume as fv
-from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.stepping import cell_centres, rollout, substeps_for
 from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
@@ -201,18 +201,12 @@ def simulate(config: CompressibleConfig, n_traj: int, seed: int) -> TrajectorySe
     )
     out = run(jnp.asarray(w0, jnp.float32))
     x = cell_centres(n, 0.0, 1.0)
-    return TrajectorySet(
-        system=f"compressible_m{config.mach:g}",
-        data=np.asarray(out),
-        field_names=FIELDS,
-        dt=config.frame_dt,
+    return _system(config.mach).trajectories(
+        out,
+        config,
         coords=(x, x),
-        bc=BC,
         params={"mach": np.full(n_traj, config.mach)},
-        constants={
-            "seed": seed,
-            "scheme": "MUSCL(primitive)-Rusanov-SSPRK2",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="MUSCL(primitive)-Rusanov-SSPRK2",
+        substeps=sub,
     )

@@ -24,7 +24,6 @@ import numpy as np
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import (
     cell_centres,
-    config_record,
     rollout,
     sample_uniform,
     substeps_for,
@@ -103,18 +102,12 @@ def simulate(config: DiffusionReactionConfig, n_traj: int, seed: int) -> Traject
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     out = run(f32(s0), f32(du), f32(dv), f32(k))
     x = cell_centres(n, -1.0, 1.0)
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out),
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        out,
+        config,
         coords=(x, x),
-        bc=SYSTEM.bc,
         params={"du": du, "dv": dv, "k": k},
-        constants={
-            "seed": seed,
-            "scheme": "FV 5-point Laplacian, Neumann, Heun",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="FV 5-point Laplacian, Neumann, Heun",
+        substeps=sub,
     )

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for
+from jaxfm.data.sim.stepping import cell_centres, rollout, substeps_for
 from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
@@ -123,18 +123,12 @@ def simulate(config: GrayScottConfig, n_traj: int, seed: int) -> TrajectorySet:
     )
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     out = run(f32(s0), f32(fk[:, 0]), f32(fk[:, 1]))
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out),
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        out,
+        config,
         coords=(x, x),
-        bc=SYSTEM.bc,
         params={"F": fk[:, 0], "k": fk[:, 1]},
-        constants={
-            "seed": seed,
-            "scheme": "IMEX spectral (explicit reaction)",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="IMEX spectral (explicit reaction)",
+        substeps=sub,
     )

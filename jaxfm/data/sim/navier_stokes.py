@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfm.data.sim.stepping import cell_centres, config_record, rollout, substeps_for, wavenumbers
+from jaxfm.data.sim.stepping import cell_centres, rollout, substeps_for, wavenumbers
 from jaxfm.data.sim.system import System
 from jaxfm.data.trajectories import TrajectorySet
 
@@ -154,18 +154,12 @@ def simulate(config: NavierStokesConfig, n_traj: int, seed: int) -> TrajectorySe
         jnp.asarray(nu, jnp.float32),
     )
     x = cell_centres(n, 0.0, 2 * np.pi)
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out),
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        out,
+        config,
         coords=(x, x),
-        bc=SYSTEM.bc,
         params={"nu": nu, "k0": k0},
-        constants={
-            "seed": seed,
-            "scheme": "pseudo-spectral, 2/3 dealiasing, IF-RK4",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="pseudo-spectral, 2/3 dealiasing, IF-RK4",
+        substeps=sub,
     )

@@ -26,7 +26,6 @@ import numpy as np
 from jaxfm.data.sim import finite_volume as fv
 from jaxfm.data.sim.stepping import (
     cell_centres,
-    config_record,
     rollout,
     sample_uniform,
     substeps_for,
@@ -117,18 +116,12 @@ def simulate(config: ShallowWaterConfig, n_traj: int, seed: int) -> TrajectorySe
     sub, dt = substeps_for(config.frame_dt, config.cfl * dx / smax)
     run = jax.vmap(lambda h: solve(h, dx, dt, config.gravity, config.n_steps, sub, config.limiter))
     out = run(jnp.asarray(h0, jnp.float32))
-    return TrajectorySet(
-        system=SYSTEM.name,
-        data=np.asarray(out),
-        field_names=SYSTEM.fields,
-        dt=config.frame_dt,
+    return SYSTEM.trajectories(
+        out,
+        config,
         coords=(x, x),
-        bc=SYSTEM.bc,
         params={"radius": radius, "x0": x0, "y0": y0},
-        constants={
-            "seed": seed,
-            "scheme": "MUSCL-Rusanov-SSPRK2",
-            "substeps": sub,
-            **config_record(config),
-        },
+        seed=seed,
+        scheme="MUSCL-Rusanov-SSPRK2",
+        substeps=sub,
     )

@@ -36,6 +36,11 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
+from jaxfm.data.sim.stepping import config_record
+from jaxfm.data.trajectories import TrajectorySet
+
 BOUNDARY_CONDITIONS = ("periodic", "wall", "open")
 """Boundary-condition names, as in The Well (same as ``jaxfm.data.trajectories.BC_TYPES``)."""
 
@@ -83,6 +88,36 @@ class System:
     def periodic(self) -> tuple[bool, ...]:
         """Per spatial axis: is it periodic."""
         return tuple(b == "periodic" for b in self.bc)
+
+    def trajectories(
+        self,
+        data,
+        config: Any,
+        *,
+        coords: tuple,
+        params: dict,
+        seed: int,
+        scheme: str,
+        substeps: int,
+    ):
+        """The :class:`~jaxfm.data.trajectories.TrajectorySet` of a ``simulate`` call: this
+        system's name, fields and boundary conditions, ``config``'s frame spacing, and the
+        provenance every simulator records (seed, scheme, substeps, the whole config)."""
+        return TrajectorySet(
+            system=self.name,
+            data=np.asarray(data),
+            field_names=self.fields,
+            dt=config.frame_dt,
+            coords=coords,
+            bc=self.bc,
+            params=params,
+            constants={
+                "seed": seed,
+                "scheme": scheme,
+                "substeps": substeps,
+                **config_record(config),
+            },
+        )
 
 
 def collect(modules: Iterable[Any]) -> tuple[System, ...]:
