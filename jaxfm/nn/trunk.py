@@ -270,46 +270,22 @@ def _bidirectional_unless_causal(cfg: TrunkConfig, make) -> nnx.Module:
     return make() if cfg.causal else Bidirectional(make(), make())
 
 
-def _mamba(cfg: TrunkConfig, layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
-    m = cfg.mamba
-    make = lambda: Mamba(
-        cfg.dim,
-        d_state=m.d_state,
-        d_conv=m.d_conv,
-        expand=m.expand,
-        dt_rank=m.dt_rank,
-        dt_min=m.dt_min,
-        dt_max=m.dt_max,
-        dt_floor=m.dt_floor,
-        scan=m.scan,
-        chunk=m.chunk,
-        n_layer=layer.depth,
-        n_residual=_n_residual(cfg),
-        conv_bias=m.conv_bias,
-        bias=m.bias,
-        rngs=rngs,
-    )
-    return _bidirectional_unless_causal(cfg, make)
+def _state_space(module: type[nnx.Module], section: str):
+    """The builder of a state-space mixer: every field of its sub-config (``cfg.<section>``)
+    is a constructor argument of ``module``; depth and residual count come from the stack."""
+
+    def build(cfg: TrunkConfig, layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
+        kw = dataclasses.asdict(getattr(cfg, section))
+        make = lambda: module(
+            cfg.dim, **kw, n_layer=layer.depth, n_residual=_n_residual(cfg), rngs=rngs
+        )
+        return _bidirectional_unless_causal(cfg, make)
+
+    return build
 
 
-def _mamba2(cfg: TrunkConfig, layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
-    m = cfg.mamba2
-    make = lambda: Mamba2(
-        cfg.dim,
-        d_state=m.d_state,
-        d_conv=m.d_conv,
-        expand=m.expand,
-        headdim=m.headdim,
-        ngroups=m.ngroups,
-        chunk=m.chunk,
-        dt_min=m.dt_min,
-        dt_max=m.dt_max,
-        dt_floor=m.dt_floor,
-        n_layer=layer.depth,
-        n_residual=_n_residual(cfg),
-        rngs=rngs,
-    )
-    return _bidirectional_unless_causal(cfg, make)
+_mamba = _state_space(Mamba, "mamba")
+_mamba2 = _state_space(Mamba2, "mamba2")
 
 
 def _mlp(cfg: TrunkConfig, layer: Layer, rngs: nnx.Rngs) -> nnx.Module:

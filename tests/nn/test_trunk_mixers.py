@@ -228,8 +228,8 @@ def test_configs_saved_with_the_flat_kind_field_still_load():
     )
     assert [(c.mixer, c.ffn) for c in ssm] == [("mamba", "none"), ("mamba2", "mlp")]
     assert from_dict(TrunkConfig, to_dict(cfg)) == cfg  # the new layout round-trips
-    # a committed run config from before the change (kind, heads, mlp_ratio at the top)
-    path = os.path.join(os.path.dirname(__file__), "../../docs/results/contrastive/config.json")
+    # a run config saved in the older flat layout (kind, heads, mlp_ratio at the trunk's top)
+    path = os.path.join(os.path.dirname(__file__), "../fixtures/config_flat_trunk_layout.json")
     with open(path) as f:
         spectrum = from_dict(SpecFormerConfig, json.load(f)["model"]["spectrum"])
     assert (spectrum.trunk.mixer, spectrum.trunk.ffn, spectrum.trunk.attention.heads) == (
