@@ -3,7 +3,9 @@ PRESET [--section.option value ...]`` (``--help`` lists the presets and every op
 
 Each script is thin: its config dataclass, presets and a ``main(cfg)`` calling the library
 (``jaxfm.tasks.<family>``); scripts never import each other. Committed results live in
-``results/<study>/`` (command.txt, config.json, results.json, report.md, plots).
+``results/<study>/`` (command.txt, config.json, results.json, report.md, plots); a study
+script writes that folder itself (``--results_dir``, see its ``--help``), so rerunning its
+command.txt with ``--results_dir results/<study>`` regenerates it.
 
 Engine and surrogate:
 

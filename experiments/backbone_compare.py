@@ -13,12 +13,15 @@ bidirectionally) and whose space-block feed-forward is ``--ffn`` (one of
 ``jaxfm.nn.trunk.FFNS``); their settings are the AViT sub-configs
 (``--model.avit.mamba.d_state 8``, ``--model.avit.moe.n_experts 4``, ...). Besides the usual
 results it records the trunk (``mixer+ffn``), the parameter count, the
-median step time (``metrics.jsonl``) and the compiled memory of one training step (XLA's
-memory analysis of loss + gradient on one batch). After each run the table
-``backbone_compare.md`` / ``.json`` next to the workdir is rebuilt from every sibling run
-that has such results, so running the trunks one after another (same parent folder) fills
-one table: one-step eval NRMSE, persistence, rollout NRMSE (first 5 autoregressive steps on
-the eval trajectories, averaged over systems), step time, parameters, memory.
+median step time (``metrics.jsonl``), the compiled memory of one training step (XLA's
+memory analysis of loss + gradient on one batch) and the command. After each run the table
+is rebuilt from every sibling run that has such results, so running the trunks one after
+another (same parent folder) fills one table: one-step eval NRMSE, persistence, rollout
+NRMSE (first 5 autoregressive steps on the eval trajectories, averaged over systems), step
+time, parameters, memory. The table is a study folder, ``--results_dir`` (default: the
+workdir's parent): results.json (the rows), report.md (the table), config.json (each run's
+config) and command.txt (each run's training command, then its ``--cost_only`` command).
+Passing ``--results_dir results/backbone_compare`` to every run refreshes the committed folder.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from jaxfm.ckpt import CkptConfig
 from jaxfm.config import cli
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.trunk import FFNName, MixerName, count_params
-from jaxfm.provenance import compiled_peak_bytes
+from jaxfm.provenance import command_line, compiled_peak_bytes, write_study
 from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
     SurrogateExperiment,
@@ -49,8 +52,6 @@ from jaxfm.tasks.surrogate.pipeline import (
 )
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import TrainConfig, write_results
-
-TABLE = "backbone_compare"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,9 @@ class BackboneCompare(SurrogateExperiment):
     on an idle machine makes the time column comparable across rows."""
     cost_repeats: int = 10
     """Timed fwd+bwd calls whose median is the table's time column."""
+    results_dir: str = ""
+    """Study folder of the table across runs (command.txt, config.json, results.json,
+    report.md); empty: the workdir's parent, where the sibling runs are."""
 
 
 def smoke() -> BackboneCompare:
@@ -165,18 +169,22 @@ def _rollout_mean5(results: dict) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def write_table(parent: str) -> list[dict]:
-    """Rebuilds ``PARENT/backbone_compare.{json,md}`` from every run folder under ``parent``."""
-    rows = []
+def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
+    """Rebuilds the study folder ``results_dir`` (default ``parent``) from every run folder
+    under ``parent``: results.json (one row per run), report.md (the table), config.json
+    (each run's config.json) and command.txt (the runs' commands)."""
+    rows, configs, train_cmds, cost_cmds = [], {}, [], []
     for path in sorted(glob.glob(os.path.join(parent, "*", "results.json"))):
         with open(path) as f:
             r = json.load(f)
         if "trunk" not in r:
             continue
+        run_dir = os.path.dirname(path)
+        name = os.path.basename(run_dir)
         ev = r.get("eval", r)
         rows.append(
             dict(
-                run=os.path.basename(os.path.dirname(path)),
+                run=name,
                 trunk=r["trunk"],
                 step=r.get("step"),
                 eval_nrmse=ev.get("eval/nrmse"),
@@ -188,8 +196,21 @@ def write_table(parent: str) -> list[dict]:
                 step_peak_mb=(r["step_peak_bytes"] / 2**20 if r.get("step_peak_bytes") else None),
             )
         )
+        if os.path.exists(os.path.join(run_dir, "config.json")):
+            with open(os.path.join(run_dir, "config.json")) as f:
+                configs[name] = json.load(f)
+        train_cmds += [r["command"]] if r.get("command") else []
+        cost_cmds += [r["cost_command"]] if r.get("cost_command") else []
     fmt = lambda v, f="{:.4g}": "-" if v is None else f.format(v)
     lines = [
+        f"# Backbone comparison ({jax.default_backend().upper()})",
+        "",
+        "Command: `command.txt` (each trunk trained, then the cost columns re-measured back to "
+        "back with `--cost_only true`). One-step eval NRMSE on the eval windows, persistence = "
+        "copy the last frame, rollout = first 5 autoregressive steps averaged over systems; "
+        "fwd+bwd s = median of `--cost_repeats` loss+gradient calls on one batch; step MB = "
+        "XLA's compiled peak of that call.",
+        "",
         "| run | trunk | steps | eval NRMSE | persistence | rollout NRMSE (5) | "
         "train step s | fwd+bwd s | params | step MB |",
         "|" + "---|" * 10,
@@ -203,16 +224,24 @@ def write_table(parent: str) -> list[dict]:
             f"{fmt(w['step_peak_mb'], '{:.1f}')} |"
         )
     if jax.process_index() == 0:
-        with open(os.path.join(parent, f"{TABLE}.json"), "w") as f:
-            json.dump(rows, f, indent=1)
-        with open(os.path.join(parent, f"{TABLE}.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
+        config = {
+            "note": "one run per trunk, each with its preset and the overrides of command.txt",
+            "runs": configs,
+        }
+        write_study(
+            results_dir or parent,
+            command="\n".join(train_cmds + cost_cmds),
+            config=config,
+            results=rows,
+            report="\n".join(lines),
+        )
     return rows
 
 
-def main(cfg: BackboneCompare) -> dict:
-    """Trains the surrogate with ``cfg.mixer`` and ``cfg.ffn``, records cost, rebuilds the
-    comparison table."""
+def main(cfg: BackboneCompare, command: str | None = None) -> dict:
+    """Trains the surrogate with ``cfg.mixer`` and ``cfg.ffn``, records cost and the command,
+    rebuilds the comparison table."""
+    command = command or command_line()
     cfg = with_trunk(cfg)
     if cfg.cost_only:
         if not os.path.exists(os.path.join(cfg.workdir, "results.json")):
@@ -221,10 +250,14 @@ def main(cfg: BackboneCompare) -> dict:
         train(cfg)
     trunk = {"trunk": f"{cfg.mixer}+{cfg.ffn}", "mixer": cfg.mixer, "ffn": cfg.ffn}
     extra = {**trunk, "step_time_s": median_step_time(cfg.workdir), **step_cost(cfg)}
+    extra |= {"cost_command": command} if cfg.cost_only else {"command": command}
+    if not cfg.cost_only:
+        extra["cost_command"] = None  # a retrained run's costs are this run's
     results = write_results(cfg.workdir, extra)
     parent = os.path.dirname(os.path.abspath(cfg.workdir))
-    rows = write_table(parent)
-    print(f"backbone table ({len(rows)} runs): {os.path.join(parent, TABLE + '.md')}")
+    where = cfg.results_dir or parent
+    rows = write_table(parent, where)
+    print(f"backbone table ({len(rows)} runs): {os.path.join(where, 'report.md')}")
     return results
 
 

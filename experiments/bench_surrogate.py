@@ -9,7 +9,10 @@ XLA counts them), peak memory from its memory analysis (arguments + outputs + te
 aliased), step time as the median of ``repeats`` timed steps after two warm-up steps.
 MFU = FLOPs / step time / peak FLOP/s of the device (``--bench.peak_tflops``, or the table
 below for known GPUs; none on CPU). Tokens = batch x frames x (H/patch) x (W/patch).
-Writes WORKDIR/bench.json with device, versions and git SHA, and prints one line per preset.
+Writes WORKDIR/bench.json with device, versions and git SHA, prints one line per preset, and
+writes the study folder ``--results_dir`` (default: WORKDIR): command.txt, config.json,
+results.json (what bench.json holds) and report.md (the table). ``--results_dir
+results/bench_surrogate`` refreshes the committed folder.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import jaxfm
 from jaxfm.config import cli
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.trunk import count_params
-from jaxfm.provenance import compiled_peak_bytes, git_sha
+from jaxfm.provenance import command_line, compiled_peak_bytes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
@@ -68,6 +71,8 @@ class BenchConfig:
 
     workdir: str = "runs/bench-surrogate"
     """Where bench.json is written."""
+    results_dir: str = ""
+    """Study folder (command.txt, config.json, results.json, report.md); empty: WORKDIR."""
     bench: BenchOptions = dataclasses.field(default_factory=BenchOptions)
     """Benchmark settings."""
 
@@ -176,8 +181,40 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     }
 
 
-def main(cfg: BenchConfig) -> dict:
-    """Measures every preset and dtype; writes WORKDIR/bench.json."""
+def report(out: dict, command: str) -> str:
+    """report.md: one table row per preset and dtype (an MFU column where a peak is known)."""
+    rows = out["results"]
+    mfu = any(r["mfu"] is not None for r in rows)
+    lines = [
+        f"# Surrogate training-step benchmark ({out['platform'].upper()})",
+        "",
+        f"Command: `{command}` (device {out['device']}, {out['n_devices']} device(s), jax "
+        f"`{out['jax']}`). Options: `{json.dumps(out['options'])}`.",
+        "",
+        "| preset | dtype | params | step s | tokens/s | TFLOP/s | "
+        + ("MFU | " if mfu else "")
+        + "peak MiB | compile s |",
+        "|" + "---|" * (9 if mfu else 8),
+    ]
+    for r in rows:
+        cells = [
+            r["preset"],
+            r["dtype"],
+            f"{r['params']:,}",
+            f"{r['step_s']:.4f}",
+            f"{r['tokens_per_s']:,.0f}",
+            f"{r['achieved_tflops']:.3f}",
+        ]
+        if mfu:
+            cells.append("-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%")
+        mem = r["peak_memory_bytes"]
+        cells += ["-" if not mem else f"{mem / 2**20:.0f}", f"{r['compile_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(cfg: BenchConfig, command: str | None = None) -> dict:
+    """Measures every preset and dtype; writes WORKDIR/bench.json and the study folder."""
     dev = jax.devices()[0]
     out = {
         "device": dev.device_kind,
@@ -205,6 +242,14 @@ def main(cfg: BenchConfig) -> dict:
     os.makedirs(cfg.workdir, exist_ok=True)
     with open(os.path.join(cfg.workdir, "bench.json"), "w") as f:
         json.dump(out, f, indent=1)
+    command = command or command_line()
+    write_study(
+        cfg.results_dir or cfg.workdir,
+        command=command,
+        config=cfg,
+        results=out,
+        report=report(out, command),
+    )
     return out
 
 

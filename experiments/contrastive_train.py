@@ -7,7 +7,10 @@
     python -m experiments.contrastive_train default --model.loss siglip --model.init_bias -5
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json, report.md (the AstroCLIP-shaped
-table), loss.png, retrieval_gallery.png and embedding_pca.png. The numbers to read: i2s/s2i
+table), loss.png, retrieval_gallery.png and embedding_pca.png to WORKDIR, and the study folder
+``--results_dir`` (default WORKDIR/study): command.txt, config.json, results.json, report.md
+and the three plots; ``--results_dir results/contrastive`` refreshes the committed folder.
+The numbers to read: i2s/s2i
 top-1/top-5 against chance k/N and the random-init control, and the cross-modal k-NN R^2.
 ``python -m experiments.contrastive_eval PRESET --workdir W`` recomputes the evaluation (and
 the baselines) from a workdir.
@@ -58,9 +61,9 @@ PRESETS = {
 }
 
 
-def main(cfg: Config) -> dict:
-    """Trains, then evaluates; returns the results dict."""
-    return train_and_evaluate(cfg)
+def main(cfg: Config, command: str | None = None) -> dict:
+    """Trains, evaluates, writes the study folder; returns the results dict."""
+    return train_and_evaluate(cfg, command)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ default WORKDIR/teacher; an existing run there is resumed, not retrained), then 
 to the data, :class:`jaxfm.tasks.distill.task.DistillTask`). For every hidden width in
 ``distill.sweep`` a distilled and a data-only student are trained with the same budget under
 WORKDIR/sweep/. results.json and report.md hold the table: held-out MSE of each student
-against the teacher's and the persistence baseline's, with parameter counts.
+against the teacher's and the persistence baseline's, with parameter counts. The study folder
+``--results_dir`` (default WORKDIR/study) gets command.txt, config.json, results.json (the
+student run's results with the teacher and every student) and report.md;
+``--results_dir results/distill`` refreshes the committed folder.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -28,6 +32,7 @@ from jaxfm.data.lorenz import flow_map_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.regressor import RegressorConfig
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
+from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.distill.task import DistillTask, load_teacher
 from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train import TrainConfig, run, write_results
@@ -77,6 +82,8 @@ class Config(ExperimentConfig):
     """The dataset."""
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     """Teacher and distillation settings."""
+    results_dir: str = ""
+    """Study folder (command.txt, config.json, results.json, report.md); empty: WORKDIR/study."""
 
 
 def default() -> Config:
@@ -128,7 +135,7 @@ def _int8(task: RegressionTask, state: nnx.State, held_out: dict) -> dict:
     }
 
 
-def _report(workdir: str, rows: list[dict], teacher: dict) -> str:
+def _report(workdir: str, rows: list[dict], teacher: dict, command: str) -> str:
     lines = [
         "# Distillation: student error vs size (Lorenz-63 flow map)",
         "",
@@ -146,14 +153,17 @@ def _report(workdir: str, rows: list[dict], teacher: dict) -> str:
             f"| {r['name']} | {r['hidden']} x {r['depth']} | {r['params']} | "
             f"{r['kind']} | {r['eval_mse']:.3e} |"
         )
+    lines += ["", f"Command: `{command}`"]
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
 
 
-def main(cfg: Config) -> dict:
-    """Trains the teacher (or resumes it), the distilled student and the sweep."""
+def main(cfg: Config, command: str | None = None) -> dict:
+    """Trains the teacher (or resumes it), the distilled student and the sweep; writes the
+    table to WORKDIR and the study folder."""
+    command = command or command_line()
     d, kd = cfg.data, cfg.distill
     train, held_out, stats = flow_map_splits(
         d.n_train, d.n_eval, d.n_steps, dt=d.dt, seed=cfg.train.seed
@@ -201,9 +211,15 @@ def main(cfg: Config) -> dict:
         "persistence_mse": t_res.get("eval/persistence_mse", float("nan")),
         **_int8(teacher_task, teacher_state, held_out),
     }
-    report = _report(workdir, rows, teacher)
-    print(open(report).read())
-    return write_results(workdir, {"teacher": teacher, "students": rows, "report": report})
+    report = _report(workdir, rows, teacher, command)
+    text = open(report).read()
+    print(text)
+    results = write_results(workdir, {"teacher": teacher, "students": rows, "report": report})
+    study = {k: v for k, v in results.items() if k != "report"} | {"command": command}
+    if jax.process_index() == 0:
+        where = cfg.results_dir or os.path.join(workdir, "study")
+        write_study(where, command=command, config=cfg, results=study, report=text)
+    return results
 
 
 if __name__ == "__main__":

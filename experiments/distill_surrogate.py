@@ -18,7 +18,9 @@ the surrogate loss on the data (:class:`jaxfm.tasks.distill.task.DistillTask`). 
 train with the same budget under WORKDIR/sweep/. Every student is scored on the held-out
 windows (one-step NRMSE beside persistence) and by a 5-step autoregressive rollout. The
 teacher is also quantized to int8 (weight-only, per output channel) and re-scored.
-Writes WORKDIR/results.json and WORKDIR/report.md.
+Writes WORKDIR/results.json and WORKDIR/report.md, and the study folder ``--results_dir``
+(default WORKDIR/study): command.txt, config.json, results.json (teacher and students) and
+report.md; ``--results_dir results/distill_surrogate`` refreshes the committed folder.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -37,6 +40,7 @@ from jaxfm.data.fields import default_field_registry
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
 from jaxfm.nn.trunk import count_params
+from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.distill.task import DistillTask, load_teacher
 from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
@@ -77,6 +81,8 @@ class Config(SurrogateExperiment):
 
     distill: SurrogateDistillOptions = dataclasses.field(default_factory=SurrogateDistillOptions)
     """Teacher and distillation settings."""
+    results_dir: str = ""
+    """Study folder (command.txt, config.json, results.json, report.md); empty: WORKDIR/study."""
 
 
 def _data_smoke() -> PDEDataConfig:
@@ -175,7 +181,7 @@ def _int8_teacher(task: SurrogateTask, state: nnx.State, batch: dict) -> dict:
     }
 
 
-def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config) -> str:
+def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config, command: str) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     lines = [
         "# Distillation of the surrogate: student error vs size",
@@ -200,14 +206,17 @@ def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config) -> str:
             f"| {r['name']} | {r['dim']} x {r['depth']} | {r['params']:,} | {r['kind']} | "
             f"{fmt(r['nrmse'])} | {fmt(r['persistence_nrmse'])} | {fmt(r['rollout_nrmse_5'])} |"
         )
+    lines += ["", f"Command: `{command}`"]
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
 
 
-def main(cfg: Config) -> dict:
-    """Teacher (reused, resumed or trained), the distilled student, the size sweep, int8."""
+def main(cfg: Config, command: str | None = None) -> dict:
+    """Teacher (reused, resumed or trained), the distilled student, the size sweep, int8;
+    writes the table to WORKDIR and the study folder."""
+    command = command or command_line()
     kd = cfg.distill
     if len(kd.sweep_dims) != len(kd.sweep_depths):
         raise SystemExit(
@@ -283,9 +292,19 @@ def main(cfg: Config) -> dict:
         "n_windows": int(batch["x"].shape[0]),
         **_int8_teacher(teacher_task, teacher_state, batch),
     }
-    report = _report(workdir, rows, teacher, cfg)
-    print(open(report).read())
-    return write_results(workdir, {"teacher": teacher, "students": rows, "report": report})
+    report = _report(workdir, rows, teacher, cfg, command)
+    text = open(report).read()
+    print(text)
+    results = write_results(workdir, {"teacher": teacher, "students": rows, "report": report})
+    if jax.process_index() == 0:
+        write_study(
+            cfg.results_dir or os.path.join(workdir, "study"),
+            command=command,
+            config=cfg,
+            results={"teacher": teacher, "students": rows},
+            report=text,
+        )
+    return results
 
 
 if __name__ == "__main__":

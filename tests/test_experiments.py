@@ -3,10 +3,13 @@
 
 Scripts that train (their config has a ``train`` section) are run in-process at two steps
 with a checkpoint every step, then again at three steps, which must resume from step 2.
+A script whose config has ``results_dir`` (a study producer) must also write its study folder
+there (tests/study_check.py).
 """
 
 import glob
 import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -15,6 +18,7 @@ import sys
 import pytest
 
 from jaxfm.config import override
+from tests.study_check import assert_study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Module names of the study scripts (``experiments/NAME.py``, run as ``python -m
@@ -42,6 +46,10 @@ SLOW_SMOKES = {
     "surrogate_finetune:smoke",
     "xval_study:smoke",
 }
+
+
+#: Files a study folder holds besides the four (plots).
+STUDY_EXTRA = {"contrastive_train": ("loss.png", "retrieval_gallery.png", "embedding_pca.png")}
 
 
 def _training_presets():
@@ -118,11 +126,21 @@ def test_smoke_preset_trains_saves_and_restores(path, preset, tmp_path, capsys):
         "train.eval_every": 0,
         "train.progress": "false",
     }
+    study = hasattr(module.PRESETS[preset](), "results_dir")
+    kw = {}
+    if study:
+        base["results_dir"] = str(tmp_path / "study")
+    if "command" in inspect.signature(module.main).parameters:
+        kw["command"] = f"python -m experiments.{path} {preset} --workdir {tmp_path / 'run'}"
     cfg = override(module.PRESETS[preset](), base)
-    module.main(cfg)
+    module.main(cfg, **kw)
     ckpts = os.listdir(tmp_path / "run" / "checkpoints")
     assert "2" in ckpts, ckpts
     assert os.path.exists(tmp_path / "run" / "config.json")
-    module.main(override(cfg, {"train.steps": 3}))
+    module.main(override(cfg, {"train.steps": 3}), **kw)
     assert "resumed from step 2" in capsys.readouterr().out
     assert json.load(open(tmp_path / "run" / "results.json"))["step"] == 3
+    if study:
+        assert_study(
+            tmp_path / "study", f"python -m experiments.{path} ", STUDY_EXTRA.get(path, ())
+        )

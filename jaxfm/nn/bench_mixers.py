@@ -24,7 +24,11 @@ Mixers: ``attention-<impl>`` (the shared attention module through
 per mixer: about 1 for the scans and SSD, about 2 for attention once L dominates.
 
 Output: ``OUT/bench_mixers.json`` with device, library versions, git SHA and one record per
-(mixer, length). Never collected by pytest.
+(mixer, length), and the study folder ``--results_dir`` (default: ``--out``) with
+command.txt (this command), config.json (the resolved options), results.json (the same
+content as bench_mixers.json) and report.md (time per length, compiled peak at the first,
+middle and last length, log-log slopes). ``--results_dir results/bench_mixers`` refreshes the
+committed folder. Never collected by pytest.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -44,7 +49,7 @@ from flax import nnx
 from jaxfm.nn.mamba import Mamba
 from jaxfm.nn.ssd import Mamba2
 from jaxfm.nn.transformer import MultiHeadAttention
-from jaxfm.provenance import compiled_peak_bytes, git_sha, library_versions
+from jaxfm.provenance import compiled_peak_bytes, git_sha, library_versions, write_study
 
 
 def build(name: str, dim: int, heads: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -126,6 +131,53 @@ def slope(records: list[dict], key: str, last: int = 3) -> float | None:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
+def _length(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _num(v: float | None, small: str = "{:.3g}") -> str:
+    """Whole numbers from 100 up, ``small`` below ("-" for none)."""
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v >= 100 else small.format(v)
+
+
+def report(out: dict, command: str) -> str:
+    """report.md: fwd+bwd time at every length, compiled peak (MiB) at the first, middle and
+    last length, and the log-log slopes, one row per mixer."""
+    a = out["args"]
+    lengths = list(a["lengths"])
+    mem_at = sorted({lengths[0], lengths[len(lengths) // 2], lengths[-1]})
+    by = {(r["mixer"], r["length"]): r for r in out["results"]}
+    head = [f"{_length(lengths[0])} ms", *map(_length, lengths[1:])]
+    head += [f"peak MB {_length(mem_at[0])}", *map(_length, mem_at[1:])]
+    lines = [
+        f"# Mixer benchmark, {out['backend'].upper()}"
+        f"{' smoke' if a['smoke'] else ''}, {_length(lengths[0])}-{_length(lengths[-1])} tokens",
+        "",
+        f"Command: `{command}` (device {out['device_kind']}). fwd+bwd of each mixer, batch "
+        f"{a['batch']}, dim {a['dim']}, {a['dtype']}; time = median of {a['repeats']} runs "
+        'after 2 warm-ups (ms; "-": not timed, see results.json `skipped`/`error`); peak MB = '
+        "XLA's compiled peak (MiB); slopes are log-log fits of time / memory against length "
+        "over the longest lengths.",
+        "",
+        "| mixer | " + " | ".join(head) + " | slope time / memory |",
+        "|" + "---|" * (len(head) + 2),
+    ]
+    for name in a["mixers"]:
+        rec = lambda n, name=name: by.get((name, n), {})
+        times = [_num(rec(n).get("time_ms")) for n in lengths]
+        peaks = [
+            _num(rec(n)["peak_bytes"] / 2**20, "{:.1f}") if rec(n).get("peak_bytes") else "-"
+            for n in mem_at
+        ]
+        s = out["summary"].get(name, {})
+        f2 = lambda v: "-" if v is None else f"{v:.2f}"
+        slopes = f"{f2(s.get('time_slope'))} / {f2(s.get('memory_slope'))}"
+        lines.append(f"| {name} | " + " | ".join(times + peaks) + f" | {slopes} |")
+    return "\n".join(lines) + "\n"
+
+
 def _host_gb() -> float:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -140,6 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--smoke", action="store_true", help="short CPU sweep (256..2048 tokens)")
     p.add_argument("--out", default="runs/bench", help="output directory")
+    p.add_argument(
+        "--results_dir",
+        default=None,
+        help="study folder (command.txt, config.json, results.json, report.md; default --out)",
+    )
     p.add_argument("--lengths", type=int, nargs="*", help="sequence lengths")
     p.add_argument("--mixers", nargs="*", help="mixer names (default: all available)")
     p.add_argument("--dim", type=int, default=None, help="model width (smoke 64, full 256)")
@@ -232,7 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     path = os.path.join(args.out, "bench_mixers.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
-    print(f"wrote {path}")
+    given = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "jaxfm.nn.bench_mixers", *given])
+    study = args.results_dir or args.out
+    text = report(out, command)
+    write_study(study, command=command, config=out["args"], results=out, report=text)
+    print(f"wrote {path}, study in {study}")
     return out
 
 

@@ -8,12 +8,15 @@ import pytest
 
 from experiments import backbone_compare as bc
 from jaxfm.config import override
+from tests.study_check import assert_study
 
 
 def _result(parent, run, **kw):
     os.makedirs(parent / run)
     with open(parent / run / "results.json", "w") as f:
         json.dump(kw, f)
+    with open(parent / run / "config.json", "w") as f:
+        json.dump({"workdir": str(parent / run), "train": {"steps": 200}}, f)
 
 
 def test_write_table_has_one_row_per_trunk_run(tmp_path):
@@ -31,19 +34,25 @@ def test_write_table_has_one_row_per_trunk_run(tmp_path):
         fwd_bwd_s=0.25,
         params=1234,
         step_peak_bytes=3 * 2**20,
+        command="python -m experiments.backbone_compare tiny --workdir a",
+        cost_command="python -m experiments.backbone_compare tiny --workdir a --cost_only true",
         **{"eval/nrmse": 0.07, "eval/persistence_nrmse": 0.09},
     )
     _result(tmp_path, "mamba", trunk="mamba", step=200)  # cost columns missing: "-"
     _result(tmp_path, "not_a_compare_run", step=5)  # no trunk: not a row
     rows = bc.write_table(str(tmp_path))
+    assert_study(tmp_path, "python -m experiments.backbone_compare tiny --workdir a\n")
+    assert open(tmp_path / "command.txt").read().splitlines()[1].endswith("--cost_only true")
+    config = json.load(open(tmp_path / "config.json"))
+    assert sorted(config["runs"]) == ["attention", "mamba"]
     assert [r["run"] for r in rows] == ["attention", "mamba"]
     assert rows[0]["rollout_nrmse_5"] == pytest.approx(0.4)  # mean over systems
     assert rows[0]["step_peak_mb"] == pytest.approx(3.0)
-    md = open(tmp_path / "backbone_compare.md").read().splitlines()
+    md = [line for line in open(tmp_path / "report.md").read().splitlines() if "|" in line]
     assert md[0].count("|") == md[1].count("|") == md[2].count("|") == 11
     assert "| attention | attention | 200 | 0.07 | 0.09 | 0.4 | 0.500 | 0.250 | 1,234 | 3.0 |" in md
     assert md[3].startswith("| mamba | mamba | 200 | - |")
-    assert json.load(open(tmp_path / "backbone_compare.json")) == rows
+    assert json.load(open(tmp_path / "results.json")) == rows
 
 
 def test_cost_only_needs_a_trained_run(tmp_path):

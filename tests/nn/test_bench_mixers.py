@@ -34,3 +34,16 @@ def test_over_budget_points_keep_their_memory(tmp_path):
     first, second = out["results"]
     assert first["time_ms"] > 0  # nothing to extrapolate from: timed
     assert "max_point_s" in second["skipped"] and second["peak_bytes"] > 0
+
+
+def test_writes_the_study_folder(tmp_path):
+    from tests.study_check import assert_study
+
+    argv = ["--mixers", "attention-xla", "--dim", "8", "--heads", "2"]
+    argv += ["--repeats", "1", "--lengths", "32", "64", "--out", str(tmp_path / "out")]
+    out = bench_mixers.main(argv + ["--results_dir", str(tmp_path / "study")])
+    results = assert_study(tmp_path / "study", "python -m jaxfm.nn.bench_mixers --mixers")
+    assert results == json.load(open(tmp_path / "out" / "bench_mixers.json")) == out
+    report = open(tmp_path / "study" / "report.md").read()
+    assert "| mixer | 32 ms | 64 | peak MB 32 | 64 |" in report and "| attention-xla |" in report
+    assert json.load(open(tmp_path / "study" / "config.json")) == out["args"]

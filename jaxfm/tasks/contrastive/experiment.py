@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
+import jax
 from flax import nnx
 
 from jaxfm.ckpt import CkptConfig
@@ -17,6 +19,7 @@ from jaxfm.models.resnet import ResNetConfig
 from jaxfm.models.specformer import SpecFormerConfig
 from jaxfm.models.vit import ViTConfig
 from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
+from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.contrastive.evaluate import (
     evaluate_contrastive,
     results_table,
@@ -54,6 +57,9 @@ class Config(ExperimentConfig):
     """Evaluation after training."""
     spectrum_init: str | None = None
     """spectrum_encoder.npz of a contrastive_pretrain_spectra.py run (None: random init)."""
+    results_dir: str = ""
+    """Study folder (command.txt, config.json, results.json, report.md and the plots) written
+    after training and evaluation; empty: WORKDIR/study."""
 
 
 def _model(dim: int, depth: int, size: int, length: int, embed: int) -> ContrastiveConfig:
@@ -183,6 +189,7 @@ def evaluate_run(cfg: Config, task: ContrastiveTask, train: dict, gallery: dict)
     )
     table = results_table(rows)
     n = int(metrics["gallery_size"])
+    out["final/chance_top1"], out["final/chance_top5"] = 1 / n, 5 / n
     with open(os.path.join(cfg.workdir, "report.md"), "w") as f:
         f.write(
             f"# Contrastive image/spectrum model ({cfg.workdir})\n\n"
@@ -193,11 +200,30 @@ def evaluate_run(cfg: Config, task: ContrastiveTask, train: dict, gallery: dict)
     return write_results(cfg.workdir, {**out, "plots": plots + ([loss_plot] if loss_plot else [])})
 
 
-def train_and_evaluate(cfg: Config) -> dict:
-    """Trains, then evaluates; returns the results dict."""
+def write_contrastive_study(cfg: Config, results: dict, command: str) -> str:
+    """Copies the evaluated run into its study folder (``cfg.results_dir``, default
+    WORKDIR/study): command.txt, config.json, results.json (the run's results), report.md
+    and the plots. Returns the folder."""
+    where = cfg.results_dir or os.path.join(cfg.workdir, "study")
+    if jax.process_index() != 0:
+        return where
+    with open(os.path.join(cfg.workdir, "report.md")) as f:
+        report = f.read()
+    write_study(where, command=command, config=cfg, results=results, report=report)
+    for path in results.get("plots", []):
+        if path and os.path.exists(path):
+            shutil.copy2(path, os.path.join(where, os.path.basename(path)))
+    return where
+
+
+def train_and_evaluate(cfg: Config, command: str | None = None) -> dict:
+    """Trains, evaluates, writes the study folder (:func:`write_contrastive_study`; the
+    command defaults to this process's); returns the results dict."""
     check_config(cfg)
     train_src, eval_src = make_sources(cfg.data)
     params = load_encoder(cfg.spectrum_init, cfg.model.spectrum) if cfg.spectrum_init else None
     task = ContrastiveTask(cfg.model, spectrum_params=params)
     run(cfg, task, train_src, eval_src)
-    return evaluate_run(cfg, task, train_src.records, eval_src.records)
+    results = evaluate_run(cfg, task, train_src.records, eval_src.records)
+    write_contrastive_study(cfg, results, command or command_line())
+    return results
