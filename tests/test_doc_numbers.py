@@ -186,10 +186,14 @@ def test_checker_rejects_a_changed_number():
 
 def test_a_mutated_doc_copy_fails(tmp_path):
     """Change one quoted digit of a real marked passage: the check must name it."""
-    doc, study, text = PASSAGES[0].values
+    doc, study, text, lit = next(
+        (*p.values, lit)
+        for p in PASSAGES
+        for lit, u in quoted_numbers(p.values[2])
+        if not u and len(lit.rsplit(".", 1)[-1]) >= 3 and "." in lit  # precise: few collide
+    )
     values = study_values(study)
     assert check_passage(text, values) == []
-    lit, _ = next((lit, u) for lit, u in quoted_numbers(text) if "." in lit and not u)
     head, tail = lit.rsplit(".", 1)
     bumped = f"{head}.{tail[:-1]}{(int(tail[-1]) + 5) % 10}"
     copy = tmp_path / "doc.md"
