@@ -42,6 +42,8 @@ def _load(name):
 SLOW_SMOKES = {
     "backbone_compare:smoke",
     "contrastive_pretrain_spectra:smoke",
+    "contrastive_train:smoke",
+    "surrogate_pretrain:smoke",
     "distill_surrogate:smoke",
     "surrogate_finetune:smoke",
     "xval_study:smoke",

@@ -11,10 +11,19 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.py")))
+#: Over a minute of compilation each on 2 cores: executed by ``make test-slow``. Their library
+#: code has its own fast tests (surrogate pipeline, trunk mixers).
+SLOW = {"backbones.py", "surrogate.py"}
+
+
+def _params():
+    for p in NOTEBOOKS:
+        name = os.path.basename(p)
+        yield pytest.param(p, id=name, marks=[pytest.mark.slow] if name in SLOW else [])
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", _params())
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     import jupytext
     from nbclient import NotebookClient
