@@ -50,6 +50,7 @@ from jaxfm.tasks.surrogate.pipeline import (
     build_data,
     train,
 )
+from jaxfm.tasks.surrogate.presets import pretrain_smoke
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import TrainConfig, write_results
 
@@ -78,16 +79,11 @@ class BackboneCompare(SurrogateExperiment):
 
 
 def smoke() -> BackboneCompare:
-    """About a minute on CPU: 1-block AViT, 4 systems at 32x32, 20 steps."""
-    return BackboneCompare(
-        workdir="runs/backbone-compare-smoke/attention",
-        model=SurrogateTaskConfig(avit=avit_config("smoke")),
-        data=PDEDataConfig(n_train=3, n_eval=1, resolution=32, n_steps=10, epoch_batches=200),
-        train=TrainConfig(
-            steps=20, batch_size=8, lr=1e-3, warmup_steps=2, log_every=5, eval_batches=2
-        ),
-        ckpt=CkptConfig(every=10),
-    )
+    """About a minute on CPU: the surrogate pretraining's ``smoke`` preset (1-block AViT, 4
+    systems at 32x32, 20 steps)."""
+    base = pretrain_smoke()
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    return BackboneCompare(**{**fields, "workdir": "runs/backbone-compare-smoke/attention"})
 
 
 def tiny() -> BackboneCompare:

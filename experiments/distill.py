@@ -28,7 +28,7 @@ from flax import nnx
 import jaxfm
 from jaxfm.ckpt import CkptConfig
 from jaxfm.config import ExperimentConfig, cli
-from jaxfm.data.lorenz import flow_map_splits
+from jaxfm.data.lorenz import LorenzConfig, flow_map_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.regressor import RegressorConfig
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
@@ -36,20 +36,6 @@ from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.distill.task import DistillTask, load_teacher
 from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train import TrainConfig, run, write_results
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Lorenz-63 flow-map pairs."""
-
-    n_train: int = 64
-    """Training trajectories."""
-    n_eval: int = 16
-    """Held-out trajectories."""
-    n_steps: int = 64
-    """Pairs per trajectory."""
-    dt: float = 0.02
-    """Time between input and target."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +64,7 @@ class Config(ExperimentConfig):
         default_factory=lambda: RegressorConfig(hidden=16, depth=1)
     )
     """The student."""
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    data: LorenzConfig = dataclasses.field(default_factory=LorenzConfig)
     """The dataset."""
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     """Teacher and distillation settings."""
@@ -104,7 +90,7 @@ def smoke() -> Config:
     return Config(
         workdir="runs/distill-smoke",
         model=RegressorConfig(hidden=8, depth=1),
-        data=DataConfig(n_train=8, n_eval=2, n_steps=32),
+        data=LorenzConfig(n_train=8, n_eval=2, n_steps=32),
         train=TrainConfig(
             steps=20, batch_size=32, lr=3e-3, warmup_steps=2, log_every=5, eval_every=10
         ),

@@ -10,6 +10,8 @@ and for engine tests: the identity map (persistence) is a clear baseline to beat
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
@@ -49,6 +51,20 @@ def trajectories(
         for _ in range(substeps):
             s = _rk4(s, h)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LorenzConfig:
+    """Lorenz-63 flow-map pairs (the ``data`` section of the quickstart and distillation)."""
+
+    n_train: int = 64
+    """Training trajectories."""
+    n_eval: int = 16
+    """Held-out trajectories."""
+    n_steps: int = 64
+    """Pairs per trajectory."""
+    dt: float = 0.02
+    """Time between input and target."""
 
 
 def flow_map_splits(

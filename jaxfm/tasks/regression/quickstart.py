@@ -7,7 +7,7 @@ import dataclasses
 
 from jaxfm.ckpt import CkptConfig
 from jaxfm.config import ExperimentConfig
-from jaxfm.data.lorenz import flow_map_splits
+from jaxfm.data.lorenz import LorenzConfig, flow_map_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.regressor import RegressorConfig
 from jaxfm.tasks.regression.task import RegressionTask
@@ -16,26 +16,12 @@ from jaxfm.train.plots import plot_metrics
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Lorenz-63 flow-map pairs."""
-
-    n_train: int = 64
-    """Training trajectories."""
-    n_eval: int = 16
-    """Held-out trajectories."""
-    n_steps: int = 64
-    """Pairs per trajectory."""
-    dt: float = 0.02
-    """Time between input and target."""
-
-
-@dataclasses.dataclass(frozen=True)
 class Config(ExperimentConfig):
     """Quickstart experiment."""
 
     model: RegressorConfig = dataclasses.field(default_factory=RegressorConfig)
     """The regressor."""
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    data: LorenzConfig = dataclasses.field(default_factory=LorenzConfig)
     """The dataset."""
 
 
@@ -55,7 +41,7 @@ def smoke() -> Config:
     return Config(
         workdir="runs/quickstart-smoke",
         model=RegressorConfig(hidden=32, depth=2),
-        data=DataConfig(n_train=16, n_eval=4, n_steps=32),
+        data=LorenzConfig(n_train=16, n_eval=4, n_steps=32),
         train=TrainConfig(
             steps=60, batch_size=32, lr=3e-3, warmup_steps=5, log_every=10, eval_every=30
         ),
