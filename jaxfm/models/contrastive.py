@@ -34,6 +34,7 @@ from jaxfm.models.specformer import SpecFormer, SpecFormerConfig
 from jaxfm.models.vit import ViT, ViTConfig
 from jaxfm.nn.mlp import MLP
 from jaxfm.nn.norms import LayerNorm
+from jaxfm.nn.params import param
 from jaxfm.nn.transformer import MultiHeadAttention
 
 #: sub-module / variable names that stay trainable when the backbones are frozen.
@@ -88,10 +89,8 @@ class CrossAttentionPool(nnx.Module):
         residual: bool = False,
         rngs: nnx.Rngs,
     ):
-        self.query = nnx.Param(
-            jax.random.normal(rngs.params(), (1, 1, dim), jnp.float32),
-            eager_sharding=False,
-            out_sharding=(None, None, "embed"),
+        self.query = param(
+            jax.random.normal(rngs.params(), (1, 1, dim), jnp.float32), (None, None, "embed")
         )
         self.attn = MultiHeadAttention(dim, heads, context_dim=context_dim, rngs=rngs)
         self.norm = LayerNorm(dim)

@@ -34,6 +34,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float
 
 from jaxfm.nn.mlp import dense
+from jaxfm.nn.params import param
 from jaxfm.nn.trunk import Trunk, TrunkConfig
 
 
@@ -143,11 +144,7 @@ class SpecFormer(nnx.Module):
         dim = cfg.trunk.dim
         self.embed = dense(cfg.features, dim, (None, "embed"), rngs)
         init = nnx.initializers.truncated_normal(stddev=dim**-0.5)
-        self.pos = nnx.Param(
-            init(rngs.params(), (1, cfg.n_tokens, dim)),
-            eager_sharding=False,
-            out_sharding=(None, None, "embed"),
-        )
+        self.pos = param(init(rngs.params(), (1, cfg.n_tokens, dim)), (None, None, "embed"))
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
         self.head = dense(dim, cfg.features, ("embed", None), rngs)
 

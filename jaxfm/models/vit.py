@@ -21,6 +21,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from jaxfm.nn.mlp import dense
+from jaxfm.nn.params import param
 from jaxfm.nn.trunk import Trunk, TrunkConfig
 
 
@@ -49,11 +50,7 @@ class ViT(nnx.Module):
         dim = cfg.trunk.dim
         self.embed = dense(cfg.patch * cfg.patch * cfg.channels, dim, (None, "embed"), rngs)
         init = nnx.initializers.truncated_normal(stddev=dim**-0.5)
-        self.pos = nnx.Param(
-            init(rngs.params(), (1, n, dim)),
-            eager_sharding=False,
-            out_sharding=(None, None, "embed"),
-        )
+        self.pos = param(init(rngs.params(), (1, n, dim)), (None, None, "embed"))
         self.trunk = Trunk(cfg.trunk, rngs=rngs)
 
     def __call__(

@@ -34,6 +34,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from jaxfm.nn.instance_norm import RMSInstanceNorm
+from jaxfm.nn.params import param
 
 
 def _ids2d(ids: jax.Array, batch: int) -> jax.Array:
@@ -69,12 +70,8 @@ class FieldEmbedding(nnx.Module):
     def __init__(self, n_fields: int, dim: int, *, rngs: nnx.Rngs):
         """Args: n_fields: vocabulary size; dim: output channels; rngs: initialisation."""
         self.n_ref = n_fields
-        self.kernel = nnx.Param(
-            self._init_rows(rngs, n_fields, dim), eager_sharding=False, out_sharding=(None, "embed")
-        )
-        self.bias = nnx.Param(
-            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.kernel = param(self._init_rows(rngs, n_fields, dim), (None, "embed"))
+        self.bias = param(jnp.zeros((dim,), jnp.float32), ("embed",))
 
     def _init_rows(self, rngs: nnx.Rngs, rows: int, dim: int) -> jax.Array:
         # fan-in is the reference vocabulary: with all fields present this is lecun-normal
@@ -88,11 +85,7 @@ class FieldEmbedding(nnx.Module):
     def expand(self, extra: int, *, rngs: nnx.Rngs) -> None:
         """Appends ``extra`` freshly initialised rows; existing rows and the scale are kept."""
         new = self._init_rows(rngs, extra, self.kernel.shape[1])
-        self.kernel = nnx.Param(
-            jnp.concatenate([self.kernel[...], new], axis=0),
-            eager_sharding=False,
-            out_sharding=(None, "embed"),
-        )
+        self.kernel = param(jnp.concatenate([self.kernel[...], new], axis=0), (None, "embed"))
 
     def __call__(self, x: Float[Array, "n *s c"], field_ids: jax.Array):
         """Embeds ``x`` whose last axis holds the fields named by ``field_ids``."""
@@ -110,9 +103,7 @@ class FieldEmbedding(nnx.Module):
 
 def _conv_init(rngs: nnx.Rngs, k: int, cin: int, cout: int, axes) -> nnx.Param:
     init = nnx.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3)
-    return nnx.Param(
-        init(rngs.params(), (k, k, cin, cout), jnp.float32), eager_sharding=False, out_sharding=axes
-    )
+    return param(init(rngs.params(), (k, k, cin, cout), jnp.float32), axes)
 
 
 class PatchStem(nnx.Module):
@@ -182,12 +173,8 @@ class PatchDestem(nnx.Module):
             out = jnp.zeros((k, k, q, n_fields), jnp.float32)
         else:
             out = _conv_init(rngs, k, q, n_fields, None)[...]
-        self.out_kernel = nnx.Param(
-            out, eager_sharding=False, out_sharding=(None, None, None, None)
-        )
-        self.out_bias = nnx.Param(
-            jnp.zeros((n_fields,), jnp.float32), eager_sharding=False, out_sharding=(None,)
-        )
+        self.out_kernel = param(out, (None, None, None, None))
+        self.out_bias = param(jnp.zeros((n_fields,), jnp.float32), (None,))
 
     def expand(self, extra: int, *, rngs: nnx.Rngs, zero_init: bool = False) -> None:
         """Appends ``extra`` output fields (new kernel columns, zero bias); old ones kept.
@@ -198,16 +185,10 @@ class PatchDestem(nnx.Module):
         new = _conv_init(rngs, k, q, extra, None)[...]
         if zero_init:
             new = jnp.zeros_like(new)
-        self.out_kernel = nnx.Param(
-            jnp.concatenate([self.out_kernel[...], new], axis=-1),
-            eager_sharding=False,
-            out_sharding=(None, None, None, None),
+        self.out_kernel = param(
+            jnp.concatenate([self.out_kernel[...], new], axis=-1), (None, None, None, None)
         )
-        self.out_bias = nnx.Param(
-            jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]),
-            eager_sharding=False,
-            out_sharding=(None,),
-        )
+        self.out_bias = param(jnp.concatenate([self.out_bias[...], jnp.zeros((extra,))]), (None,))
 
     def __call__(self, x: Float[Array, "n h w d"], field_ids: jax.Array) -> jax.Array:
         """(N, h, w, dim) -> (N, h*patch, w*patch, C) for the fields named by ``field_ids``."""

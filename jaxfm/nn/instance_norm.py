@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfm.nn.params import param
+
 
 def _axes(x: jax.Array, spatial_axes: tuple[int, ...] | None) -> tuple[int, ...]:
     return tuple(range(1, x.ndim - 1)) if spatial_axes is None else spatial_axes
@@ -33,9 +35,7 @@ class RMSInstanceNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-8):
         """Args: dim: channels (last axis); eps: added to the standard deviation."""
         self.eps = eps
-        self.weight = nnx.Param(
-            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.weight = param(jnp.ones((dim,), jnp.float32), ("embed",))
 
     def __call__(self, x: jax.Array, *, spatial_axes: tuple[int, ...] | None = None):
         """Normalises ``x`` over ``spatial_axes`` (default: all but first and last)."""
@@ -58,12 +58,8 @@ class InstanceNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-5):
         """Args: dim: channels (last axis); eps: added to the biased variance."""
         self.eps = eps
-        self.weight = nnx.Param(
-            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
-        self.bias = nnx.Param(
-            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.weight = param(jnp.ones((dim,), jnp.float32), ("embed",))
+        self.bias = param(jnp.zeros((dim,), jnp.float32), ("embed",))
 
     def __call__(self, x: jax.Array, *, spatial_axes: tuple[int, ...] | None = None):
         """Normalises ``x`` over ``spatial_axes`` (default: all but first and last)."""

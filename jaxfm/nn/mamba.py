@@ -33,7 +33,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float
 
 from jaxfm.nn.mlp import dense
-from jaxfm.nn.params import Fp32Param, partitioned
+from jaxfm.nn.params import Fp32Param, param, partitioned
 from jaxfm.nn.scan import METHODS, ScanMethod, selective_scan
 
 
@@ -163,16 +163,12 @@ class Mamba(nnx.Module):
             rngs=rngs,
             kernel_init=partitioned(_uniform_pm(bound), (None, "mlp")),
         )
-        self.dt_bias = SSMParam(
-            dt_bias_init(rngs.params(), (inner,), dt_min, dt_max, dt_floor),
-            eager_sharding=False,
-            out_sharding=("mlp",),
+        self.dt_bias = param(
+            dt_bias_init(rngs.params(), (inner,), dt_min, dt_max, dt_floor), ("mlp",), kind=SSMParam
         )
         a = np.tile(np.log(np.arange(1, d_state + 1, dtype=np.float32)), (inner, 1))
-        self.A_log = SSMParam(jnp.asarray(a), eager_sharding=False, out_sharding=("mlp", None))
-        self.D = SSMParam(
-            jnp.ones((inner,), jnp.float32), eager_sharding=False, out_sharding=("mlp",)
-        )
+        self.A_log = param(jnp.asarray(a), ("mlp", None), kind=SSMParam)
+        self.D = param(jnp.ones((inner,), jnp.float32), ("mlp",), kind=SSMParam)
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs, use_bias=bias)
 
     def __call__(

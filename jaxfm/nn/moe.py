@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec
 from jaxtyping import Array, Float
 
 from jaxfm.nn.aux import record_aux_loss, record_metric
-from jaxfm.nn.params import partitioned
+from jaxfm.nn.params import param, partitioned
 
 Dispatch = Literal["dropless", "capacity", "dense"]
 DISPATCHES: tuple[str, ...] = ("dropless", "capacity", "dense")
@@ -118,17 +118,12 @@ class MoE(nnx.Module):
         self.n_experts, self.top_k, self.activation = n_experts, top_k, activation
         self.dispatch, self.capacity_factor = dispatch, capacity_factor
         self.lb_weight, self.z_weight, self.bias_rate = lb_weight, z_weight, bias_rate
-        self.router = nnx.Param(
+        self.router = param(
             nnx.initializers.lecun_normal()(rngs.params(), (dim, n_experts), jnp.float32),
-            eager_sharding=False,
-            out_sharding=("embed", None),
+            ("embed", None),
         )
         self.router_bias = RouterBias(jnp.zeros((n_experts,), jnp.float32))
-        w = lambda shape, axes: nnx.Param(
-            _expert_init(axes)(rngs.params(), shape, jnp.float32),
-            eager_sharding=False,
-            out_sharding=axes,
-        )
+        w = lambda shape, axes: param(_expert_init(axes)(rngs.params(), shape, jnp.float32), axes)
         self.w_up = w((n_experts, dim, hidden), ("expert", "embed", "mlp"))
         self.w_gate = (
             w((n_experts, dim, hidden), ("expert", "embed", "mlp"))

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfm.nn.params import param
+
 NormKind = Literal["rmsnorm", "layernorm"]
 
 
@@ -28,9 +30,7 @@ class RMSNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(
-            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.scale = param(jnp.ones((dim,), jnp.float32), ("embed",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)
@@ -44,12 +44,8 @@ class LayerNorm(nnx.Module):
     def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs | None = None):
         del rngs
         self.eps = eps
-        self.scale = nnx.Param(
-            jnp.ones((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
-        self.bias = nnx.Param(
-            jnp.zeros((dim,), jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.scale = param(jnp.ones((dim,), jnp.float32), ("embed",))
+        self.bias = param(jnp.zeros((dim,), jnp.float32), ("embed",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         xf = x.astype(jnp.float32)

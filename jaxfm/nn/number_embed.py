@@ -22,7 +22,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Int
 
 from jaxfm.nn.mlp import dense
-from jaxfm.nn.params import partitioned
+from jaxfm.nn.params import param, partitioned
 
 
 class NumberEmbedding(nnx.Module):
@@ -43,11 +43,7 @@ class NumberEmbedding(nnx.Module):
             rngs=rngs,
             embedding_init=partitioned(init, ("vocab", "embed")),
         )
-        self.position = nnx.Param(
-            init(rngs.params(), (max_len, dim), jnp.float32),
-            eager_sharding=False,
-            out_sharding=(None, "embed"),
-        )
+        self.position = param(init(rngs.params(), (max_len, dim), jnp.float32), (None, "embed"))
         self.max_len = max_len
 
     def __call__(

@@ -22,3 +22,9 @@ class Fp32Param(nnx.Param):
 #: parameter can be created without a mesh (building, inspecting and abstract init anywhere)
 #: whatever the user's global ``nnx.use_eager_sharding`` setting is.
 partitioned = functools.partial(nnx.with_partitioning, eager_sharding=False)
+
+
+def param(value, axes: tuple, *, kind: type[nnx.Param] = nnx.Param) -> nnx.Param:
+    """A ``kind`` parameter holding ``value``, with logical axis names ``axes`` as its
+    ``out_sharding`` and ``eager_sharding=False`` (see :data:`partitioned`)."""
+    return kind(value, eager_sharding=False, out_sharding=axes)

@@ -42,6 +42,7 @@ from jaxfm.nn.mamba import (
 )
 from jaxfm.nn.mlp import dense
 from jaxfm.nn.norms import RMSNorm
+from jaxfm.nn.params import param
 
 
 def segsum(a: Float[Array, "... t"]) -> Float[Array, "... t t"]:
@@ -177,16 +178,12 @@ class Mamba2(nnx.Module):
         conv_dim = inner + 2 * ngroups * d_state
         self.in_proj = dense(dim, inner + conv_dim + heads, ("embed", "mlp"), rngs, use_bias=False)
         self.conv = causal_depthwise_conv(conv_dim, d_conv, True, rngs)
-        self.dt_bias = SSMParam(
-            dt_bias_init(rngs.params(), (heads,), dt_min, dt_max, dt_floor),
-            eager_sharding=False,
-            out_sharding=(None,),
+        self.dt_bias = param(
+            dt_bias_init(rngs.params(), (heads,), dt_min, dt_max, dt_floor), (None,), kind=SSMParam
         )
         a = jax.random.uniform(rngs.params(), (heads,), jnp.float32, 1.0, 16.0)
-        self.A_log = SSMParam(jnp.log(a), eager_sharding=False, out_sharding=(None,))
-        self.D = SSMParam(
-            jnp.ones((heads,), jnp.float32), eager_sharding=False, out_sharding=(None,)
-        )
+        self.A_log = param(jnp.log(a), (None,), kind=SSMParam)
+        self.D = param(jnp.ones((heads,), jnp.float32), (None,), kind=SSMParam)
         self.norm = RMSNorm(inner, eps=1e-5)
         self.out_proj = scaled_out_proj(inner, dim, n_residual * n_layer, rngs)
 

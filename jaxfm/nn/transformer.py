@@ -21,6 +21,7 @@ from flax import nnx
 from jaxfm.nn.attention import dot_product_attention
 from jaxfm.nn.mlp import dense
 from jaxfm.nn.norms import RMSNorm
+from jaxfm.nn.params import param
 
 
 class MultiHeadAttention(nnx.Module):
@@ -98,9 +99,7 @@ class LayerScale(nnx.Module):
     """Per-channel learnable residual scale, initialised small (``init``)."""
 
     def __init__(self, dim: int, init: float):
-        self.gamma = nnx.Param(
-            jnp.full((dim,), init, jnp.float32), eager_sharding=False, out_sharding=("embed",)
-        )
+        self.gamma = param(jnp.full((dim,), init, jnp.float32), ("embed",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x * self.gamma[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
