@@ -32,7 +32,7 @@ from jaxfm.data.lorenz import LorenzConfig, flow_map_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.regressor import RegressorConfig
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
-from jaxfm.provenance import command_line, write_study
+from jaxfm.provenance import command_line, write_report, write_study
 from jaxfm.tasks.distill.task import DistillTask, load_teacher
 from jaxfm.tasks.regression.task import RegressionTask
 from jaxfm.train import TrainConfig, run, write_results
@@ -139,11 +139,7 @@ def _report(workdir: str, rows: list[dict], teacher: dict, command: str) -> str:
             f"| {r['name']} | {r['hidden']} x {r['depth']} | {r['params']} | "
             f"{r['kind']} | {r['eval_mse']:.3e} |"
         )
-    lines += ["", f"Command: `{command}`"]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return write_report(workdir, lines, command)
 
 
 def main(cfg: Config, command: str | None = None) -> dict:

@@ -40,7 +40,7 @@ from jaxfm.data.fields import default_field_registry
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
 from jaxfm.nn.trunk import count_params
-from jaxfm.provenance import command_line, write_study
+from jaxfm.provenance import command_line, write_report, write_study
 from jaxfm.tasks.distill.task import DistillTask, load_teacher
 from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
@@ -206,11 +206,7 @@ def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config, command:
             f"| {r['name']} | {r['dim']} x {r['depth']} | {r['params']:,} | {r['kind']} | "
             f"{fmt(r['nrmse'])} | {fmt(r['persistence_nrmse'])} | {fmt(r['rollout_nrmse_5'])} |"
         )
-    lines += ["", f"Command: `{command}`"]
-    path = os.path.join(workdir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return write_report(workdir, lines, command)
 
 
 def main(cfg: Config, command: str | None = None) -> dict:

@@ -114,3 +114,11 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
     return str(x)
+
+
+def write_report(directory: str, lines: list[str], command: str) -> str:
+    """Writes ``lines`` and the command that made them to ``directory/report.md``; its path."""
+    path = os.path.join(directory, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join([*lines, "", f"Command: `{command}`"]) + "\n")
+    return path

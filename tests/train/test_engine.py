@@ -57,10 +57,13 @@ def test_sharded_step_equals_single_device(task, lorenz, strategy, pc):
     _, state, got = _train(task, lorenz[0], TC, make_mesh(pc), strategy)
     # Same math, different reduction order across devices: float32 round-off only.
     np.testing.assert_allclose(got, ref, rtol=2e-5)
+    _assert_params_close(state, ref_state)
+
+
+def _assert_params_close(a, b):
+    """Same parameters up to float32 round-off of a different reduction order."""
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-        _params(state),
-        _params(ref_state),
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6), _params(a), _params(b)
     )
 
 
@@ -70,11 +73,7 @@ def test_shard_map_step_equals_jit_step(task, lorenz):
     tc = TrainConfig(**{**TC.__dict__, "step_impl": "shard_map"})
     _, s_sm, l_sm = _train(task, lorenz[0], tc, mesh)
     np.testing.assert_allclose(l_sm, l_jit, rtol=2e-5)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-        _params(s_sm),
-        _params(s_jit),
-    )
+    _assert_params_close(s_sm, s_jit)
 
 
 def test_fsdp_shards_are_one_eighth_per_device():
@@ -107,11 +106,7 @@ def test_grad_accumulation_equals_one_big_batch(task, lorenz):
     mesh4 = make_mesh(ParallelConfig(data=4), devices=jax.devices()[:4])
     _, s4, l4 = _train(task, lorenz[0], tc, mesh4, steps=2)
     np.testing.assert_allclose(l4, l1, rtol=2e-5)
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-        _params(s4),
-        _params(s1),
-    )
+    _assert_params_close(s4, s1)
 
 
 def test_bf16_compute_keeps_fp32_params_and_tracks_fp32_loss(task, lorenz):
