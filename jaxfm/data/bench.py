@@ -5,7 +5,7 @@
 * Simulator throughput per system: trajectory-frames/s and solver steps/s (frames x substeps)
   for ``n_traj`` trajectories vmapped together, after a warm-up run that compiles (the compile
   + first-run time is reported separately).
-* Loader throughput: windows/s through the team pipeline (:func:`jaxfm.data.pipeline.
+* Loader throughput: windows/s through the shared input pipeline (:func:`jaxfm.data.pipeline.
   make_dataset`, shuffled, batched) from a Well-layout file read lazily with normalisation, from
   memory, and for a three-system mixture; compared with ``--consumer-rate``, the samples/s a
   smoke surrogate step consumes (default 15.4 = batch 8 / 0.52 s, the AViT-like D64/depth-4 step

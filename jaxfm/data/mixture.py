@@ -126,7 +126,7 @@ def mixture_dataset(
     process_count: int = 1,
     worker_count: int = 0,
 ) -> grain.IterDataset:
-    """Per-process batched mixture stream through the team pipeline (unshuffled, see above).
+    """Per-process batched mixture stream through the shared input pipeline (unshuffled, see above).
 
     Args:
         sources: one window source per system.
