@@ -5,11 +5,12 @@
 * Simulator throughput per system: trajectory-frames/s and solver steps/s (frames x substeps)
   for ``n_traj`` trajectories vmapped together, after a warm-up run that compiles (the compile
   + first-run time is reported separately).
-* Loader throughput: windows/s through the shared input pipeline (:func:`jaxfm.data.pipeline.
+* Loader throughput: windows/s through the Grain pipeline (:func:`jaxfm.data.pipeline.
   make_dataset`, shuffled, batched) from a Well-layout file read lazily with normalisation, from
-  memory, and for a three-system mixture; compared with ``--consumer-rate``, the samples/s a
-  smoke surrogate step consumes (default 15.4 = batch 8 / 0.52 s, the AViT-like D64/depth-4 step
-  at 64² on this 2-core CPU in docs/reference/mpp.md §11). The loader must not be the bottleneck.
+  memory, and for a three-system mixture; compared with ``--consumer-rate``, the samples/s the
+  training step consumes (default 15.4 = batch 8 every 0.52 s, an assumed rate for a small
+  D64/depth-4 AViT step at 64² on a 2-core CPU; pass your model's rate). The loader must not be
+  the bottleneck.
 
 The JSON holds the device, Python/jax/numpy/h5py/grain versions, the git SHA and the settings.
 """

@@ -16,8 +16,8 @@ named as kernels, and are left untouched. Storage: 1 byte per element plus 4 byt
 channel, i.e. 4 d_in / (d_in + 4) times smaller than float32.
 
 Activations stay in floating point (W8A16 / W8A32); the measured accuracy change of a model
-comes from :func:`output_change`. Reference: the weight-only scheme of MaxText / Qwix
-(see docs/reference ssm_moe.md section 7); Jacob et al. 2018, arXiv 1712.05877.
+comes from :func:`output_change`. Reference: the weight-only int8 scheme of MaxText / Qwix;
+Jacob et al. 2018, arXiv 1712.05877.
 """
 
 from __future__ import annotations
