@@ -1,7 +1,9 @@
 """jaxfm.tasks: one folder per model family, holding what the engine does not know.
 
 Each family keeps together its :class:`~jaxfm.train.task.Task` (how a batch becomes a loss and
-evaluation metrics), its losses and metrics, its evaluation and its plots:
+evaluation metrics), its losses and metrics, its evaluation, its plots, and the study logic
+and presets that the thin scripts in ``experiments/`` call (``surrogate.presets``,
+``surrogate.transfer``, ``contrastive.experiment``, ``xval.study``, ``regression.quickstart``):
 
 * ``surrogate``: autoregressive PDE surrogates (AViT, FNO, U-Net), rollouts, PDE metrics and
   the multi-system pretrain / fine-tune pipeline.
