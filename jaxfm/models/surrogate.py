@@ -82,7 +82,10 @@ class AViTConfig:
     depth: int = 12
     """Number of space-time blocks."""
     n_fields: int = 12
-    """Size of the global field vocabulary (grows with ``expand_fields``)."""
+    """Rows of the field embedding (grows with ``expand_fields``). 12 is MPP's vocabulary, so
+    MPP checkpoints import and parameter counts match the paper's; it must be at least the
+    number of fields the simulators declare (``jaxfm.data.fields.N_FIELDS``, checked by the
+    surrogate pipeline before training)."""
     patch_strides: tuple[int, ...] = (4, 2, 2)
     """Strides of the hMLP stem stages; the patch size is their product (16 in MPP)."""
     drop_path: float = 0.2
