@@ -36,7 +36,6 @@ from flax import nnx
 import jaxfm
 from jaxfm.ckpt import CkptConfig
 from jaxfm.config import cli
-from jaxfm.data.fields import default_field_registry
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
 from jaxfm.nn.trunk import count_params
@@ -48,6 +47,7 @@ from jaxfm.tasks.surrogate.pipeline import (
     build_data,
     evaluate_rollouts,
     load_run_config,
+    registry_meta,
 )
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import TrainConfig, load_model, run, write_results
@@ -227,7 +227,7 @@ def main(cfg: Config, command: str | None = None) -> dict:
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, workdir)
     teacher_task = SurrogateTask(t_cfg.model, data.periodic)
     teacher_state = load_teacher(t_cfg.workdir, teacher_task, t_cfg)
-    meta = {"fields": list(default_field_registry().names), "systems": list(cfg.data.systems)}
+    meta = registry_meta(data)
     batch = _eval_batch(data.eval, 64)  # teacher and every student scored on these windows
 
     def student(dim: int, depth: int, where: str, distilled: bool) -> dict:

@@ -5,10 +5,13 @@
     python -m experiments.surrogate_finetune m1 --model.arch fno          # FNO baseline
     python -m experiments.surrogate_finetune m01 --model.freeze middle    # MPP "frozen"
     python -m experiments.surrogate_finetune m1 --parallel.strategy fsdp  # sharded
+    python -m experiments.surrogate_finetune smoke --init_from runs/own --data.paths my.hdf5
 
 Without ``--init_from`` the same AViT trains from scratch (the transfer control). The field
 vocabulary already holds rows for density and pressure that pretraining never touched (they
-play MPP's appended rows). Writes the engine's files plus rollout.json and loss.png.
+play MPP's appended rows); fields of ``--data.paths`` files that no registry has get new ids,
+and a checkpoint with fewer rows than ``--model.avit.n_fields`` gains rows for them. Writes
+the engine's files plus rollout.json and loss.png.
 The presets live in ``jaxfm.tasks.surrogate.presets``.
 """
 

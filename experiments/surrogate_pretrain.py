@@ -3,10 +3,14 @@
     python -m experiments.surrogate_pretrain smoke --workdir runs/sur-pre-smoke
     python -m experiments.surrogate_pretrain tiny --workdir runs/sur-pre --train.steps 3000
     python -m experiments.surrogate_pretrain Ti --workdir runs/sur-pre-Ti   # GPU
+    python -m experiments.surrogate_pretrain smoke --data.paths runs/data --workdir runs/own
 
 Pretrains on shallow water, FitzHugh-Nagumo, incompressible NS and Gray-Scott (compressible
-flow is held out for transfer). Writes config.json, metrics.jsonl, checkpoints/, results.json
-(one-step eval/* beside eval/persistence_*), rollout.json and loss.png in the workdir.
+flow is held out for transfer), simulated, or on ``--data.paths``: Well dataset directories
+(or a root of them, like `make data`'s runs/data), Well or PDEBench files, simulator names
+(train split trains, valid evaluates; see ``jaxfm.tasks.surrogate.sources``). Writes
+config.json, metrics.jsonl, checkpoints/, results.json (one-step eval/* beside
+eval/persistence_*), rollout.json and loss.png in the workdir.
 The smoke, tiny and Ti presets live in ``jaxfm.tasks.surrogate.presets``.
 """
 

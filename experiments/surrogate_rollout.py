@@ -1,12 +1,15 @@
 """Rollout evaluation of any trained surrogate checkpoint, with plots.
 
     python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.steps 12
+    python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.split test
 
-Reads WORKDIR/config.json (the run's own config) and its newest checkpoint, rolls the model
-out autoregressively (sliding context) on the held-out trajectories of every system of the
-run, and writes rollout.json (NRMSE/VRMSE per step and over windows 1, 2-5, 6-12, model and
-persistence), results.json["rollout_eval"], report.md and, per system, rollout_<sys>.png
-(truth / prediction / |error| over time) and error_vs_step_<sys>.png.
+Reads WORKDIR/config.json (the run's own config, its data sources included) and its newest
+checkpoint, rolls the model out autoregressively (sliding context) on the first
+``data.n_rollout`` held-out trajectories (valid split; ``--rollout.split test`` for final
+scoring) of every system of the run, reading only those from disk, and writes rollout.json
+(NRMSE/VRMSE per step and over windows 1, 2-5, 6-12, model and persistence),
+results.json["rollout_eval"], report.md and, per system, rollout_<sys>.png (truth /
+prediction / |error| over time) and error_vs_step_<sys>.png.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ class RolloutOptions:
 
     steps: int = 12
     """Rollout steps (truncated to the trajectory length)."""
+    split: str = "valid"
+    """Held-out split to roll out: valid (what training reported) or test (final scoring;
+    Well dataset directories and files of 3+ trajectories have one, simulators do not)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +85,9 @@ def main(cfg: RolloutConfig) -> dict:
     """Rolls out the run's model and writes metrics, report and plots."""
     run_cfg = load_run_config(cfg.workdir)
     run_cfg = dataclasses.replace(run_cfg, workdir=cfg.workdir, parallel=cfg.parallel)
-    res = evaluate_rollouts(run_cfg, max_steps=cfg.rollout.steps, plot_dir=cfg.workdir)
+    res = evaluate_rollouts(
+        run_cfg, max_steps=cfg.rollout.steps, plot_dir=cfg.workdir, split=cfg.rollout.split
+    )
     path = report(cfg.workdir, res)
     print(open(path).read())
     return write_results(cfg.workdir, {"rollout_eval": res})

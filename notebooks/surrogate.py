@@ -40,7 +40,6 @@ import jaxfm
 jaxfm.configure_cpu()  # XLA CPU flags for sharded steps; before JAX starts
 
 from jaxfm.config import override
-from jaxfm.data.fields import default_field_registry, default_system_registry
 from jaxfm.tasks.surrogate import presets
 from jaxfm.tasks.surrogate.pipeline import build_data, rollout_predictions
 from jaxfm.tasks.surrogate.rollout import per_step_errors
@@ -70,11 +69,13 @@ pre = override(
     },
 )
 pre_data = build_data(pre.data, pre.train.batch_size, pre.train.seed, pre.workdir)
-for name, ts in pre_data.held_out.items():
+# held-out trajectories are read from disk on demand; the smoke sets are small: load them
+held_out = {name: trajs.load() for name, trajs in pre_data.held_out.items()}
+for name, ts in held_out.items():
     print(f"{name:20s} held-out {ts.data.shape} fields {ts.field_names} bc {ts.bc}")
 
-fig, axes = plt.subplots(1, len(pre_data.held_out), figsize=(3 * len(pre_data.held_out), 3))
-for ax, (name, ts) in zip(np.atleast_1d(axes), pre_data.held_out.items()):
+fig, axes = plt.subplots(1, len(held_out), figsize=(3 * len(held_out), 3))
+for ax, (name, ts) in zip(np.atleast_1d(axes), held_out.items()):
     ax.imshow(ts.data[0, -1, ..., 0], cmap="viridis")
     ax.set_title(f"{name}\n{ts.field_names[0]}", fontsize=9)
     ax.axis("off")
@@ -119,15 +120,15 @@ if SMOKE:  # 2 held-out trajectories: 12 eval windows, enough for the 8 data-par
     ft = override(ft, {"data.n_eval": 2})
 ft_data = build_data(ft.data, ft.train.batch_size, ft.train.seed, ft.workdir)
 system = ft.data.systems[0]
-ts = ft_data.held_out[system]
+ts = ft_data.held_out[system].load()
 ft_task = SurrogateTask(ft.model, ft_data.periodic)
 pretrained = load_model(pre.workdir, ft_task, pre)
 
 n_in = ft.data.n_steps_input
 steps = ts.data.shape[1] - n_in
 traj = ts.data.astype(np.float32)
-ids = default_field_registry().ids(ts.field_names)
-periodic = ft_data.periodic[default_system_registry().id(system)]
+ids = ft_data.fields.ids(ts.field_names)
+periodic = ft_data.periodic[ft_data.systems.id(system)]
 truth = traj[:, n_in : n_in + steps]
 pred_zero_shot = rollout_predictions(pretrained, traj, ids, periodic, n_in, steps)
 print(system, "fields", ts.field_names, "| rollout", pred_zero_shot.shape)

@@ -19,6 +19,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
                 "Checkpointer",
                 "CheckpointError",
                 "checkpoint_dir",
+                "read_meta",
             )
         },
         "CkptConfig": "jaxfm.ckpt.options",

@@ -47,6 +47,19 @@ def checkpoint_dir(path: str) -> str:
     return sub if os.path.isdir(sub) else path
 
 
+def read_meta(path: str) -> dict | None:
+    """The metadata of the newest checkpoint under ``path`` (a workdir or checkpoints
+    directory), read before any model is built; ``None`` when ``path`` holds no checkpoint."""
+    directory = checkpoint_dir(path)
+    if not os.path.isdir(directory):
+        return None
+    ckpt = Checkpointer(directory, read_only=True)
+    try:
+        return ckpt.meta()
+    finally:
+        ckpt.close()
+
+
 class Checkpointer:
     """Saves and restores train state, data-iterator state and metadata under ``directory``.
 
@@ -169,6 +182,12 @@ class Checkpointer:
             f"no readable checkpoint in {self.directory} "
             f"(unreadable ones moved to {UNREADABLE_DIR}/)"
         )
+
+    def meta(self, step: int | None = None) -> dict | None:
+        """The metadata of checkpoint ``step`` (default: the newest), without the state;
+        ``None`` when there is no checkpoint or it was saved without metadata."""
+        steps = [step] if step is not None else self.steps()
+        return self._restore_meta(steps[0]) if steps else None
 
     def _restore_item(self, step: int, name: str, args) -> Any:
         try:

@@ -29,13 +29,14 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
 from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer, CheckpointError, checkpoint_dir
 from jaxfm.config import ConfigError, from_dict, to_dict
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
-from jaxfm.train.step import Engine, State
+from jaxfm.train.step import Engine, State, split_model
 from jaxfm.train.task import Task
 from jaxfm.train.writer import MetricWriter, Progress
 
@@ -179,18 +180,44 @@ def evaluate(
 
 
 def _load_params(path: str, engine: Engine) -> dict:
-    """Trainable + frozen parameters of the newest readable checkpoint under ``path``."""
+    """Trainable + frozen parameters of the newest readable checkpoint under ``path``.
+
+    A task may store a model that differs from its own in a way it knows how to bridge (a
+    surrogate's field vocabulary that grew): its optional ``checkpoint_task(meta)`` returns the
+    task that builds the stored model (or None: restore as is), and ``adapt_model(model)``
+    turns that model into this task's; the checkpoint is restored into the stored shapes, then
+    adapted.
+    """
     directory = checkpoint_dir(path)
     if not os.path.isdir(directory):
         raise CheckpointError(f"--init_from {path}: no such checkpoint directory")
     ckpt = Checkpointer(directory, read_only=True)
     try:
-        _, state, _ = ckpt.restore(engine.abstract_state)
+        source = engine
+        stored_task = getattr(engine.task, "checkpoint_task", None)
+        if stored_task is not None:
+            task = stored_task(ckpt.meta() or {})
+            if task is not None:
+                source = Engine(task, engine.cfg, None, None, engine.mesh, engine.strategy)
+        _, state, _ = ckpt.restore(source.abstract_state)
     except CheckpointError as e:
         raise CheckpointError(f"--init_from {path}: {e}") from None
     finally:
         ckpt.close()
+    if source is not engine:
+        state = _adapted_params(engine, source, state)
     return state
+
+
+def _adapted_params(engine: Engine, source: Engine, state: State) -> dict:
+    """``state``'s parameters, restored for ``source``'s model, moved into ``engine``'s."""
+    model = source.model(state)
+    engine.task.adapt_model(model)
+    _, params, frozen, _ = split_model(model, engine.task)
+    return {
+        "params": jax.device_put(nnx.to_pure_dict(params), engine.state_sharding["params"]),
+        "frozen": jax.device_put(nnx.to_pure_dict(frozen), engine.state_sharding["frozen"]),
+    }
 
 
 # ----------------------------------------------------------------------------- run

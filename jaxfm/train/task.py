@@ -21,6 +21,9 @@ class Task(Protocol):
     Attributes (optional):
       trainable: NNX filter of the parameters to train (default ``nnx.Param``); the others
         are frozen. The same filter selects the gradient and the optimizer state.
+      checkpoint_task(meta) / adapt_model(model): for ``init_from`` checkpoints whose model
+        differs from this task's in a way the task can bridge (see
+        ``jaxfm.train.loop._load_params``).
     """
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:

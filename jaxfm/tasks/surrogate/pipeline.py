@@ -3,13 +3,19 @@
 Shared by ``experiments/surrogate_{pretrain,finetune,rollout,transfer}.py`` and by the demo
 (:func:`demo`): the scripts hold presets and a few lines of main, this module the steps.
 
-Data: each system is simulated once by ``jaxfm.data.sim`` (cached as a Well-layout HDF5 file
-under ``data.cache_dir``), split by trajectory into train and held-out sets, and windowed
+Data: the sources of ``data.paths`` (Well dataset directories, single Well or PDEBench files)
+or of ``data.systems`` (built-in simulators, simulated once by ``jaxfm.data.sim`` and cached as
+Well-layout HDF5 files under ``data.cache_dir``), resolved per system with train / valid /
+test splits by :mod:`jaxfm.tasks.surrogate.sources`, read lazily and windowed
 (``n_steps_input`` frames -> the next). Pretraining mixes systems with
 ``jaxfm.data.mixture.MixtureWindows`` (one system per micro-batch, uniform over systems, as
 MPP's ``MultisetSampler``); every example is padded to ``data.pad_fields`` channels (field id
 -1) so batches that the engine shuffles across systems still stack. Boundary conditions come
-from the simulators (``TrajectorySet.bc``) through a system -> periodic table.
+from each source's ``bc`` through a system -> periodic table of the run's system registry.
+
+Field and system names found in the data extend the built-in registries (append-only); the
+registries are saved in every checkpoint and a run that builds on a checkpoint (resume,
+``init_from``, rollout evaluation) extends the saved ones, or stops naming both lists.
 """
 
 from __future__ import annotations
@@ -24,15 +30,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxfm.ckpt.manager import CKPT_DIR, read_meta
 from jaxfm.config import ExperimentConfig, load_json
-from jaxfm.data.fields import N_FIELDS, default_field_registry, default_system_registry
+from jaxfm.data.fields import N_FIELDS, NameRegistry, default_system_registry
 from jaxfm.data.mixture import MixtureWindows
-from jaxfm.data.sim.registry import SYSTEMS, simulate
+from jaxfm.data.sim.registry import SYSTEMS
 from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
-from jaxfm.data.trajectories import TrajectorySet
-from jaxfm.data.well import read_well, write_well
 from jaxfm.data.windows import WindowSource
 from jaxfm.tasks.surrogate.rollout import per_step_errors, rollout, window_means
+from jaxfm.tasks.surrogate.sources import (
+    ROLLOUT_SPLITS,
+    SystemData,
+    field_registry,
+    resolve_sources,
+    system_registry,
+)
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
 
@@ -50,14 +62,25 @@ four), so pretraining and fine-tuning batches have one width."""
 
 @dataclasses.dataclass(frozen=True)
 class PDEDataConfig:
-    """Simulated multi-system PDE data."""
+    """Multi-system PDE data: files on disk and/or built-in simulators
+    (:mod:`jaxfm.tasks.surrogate.sources` says which split does what)."""
 
+    paths: tuple[str, ...] = ()
+    """Data sources, comma-separated: Well dataset directories (or a root of them, like
+    `make data`'s runs/data), single Well or PDEBench HDF5 files, folders of such files, or
+    simulator names (a string that is no existing path). Empty: the simulators of systems."""
     systems: tuple[str, ...] = PRETRAIN_SYSTEMS
-    """Systems (names in jaxfm.data.sim.registry.SIMULATORS)."""
+    """Built-in simulators (jaxfm.data.sim.registry.SIMULATORS), used when paths is empty."""
     n_train: int = 48
-    """Training trajectories per system."""
+    """Training trajectories per simulated system (files keep all of theirs)."""
     n_eval: int = 8
-    """Held-out trajectories per system (one-step eval windows and rollouts)."""
+    """Held-out (valid) trajectories per simulated system: one-step eval windows, rollouts."""
+    n_rollout: int = 8
+    """Held-out trajectories rolled out per system (the first ones of the split; only their
+    frames are read). 0: all of them."""
+    check_finite: bool = False
+    """Scan every data file for NaN/Inf before training (reads every frame once, so off by
+    default; a non-finite loss stops training either way)."""
     resolution: int = 64
     """Grid points per axis."""
     n_steps: int = 0
@@ -85,19 +108,6 @@ class SurrogateExperiment(ExperimentConfig):
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def load_system(name: str, n_traj: int, d: PDEDataConfig, cache_dir: str) -> TrajectorySet:
-    """``n_traj`` trajectories of system ``name``, simulated once and cached in ``cache_dir``."""
-    over = {"resolution": d.resolution, **({"n_steps": d.n_steps} if d.n_steps else {})}
-    tag = f"{name}_r{d.resolution}_t{d.n_steps or 'def'}_n{n_traj}_s{d.seed}.h5"
-    path = os.path.join(cache_dir, tag)
-    if os.path.exists(path):
-        return read_well(path)
-    ts = simulate(name, n_traj, d.seed, **over)
-    os.makedirs(cache_dir, exist_ok=True)
-    write_well(ts, path)
-    return ts
 
 
 class PaddedWindows:
@@ -131,9 +141,15 @@ def pad_example(el: dict, k: int) -> dict:
     return el
 
 
-def periodic_table(sets: dict[str, TrajectorySet]) -> np.ndarray:
-    """(n_systems, 2) bool: periodic (H, W) of each system id of the default registry."""
-    reg = default_system_registry()
+def periodic_table(sets, registry: NameRegistry | None = None) -> np.ndarray:
+    """(n_systems, 2) bool: periodic (H, W) of each system id of ``registry``.
+
+    Args:
+        sets: system name -> anything with a ``bc`` (a source's trajectories, a
+            :class:`SystemData`).
+        registry: the run's system registry (default: the built-in one).
+    """
+    reg = registry or default_system_registry()
     table = np.zeros((len(reg), 2), bool)
     for name, ts in sets.items():
         table[reg.id(name)] = [b == "periodic" for b in ts.bc[:2]]
@@ -142,56 +158,131 @@ def periodic_table(sets: dict[str, TrajectorySet]) -> np.ndarray:
 
 @dataclasses.dataclass
 class PDEData:
-    """Train/eval sources and held-out trajectories of a data config."""
+    """Train/eval sources and held-out trajectories of a data config.
+
+    Attributes:
+        train: the system mixture of training windows.
+        eval: the one-step eval windows (valid splits).
+        held_out: system -> lazy valid trajectories (the rollout evaluation's).
+        periodic: the system-id -> (H, W) periodic table.
+        sources: every system's lazy splits (``sources[i].split("test")`` for final scoring).
+        fields, systems: the run's registries.
+    """
 
     train: Any
     eval: Any
-    held_out: dict[str, TrajectorySet]
+    held_out: dict[str, Any]
     periodic: np.ndarray
+    sources: list[SystemData]
+    fields: NameRegistry
+    systems: NameRegistry
 
 
-def build_data(d: PDEDataConfig, batch_size: int, seed: int, workdir: str) -> PDEData:
-    """Simulates (or loads) every system and builds the sources."""
+def build_data(
+    d: PDEDataConfig,
+    batch_size: int,
+    seed: int,
+    workdir: str,
+    saved: list[dict] | tuple = (),
+    progress: bool = True,
+) -> PDEData:
+    """Resolves every source (simulating what is not cached) and builds the lazy sources.
+
+    Args:
+        d: the data config.
+        batch_size: micro-batch of the mixture.
+        seed: mixture seed.
+        workdir: the run (simulator cache default: WORKDIR/pde_cache).
+        saved: metadata of checkpoints the run builds on (:func:`saved_meta`); their
+            registries are extended (``checkpoint``: where it came from, for messages).
+        progress: print progress while indexing folders of many files.
+    """
     cache = d.cache_dir or os.path.join(workdir, "pde_cache")
-    sets = {name: load_system(name, d.n_train + d.n_eval, d, cache) for name in d.systems}
+    systems = resolve_sources(d, cache, progress)
+
+    def stored(key):
+        return [(m.get("checkpoint", "checkpoint"), m[key]) for m in saved if m.get(key)]
+
+    fields = field_registry(systems, stored("fields"))
+    sys_reg = system_registry(systems, stored("system_registry"))
+
+    def windows(trajs):
+        return WindowSource(
+            trajs, d.n_steps_input, 1, fields=fields, systems=sys_reg, check_finite=d.check_finite
+        )
+
     train, evals, held = [], [], {}
-    for name, ts in sets.items():
-        tr, ev = ts.subset(slice(0, d.n_train)), ts.subset(slice(d.n_train, None))
-        train.append(WindowSource(tr, d.n_steps_input, 1))
-        evals.append(WindowSource(ev, d.n_steps_input, 1))
-        held[name] = ev
+    for s in systems:
+        train.append(windows(s.train))
+        evals.append(windows(s.split("valid")))
+        held[s.system] = s.split("valid")
     mix = MixtureWindows(
         train, micro_batch=batch_size, seed=seed, length=d.epoch_batches, pad_fields=d.pad_fields
     )
-    return PDEData(mix, PaddedWindows(evals, d.pad_fields), held, periodic_table(sets))
+    periodic = periodic_table({s.system: s for s in systems}, sys_reg)
+    return PDEData(
+        mix, PaddedWindows(evals, d.pad_fields), held, periodic, systems, fields, sys_reg
+    )
+
+
+def registry_meta(data: PDEData) -> dict:
+    """What a checkpoint keeps of the data: registries (for the append-only check) and the
+    systems trained on."""
+    return {
+        "fields": list(data.fields.names),
+        "system_registry": list(data.systems.names),
+        "systems": [s.system for s in data.sources],
+    }
+
+
+def checkpoint_meta(path: str) -> dict | None:
+    """The newest checkpoint's metadata under ``path``, with ``checkpoint`` set to ``path``."""
+    meta = read_meta(path)
+    return None if meta is None else {**meta, "checkpoint": path}
+
+
+def saved_meta(cfg: ExperimentConfig) -> list[dict]:
+    """Metadata of the checkpoint a run builds on: its own newest one (resume; ``init_from``
+    is then ignored, as by the training loop), else ``init_from``'s, else none."""
+    if os.path.isdir(os.path.join(cfg.workdir, CKPT_DIR)):
+        meta = checkpoint_meta(cfg.workdir)
+        if meta is not None:
+            return [meta]
+    if cfg.init_from:
+        meta = checkpoint_meta(cfg.init_from)
+        if meta is not None:
+            return [meta]
+    return []
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def check_field_slots(model: SurrogateTaskConfig, n_fields: int = N_FIELDS) -> None:
-    """Raise unless the AViT's field vocabulary has a row for each of ``n_fields`` field ids
-    (default: every simulated field, :data:`jaxfm.data.fields.N_FIELDS`)."""
-    if model.arch == "avit" and model.avit.n_fields < n_fields:
-        raise ValueError(
-            f"model.avit.n_fields = {model.avit.n_fields} but the field registry has "
-            f"{n_fields} fields; raise n_fields to at least {n_fields}"
-        )
+def check_field_slots(model: SurrogateTaskConfig, fields: NameRegistry | int = N_FIELDS) -> None:
+    """Raise unless the AViT's field vocabulary has a row for every field id of ``fields`` (a
+    registry, or a count; default: every simulated field, :data:`jaxfm.data.fields.N_FIELDS`);
+    the message names the first field without a row and the config key that adds rows."""
+    n, rows = (fields if isinstance(fields, int) else len(fields)), model.avit.n_fields
+    if model.arch != "avit" or rows >= n:
+        return
+    what = (
+        f"the field registry has {n} fields"
+        if isinstance(fields, int)
+        else f"field {fields.names[rows]!r} (id {rows}) has no row ({n} fields in the registry)"
+    )
+    raise ValueError(
+        f"model.avit.n_fields = {rows} but {what}; raise model.avit.n_fields to at least {n}"
+    )
 
 
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
-    check_field_slots(cfg.model)
-    data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
-    task = SurrogateTask(cfg.model, data.periodic)
-    registry = default_field_registry()
-    results = run(
-        cfg,
-        task,
-        data.train,
-        data.eval,
-        meta={"fields": list(registry.names), "systems": list(cfg.data.systems)},
+    data = build_data(
+        cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved_meta(cfg)
     )
+    check_field_slots(cfg.model, data.fields)
+    task = SurrogateTask(cfg.model, data.periodic)
+    results = run(cfg, task, data.train, data.eval, meta=registry_meta(data))
     # Rollout plots (truth / prediction / error over time; error vs step) for every held-out
     # system, next to the run's other outputs.
     roll = evaluate_rollouts(cfg, task=task, data=data, plot_dir=cfg.workdir)
@@ -201,10 +292,16 @@ def train(cfg: SurrogateExperiment) -> dict:
 # ----------------------------------------------------------------------------- rollouts
 
 
-def _padded_trajectories(ts: TrajectorySet, k: int) -> tuple[np.ndarray, np.ndarray]:
-    c = ts.data.shape[-1]
-    data = np.pad(ts.data, [(0, 0)] * (ts.data.ndim - 1) + [(0, k - c)])
-    ids = np.pad(default_field_registry().ids(ts.field_names), (0, k - c), constant_values=-1)
+def _padded_trajectories(
+    trajs, k: int, fields: NameRegistry, n_traj: int, n_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n_traj`` trajectories (0: all), frames ``[0, n_frames)``, padded to ``k``
+    channels: read from the lazy collection, nothing else."""
+    n = trajs.n_traj if n_traj <= 0 else min(n_traj, trajs.n_traj)
+    data = np.stack([trajs.read(i, 0, n_frames) for i in range(n)])
+    c = data.shape[-1]
+    data = np.pad(data, [(0, 0)] * (data.ndim - 1) + [(0, k - c)])
+    ids = np.pad(fields.ids(trajs.field_names), (0, k - c), constant_values=-1)
     return data.astype(np.float32), ids
 
 
@@ -238,20 +335,30 @@ def evaluate_rollouts(
     model=None,
     max_steps: int = 12,
     plot_dir: str | None = None,
+    split: str = "valid",
 ) -> dict:
     """Rollout errors (NRMSE, VRMSE; per window) of the model and of persistence, per system.
 
-    Loads the newest checkpoint of ``cfg.workdir`` when ``model`` is None; writes
-    ``rollout.json`` and, with ``plot_dir``, plots per system.
+    Rolls out the first ``data.n_rollout`` trajectories of ``split`` (valid, or test for final
+    scoring) of every system, reading only those trajectories' first frames. Loads the newest
+    checkpoint of ``cfg.workdir`` when ``model`` is None (its saved registries are extended,
+    as in training); writes ``rollout.json`` and, with ``plot_dir``, plots per system.
     """
     d = cfg.data
-    data = data or build_data(d, cfg.train.batch_size, cfg.train.seed, cfg.workdir)
+    if split not in ROLLOUT_SPLITS:
+        raise ValueError(f"rollout split {split!r}: choose one of {ROLLOUT_SPLITS}")
+    if data is None:
+        saved = [m for m in [checkpoint_meta(cfg.workdir)] if m is not None]
+        data = build_data(d, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved)
     task = task or SurrogateTask(cfg.model, data.periodic)
     model = model or load_model(cfg.workdir, task, cfg)
-    reg = default_system_registry()
+    reg = data.systems
+    held = data.held_out if split == "valid" else {s.system: s.split(split) for s in data.sources}
     out = {}
-    for name, ts in data.held_out.items():
-        traj, ids = _padded_trajectories(ts, d.pad_fields)
+    for name, ts in held.items():
+        traj, ids = _padded_trajectories(
+            ts, d.pad_fields, data.fields, d.n_rollout, d.n_steps_input + max_steps
+        )
         steps = min(max_steps, traj.shape[1] - d.n_steps_input)
         if steps < 1:
             continue

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from jaxfm.ckpt import CkptConfig
 from jaxfm.models.fno import FNOConfig
@@ -16,6 +17,7 @@ from jaxfm.tasks.surrogate.pipeline import (
     SurrogateExperiment,
     train,
 )
+from jaxfm.tasks.surrogate.sources import source_names
 from jaxfm.tasks.surrogate.task import SurrogateTaskConfig
 from jaxfm.train import TrainConfig, write_results
 from jaxfm.train.plots import plot_metrics
@@ -164,7 +166,7 @@ def finetune(cfg: SurrogateExperiment) -> dict:
     plot = plot_metrics(
         cfg.workdir,
         ["loss", "eval/loss", "eval/nrmse", "eval/persistence_nrmse"],
-        title=f"fine-tuning on {','.join(cfg.data.systems)}",
+        title=f"fine-tuning on {','.join(os.path.basename(s) for s in source_names(cfg.data))}",
         filename="loss.png",
     )
     return write_results(cfg.workdir, {"plots": [plot]}) if plot else results

@@ -99,6 +99,39 @@ class SurrogateTask:
         """A freshly initialised surrogate."""
         return build_surrogate(self.cfg, rngs)
 
+    def checkpoint_task(self, meta: dict) -> SurrogateTask | None:
+        """The task of an ``init_from`` checkpoint's model when it has fewer field rows.
+
+        Fine-tuning on fields the pretraining never had grows ``model.avit.n_fields``; the
+        checkpoint is then restored with its own vocabulary and :meth:`adapt_model` appends
+        the new rows. None (restore as is) for an equal vocabulary or a non-AViT model.
+
+        Args:
+            meta: the checkpoint's metadata (``meta["config"]`` is its run's config).
+        """
+        saved = meta.get("config", {}).get("model", {})
+        if self.cfg.arch != "avit" or saved.get("arch", "avit") != "avit":
+            return None
+        n_saved = int(saved.get("avit", {}).get("n_fields", self.cfg.avit.n_fields))
+        n_run = self.cfg.avit.n_fields
+        if n_saved > n_run:
+            raise ValueError(
+                f"the checkpoint's model has {n_saved} field rows but model.avit.n_fields = "
+                f"{n_run}; set model.avit.n_fields to at least {n_saved}"
+            )
+        if n_saved == n_run:
+            return None
+        avit = dataclasses.replace(self.cfg.avit, n_fields=n_saved)
+        return SurrogateTask(dataclasses.replace(self.cfg, avit=avit), self.periodic_table)
+
+    def adapt_model(self, model: nnx.Module, seed: int = 0) -> None:
+        """Grows ``model``'s field vocabulary to this task's, in place: the stored rows are
+        kept and new ones appended (``AViT.expand_fields``; a delta head starts them at
+        persistence)."""
+        extra = self.cfg.avit.n_fields - model.n_fields
+        if extra > 0:
+            model.expand_fields(extra, rngs=nnx.Rngs(seed))
+
     def _periodic(self, batch) -> jax.Array:
         b = batch["x"].shape[0]
         if self.periodic_table is None:
