@@ -57,6 +57,9 @@ and, failing that, from the file name:
 Boundary conditions: rdb open, diff_react wall (no flux), ns_incom wall, 1-D periodic; CFD
 periodic, or open for ``..._trans_...`` files (transmissive).
 
+Not read (a clear error): 1-D reaction-diffusion (``ReacDiff_*``), diffusion-sorption
+(``1D_diff-sorp``), Darcy flow (``2D_DarcyFlow_*``), which have no jaxfm system.
+
 The layout comes from the keys present, the file name (``2D_rdb``, ``diff-react``, ``CFD``,
 ``ns_incom``, ``1D_Advection``, ``1D_Burgers``) deciding when the keys fit several. Bad input
 raises :class:`PDEBenchFormatError` naming the file and the key (or, for an unknown layout, the
@@ -269,7 +272,12 @@ class PDEBenchFile:
             value = _number_in_name(self.path, name_key)
         return None if value is None else np.full(self.n_traj, value)
 
-    def _meta_seed_groups(self, f, n_ch, fields):
+    def _meta_seed_groups(self, f, n_ch, fields) -> list[dict]:
+        """Shared metadata of the per-seed layouts; returns each seed's ``sim`` settings.
+
+        Every seed must hold data of one shape (they are stacked as trajectories); the grid
+        and times of the first seed serve all, as the generators use one config for all.
+        """
         seeds = _seed_groups(f)
         if not seeds:
             raise PDEBenchFormatError(
@@ -294,8 +302,8 @@ class PDEBenchFile:
         self.dt = self._dt(self._need(f, f"{g}/grid/t"), f"{g}/grid/t")
         self.field_names = fields
         self._channels = [("data", c) for c in range(n_ch)]
-        configs = [self._config(f[s], s).get("sim") or {} for s in seeds]
-        return configs
+        sims = [self._config(f[s], s).get("sim") for s in seeds]
+        return [sim if isinstance(sim, dict) else {} for sim in sims]
 
     def _seed_params(self, configs, names) -> dict:
         params = {
@@ -364,11 +372,11 @@ class PDEBenchFile:
             raise self._shape_error("'force'", force.shape, f"{vel.shape[:1] + vel.shape[2:]}")
         self.n_traj, self.n_steps = vel.shape[:2]
         self.spatial_shape = tuple(vel.shape[2:4])
-        t = np.asarray(self._need(f, "t"))
-        self.dt = self._dt(t[0] if t.ndim == 2 else t, "t")
+        t = self._need(f, "t")
+        self.dt = self._dt(t[0] if t.ndim == 2 else t[...], "t")  # every trajectory alike
         config = self._config(f, "/")
         size = config.get("domain_size") or [1.0, 1.0]
-        if len(size) != 2 or any(_as_float(s) is None for s in size):
+        if not isinstance(size, list | tuple) or len(size) != 2 or None in map(_as_float, size):
             raise PDEBenchFormatError(f"{self.path}: config domain_size {size!r} is not 2 numbers")
         self.coords = tuple(
             cell_centres(n, 0.0, float(s)) for n, s in zip(self.spatial_shape, size)
@@ -396,20 +404,35 @@ class PDEBenchFile:
         self.dt = self._dt(self._need(f, "t-coordinate"), "t-coordinate")
         self._channels = [("tensor", None)]
         self.bc = ("periodic",)
-        name = self.path.name
-        if "Advection" in name or ("Burgers" not in name and "beta" in f.attrs):
+        if self._equation_1d(f) == "advection":
             self.system, self.field_names = "advection", ("u",)
             speed = self._file_param(f, "beta", "beta")
             self.params = {} if speed is None else {"speed": speed}
-        elif "Burgers" in name or "Nu" in f.attrs:
+        else:
             self.system, self.field_names = "burgers", ("velocity_x",)
             nu = self._file_param(f, "Nu", "Nu")
             self.params = {} if nu is None else {"nu": nu / math.pi}
-        else:
+
+    def _equation_1d(self, f) -> str:
+        """Advection or Burgers: the name says, else the attribute ``transform`` wrote.
+
+        ``Data_Merge.transform`` writes ``beta`` for advection, ``Nu`` for Burgers and ``Nu`` +
+        ``rho`` for 1-D reaction-diffusion (``ReacDiff_*``), which has no jaxfm system.
+        """
+        name = self.path.name
+        if "ReacDiff" in name or "rho" in f.attrs:
             raise PDEBenchFormatError(
-                f"{self.path}: cannot tell advection or Burgers ('tensor' layout): the name has "
-                f"neither '1D_Advection' nor '1D_Burgers' and there is no 'beta' or 'Nu' attribute"
+                f"{self.path}: 1-D reaction-diffusion ('tensor' with 'Nu' and 'rho') is not "
+                f"supported; the 'tensor' layout reads advection and Burgers"
             )
+        if "Advection" in name or ("Burgers" not in name and "beta" in f.attrs):
+            return "advection"
+        if "Burgers" in name or "Nu" in f.attrs:
+            return "burgers"
+        raise PDEBenchFormatError(
+            f"{self.path}: cannot tell advection or Burgers ('tensor' layout): the name has "
+            f"neither '1D_Advection' nor '1D_Burgers' and there is no 'beta' or 'Nu' attribute"
+        )
 
     # ----------------------------------------------------------------------------- frames
 

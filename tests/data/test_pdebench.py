@@ -195,6 +195,12 @@ def test_1d_equation_from_the_attributes(tmp_path):
         del f.attrs["beta"]
     with pytest.raises(PDEBenchFormatError, match=r"a\.hdf5: .*advection or Burgers"):
         PDEBenchFile(tmp_path / "a.hdf5")
+    # Data_Merge.transform's 1-D reaction-diffusion: Nu as Burgers, plus rho.
+    reac = shutil.copy(tmp_path / "b.hdf5", tmp_path / "ReacDiff_Nu0.5_Rho1.0.hdf5")
+    with h5py.File(reac, "a") as f:
+        f.attrs["rho"] = 1.0
+    with pytest.raises(PDEBenchFormatError, match=r"Rho1\.0\.hdf5: 1-D reaction-diffusion"):
+        PDEBenchFile(reac)
 
 
 def test_unknown_layout_names_file_and_keys(tmp_path):
