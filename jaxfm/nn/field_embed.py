@@ -13,6 +13,10 @@ present (an input with all n_ref fields needs no correction). ``n_ref`` is the v
 physics, :meth:`FieldEmbedding.expand`) leaves every old field's output bit-for-bit unchanged.
 (MPP recomputes the factor from the grown vocabulary, which shifts old outputs slightly.)
 Ids < 0 mark padding channels: their values are ignored and they are not counted in C.
+An id with no row (>= the vocabulary size) is an error, never a clamp onto the last row (which
+would give two new fields one embedding): ids known when the layer is called raise
+:class:`FieldVocabularyError`; under ``jit`` (traced ids) the gather fills such rows with NaN,
+so the loss turns non-finite and the trainer stops instead of learning on aliased fields.
 
 The hMLP stem (Touvron et al., "Three things...", ECCV 2022) patchifies hierarchically: three
 non-overlapping strided convolutions (strides 4, 2, 2 = patch 16 in MPP), each followed by an
@@ -30,6 +34,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
@@ -44,6 +49,30 @@ def _ids2d(ids: jax.Array, batch: int) -> jax.Array:
     if ids.ndim != 2 or ids.shape[0] != batch:
         raise ValueError(f"field ids must be (C,) or ({batch}, C), got shape {ids.shape}")
     return ids
+
+
+class FieldVocabularyError(ValueError):
+    """A field id beyond the model's field vocabulary (no embedding row for it)."""
+
+
+def _check_vocabulary(ids: jax.Array, n_rows: int) -> None:
+    """Raise when concrete ``ids`` name a row the vocabulary lacks (traced ids: see _rows)."""
+    if isinstance(ids, jax.core.Tracer):
+        return
+    ids = np.asarray(ids)
+    if ids.size and int(ids.max()) >= n_rows:
+        bad = sorted({int(i) for i in ids.reshape(-1) if i >= n_rows})
+        raise FieldVocabularyError(
+            f"field id(s) {bad} have no row in the model's field vocabulary of {n_rows} "
+            f"(ids 0..{n_rows - 1}); grow it with model.avit.n_fields, or AViT.expand when "
+            f"fine-tuning a checkpoint"
+        )
+
+
+def _rows(table: jax.Array, ids: jax.Array, axis: int) -> jax.Array:
+    """``table`` entries at ``ids`` along ``axis``; padding ids (< 0) read row 0 (masked by the
+    caller), ids past the end read NaN rather than being clamped onto the last row."""
+    return jnp.take(table, jnp.maximum(ids, 0), axis=axis, mode="fill", fill_value=jnp.nan)
 
 
 def patchify_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -92,8 +121,9 @@ class FieldEmbedding(nnx.Module):
         ids = _ids2d(field_ids, x.shape[0])
         if ids.shape[1] != x.shape[-1]:
             raise ValueError(f"{x.shape[-1]} fields in x but {ids.shape[1]} field ids")
+        _check_vocabulary(ids, self.n_fields)
         valid = ids >= 0
-        w = self.kernel[...][jnp.clip(ids, 0)] * valid[..., None]  # (N, C, dim)
+        w = jnp.where(valid[..., None], _rows(self.kernel[...], ids, 0), 0.0)  # (N, C, dim)
         count = jnp.maximum(jnp.sum(valid, axis=1), 1).astype(jnp.float32)
         scale = jnp.sqrt(self.n_ref / count).reshape((-1,) + (1,) * (x.ndim - 1))
         bias = self.bias[...].astype(x.dtype).reshape((1,) * (x.ndim - 1) + (-1,))
@@ -194,11 +224,12 @@ class PatchDestem(nnx.Module):
         """(N, h, w, dim) -> (N, h*patch, w*patch, C) for the fields named by ``field_ids``."""
         for kernel, norm in zip(self.kernels, self.norms):
             x = jax.nn.gelu(norm(unpatchify_conv(x, kernel[...])), approximate=False)
-        ids = jnp.clip(_ids2d(field_ids, x.shape[0]), 0)
-        kern = jnp.moveaxis(self.out_kernel[...][..., ids], 3, 0)  # (N, k, k, q, C)
+        ids = _ids2d(field_ids, x.shape[0])
+        _check_vocabulary(ids, self.out_bias.shape[0])
+        kern = jnp.moveaxis(_rows(self.out_kernel[...], ids, 3), 3, 0)  # (N, k, k, q, C)
         n, h, w, _ = x.shape
         k = kern.shape[1]
         y = jnp.einsum("nhwc,nabco->nhawbo", x, kern.astype(x.dtype))
         y = y.reshape(n, h * k, w * k, ids.shape[1])
-        bias = self.out_bias[...][ids].astype(x.dtype)  # (N, C)
+        bias = _rows(self.out_bias[...], ids, 0).astype(x.dtype)  # (N, C)
         return y + bias[:, None, None, :]

@@ -119,3 +119,16 @@ def test_bad_inputs_raise(batch):
         model(x, ids, periodic=(True, True, True))
     with pytest.raises(ValueError, match="unknown AViT preset"):
         avit_config("XL")
+
+
+def test_new_fields_beyond_the_vocabulary_never_alias(batch):
+    """Two fields past the vocabulary once shared its last row; now eager calls raise and
+    jitted ones turn those fields' outputs (and, through the shared embedding, all) NaN."""
+    from jaxfm.nn.field_embed import FieldVocabularyError
+
+    x, _ = batch
+    model = AViT(avit_config("smoke", **_FULL), rngs=nnx.Rngs(4))
+    new = jnp.array([[0, 8, 9], [0, 8, 9]], jnp.int32)  # vocabulary has rows 0..7
+    with pytest.raises(FieldVocabularyError, match="model.avit.n_fields"):
+        model(x, new)
+    assert np.isnan(np.asarray(_apply(model, x, new))).all()

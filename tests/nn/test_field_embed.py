@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxfm.nn.field_embed import FieldEmbedding, PatchDestem, PatchStem
+from jaxfm.nn.field_embed import FieldEmbedding, FieldVocabularyError, PatchDestem, PatchStem
 from jaxfm.nn.instance_norm import InstanceNorm, RMSInstanceNorm
 
 # float32 layers vs float64 NumPy on O(1) inputs with sums of <= a few hundred terms:
@@ -164,3 +164,28 @@ def test_bad_input_raises():
     stem = PatchStem(16, strides=(2, 2), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="not divisible"):
         stem(jnp.ones((1, 6, 8, 4)))
+
+
+def test_ids_beyond_the_vocabulary_raise_when_known():
+    """Ids past the last row were once clamped onto it: two new fields shared one row."""
+    emb = FieldEmbedding(4, 8, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(2, 3, 2)), jnp.float32)
+    with pytest.raises(FieldVocabularyError, match=r"\[4, 5\].*vocabulary of 4.*n_fields"):
+        emb(x, jnp.array([4, 5]))
+    destem = PatchDestem(16, 4, strides=(2, 2), rngs=nnx.Rngs(1))
+    with pytest.raises(FieldVocabularyError, match=r"\[6\]"):
+        destem(jnp.ones((1, 2, 2, 16)), jnp.array([0, 6]))
+
+
+def test_ids_beyond_the_vocabulary_are_nan_under_jit():
+    """Traced ids cannot raise: an unknown field poisons the output instead of aliasing."""
+    rng = np.random.default_rng(8)
+    emb = FieldEmbedding(4, 8, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.normal(size=(2, 3, 2)), jnp.float32)
+    embed = nnx.jit(lambda m, x, ids: m(x, ids))
+    assert np.isfinite(np.asarray(embed(emb, x, jnp.array([3, -1])))).all()
+    assert np.isnan(np.asarray(embed(emb, x, jnp.array([1, 4])))).all()
+    destem = PatchDestem(16, 4, strides=(2, 2), rngs=nnx.Rngs(1))
+    z = jnp.asarray(rng.normal(size=(1, 2, 2, 16)), jnp.float32)
+    y = np.asarray(nnx.jit(lambda m, z, ids: m(z, ids))(destem, z, jnp.array([2, 5])))
+    assert np.isfinite(y[..., 0]).all() and np.isnan(y[..., 1]).all()
