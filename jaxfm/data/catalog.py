@@ -205,30 +205,10 @@ def is_well_file(path: str | os.PathLike) -> bool:
 
 
 def open_pdebench(path: str | os.PathLike):
-    """A PDEBench file as a trajectory collection with WellFile's protocol."""
-    from jaxfm.data.pdebench import read_pdebench
+    """A PDEBench file, lazily (:class:`jaxfm.data.pdebench.PDEBenchFile`, layout by content)."""
+    from jaxfm.data.pdebench import PDEBenchFile
 
-    return _InMemoryTrajectories(read_pdebench(path), path)
-
-
-class _InMemoryTrajectories:
-    """A :class:`TrajectorySet` read through WellFile's protocol (PDEBench's eager reader)."""
-
-    def __init__(self, ts: TrajectorySet, path):
-        self.ts, self.path = ts, Path(path)
-        for key in ("system", "field_names", "n_traj", "n_steps", "spatial_shape", "dt"):
-            setattr(self, key, getattr(ts, key))
-        self.coords, self.bc, self.params = ts.coords, ts.bc, ts.params
-        self.constants, self.axis_names = ts.constants, ts.axis_names
-
-    def read(self, traj: int, start: int = 0, stop: int | None = None, stride: int = 1):
-        return self.ts.data[traj, start:stop:stride]
-
-    def check_finite(self) -> None:
-        self.ts.check_finite(str(self.path))
-
-    def load(self) -> TrajectorySet:
-        return self.ts
+    return PDEBenchFile(path)
 
 
 def open_data_file(path: str | os.PathLike):

@@ -1,10 +1,10 @@
 """Small files of one's own for the data-source tests: random Well-layout trajectories and
 a PDEBench compressible-flow file (written directly, no simulation)."""
 
-import h5py
 import numpy as np
 
 from jaxfm.data.trajectories import TrajectorySet
+from tests.data.pdebench_files import cfd_name, write_cfd
 
 GRID = 8
 
@@ -20,17 +20,11 @@ def trajs(system, fields, n=10, steps=8, grid=GRID, bc=("periodic", "periodic"),
 
 
 def cfd_file(path, n=6, steps=8, grid=GRID):
-    """A PDEBench 2-D compressible-flow file (density, pressure, Vx, Vy)."""
-    rng = np.random.default_rng(1)
-    with h5py.File(path, "w") as f:
-        for k in ("density", "pressure", "Vx", "Vy"):
-            f.create_dataset(k, data=rng.normal(size=(n, steps, grid, grid)).astype(np.float32))
-        f.create_dataset("x-coordinate", data=np.linspace(0, 1, grid, dtype=np.float32))
-        f.create_dataset("y-coordinate", data=np.linspace(0, 1, grid, dtype=np.float32))
-        f.create_dataset("t-coordinate", data=np.linspace(0, 1, steps + 1, dtype=np.float32))
-    return path
+    """A 2-D PDEBench compressible-flow file at Mach 1 (density, pressure, Vx, Vy), written as
+    PDEBench's generator writes it."""
+    return write_cfd(path, (grid, grid), n=n, n_frames=steps, mach=1.0)
 
 
 NS = ("velocity_x", "velocity_y", "tracer")
 MHD = ("density", "magnetic_x", "magnetic_y")
-CFD_NAME = "2D_CFD_Rand_M1.0_Eta0.01_Zeta0.01_periodic_8_Train.hdf5"
+CFD_NAME = cfd_name(2, mach=1.0, res=str(GRID))

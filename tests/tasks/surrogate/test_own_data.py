@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from jaxfm.config import cli
+from jaxfm.data.pdebench import PDEBenchFile
 from jaxfm.data.well import WellFile, write_well
 from jaxfm.models.surrogate import avit_config
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
@@ -68,6 +69,7 @@ def test_pretrain_finetune_and_roll_out_on_own_files(tmp_path, monkeypatch, caps
         raise AssertionError(f"{self.path} loaded whole")
 
     monkeypatch.setattr(WellFile, "load", refuse)
+    monkeypatch.setattr(PDEBenchFile, "load", refuse)
     monkeypatch.setattr(catalog.TrajectorySlice, "load", refuse)
     monkeypatch.setattr(catalog.TrajectoryConcat, "load", refuse)
     root = tmp_path / "data"

@@ -14,11 +14,13 @@ from jaxfm.config import ExperimentConfig
 from jaxfm.data import catalog
 from jaxfm.data.catalog import DataPathError, TrajectoryConcat, TrajectorySlice
 from jaxfm.data.fields import DEFAULT_FIELDS, DEFAULT_SYSTEMS
+from jaxfm.data.pdebench import PDEBenchFile
 from jaxfm.data.well import WellFile, write_dataset, write_well
 from jaxfm.models.surrogate import avit_config
 from jaxfm.tasks.surrogate import pipeline, sources
 from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, build_data, check_field_slots
 from jaxfm.tasks.surrogate.task import SurrogateTaskConfig
+from tests.data import pdebench_files
 from tests.tasks.surrogate.own_files import CFD_NAME, GRID, MHD, NS, cfd_file, trajs
 
 
@@ -91,6 +93,26 @@ def test_pdebench_file_is_found_by_content_and_split(tmp_path):
     assert s.system == "compressible_m1"
     assert s.field_names == ("velocity_x", "velocity_y", "density", "pressure")
     assert _counts(s) == {"train": 4, "valid": 1, "test": 1}
+
+
+def test_every_2d_pdebench_layout_is_read_lazily(tmp_path):
+    folder = tmp_path / "pdebench"
+    folder.mkdir()
+    pdebench_files.write_rdb(folder, n_seeds=3)
+    pdebench_files.write_diff_react(folder, n_seeds=3)
+    pdebench_files.write_ns_incom(folder, n_batch=2)
+    cfd_file(folder / CFD_NAME)
+    found = {e.system: e for e in catalog.resolve_path(folder, progress=False)}
+    kinds = {name: e.splits["train"].base.kind for name, e in found.items()}
+    assert kinds == {
+        "shallow_water": "rdb",
+        "diffusion_reaction": "diff_react",
+        "navier_stokes": "ns_incom",
+        "compressible_m1": "cfd",
+    }
+    assert all(isinstance(e.splits["train"].base, PDEBenchFile) for e in found.values())
+    assert all(e.kind == "pdebench_file" for e in found.values())
+    assert {n: e.splits["test"] is None for n, e in found.items()}["navier_stokes"]  # 2 batches
 
 
 def test_folder_of_files_gives_one_source_per_file(tmp_path):
@@ -171,6 +193,9 @@ def test_too_many_channels_other_grids_and_1d_are_refused(tmp_path):
     line = write_well(trajs("adv", ("u",), n=4, bc=("periodic",)), tmp_path / "line.hdf5")
     with pytest.raises(DataPathError, match=r"line\.hdf5.*1-D grid"):
         _resolve(line, tmp_path=tmp_path)
+    burgers = pdebench_files.write_burgers(tmp_path)
+    with pytest.raises(DataPathError, match=r"burgers .*1D_Burgers.*1-D grid"):
+        _resolve(burgers, tmp_path=tmp_path)
 
 
 def test_too_many_fields_names_the_field_and_the_key(tmp_path):
@@ -264,6 +289,26 @@ def test_nothing_is_loaded_and_rollouts_read_only_their_frames(corpus, tmp_path,
     # the first two valid trajectories (file trajectories 32, 33), frames 0:6, nothing else
     assert reads == [(tmp_path.name, 32, 0, 6), (tmp_path.name, 33, 0, 6)]
     assert traj[1, 5, 0, 0, 0] == 3305
+
+
+def test_pdebench_files_are_not_loaded_either(tmp_path, monkeypatch):
+    def refuse(self, *a, **k):
+        raise AssertionError(f"{self.path} loaded whole")
+
+    monkeypatch.setattr(PDEBenchFile, "load", refuse)
+    reads = []
+    read = PDEBenchFile.read
+    monkeypatch.setattr(
+        PDEBenchFile,
+        "read",
+        lambda self, traj, start=0, stop=None, stride=1: (
+            reads.append((traj, start, stop)) or read(self, traj, start, stop, stride)
+        ),
+    )
+    data = build_data(_cfg(cfd_file(tmp_path / CFD_NAME, n=20)), 8, 0, str(tmp_path / "r"))
+    reads.clear()
+    traj, _ = pipeline._padded_trajectories(data.held_out["compressible_m1"], 4, data.fields, 1, 6)
+    assert traj.shape == (1, 6, GRID, GRID, 4) and reads == [(16, 0, 6)]  # 16 / 2 / 2
 
 
 def test_indexing_many_files_shows_count_and_eta(tmp_path, capsys):
