@@ -234,7 +234,8 @@ def test_the_wells_own_checker_and_dataset_read_our_files(tmp_path):
         sample = ds[0]
         assert sample["input_fields"].shape[-1] == 4
     raw = WellDataset(path=str(tmp_path / ts.system), well_split_name="train")[0]
-    np.testing.assert_allclose(raw["input_fields"][0].numpy(), ts.data[0, 0], rtol=1e-6)
+    well_order = [0, 3, 1, 2]  # The Well's channels: t0 (density, pressure), then t1 velocity
+    np.testing.assert_array_equal(raw["input_fields"][0].numpy(), ts.data[0, 0][..., well_order])
 
 
 # ----------------------------------------------------------------------------- files of The Well
