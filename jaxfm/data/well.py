@@ -118,7 +118,7 @@ def write_well(ts: TrajectorySet, path: str | os.PathLike, settings: dict | None
         The path written.
     """
     path = Path(path)
-    clash = sorted(set(ts.params) & {*_ROOT_ATTRS, "jaxfm_dt"})
+    clash = sorted(k for k in ts.params if k in _ROOT_ATTRS or k.startswith("jaxfm_"))
     if clash:
         raise ValueError(f"{path}: parameter names {clash} clash with The Well's root attributes")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,8 +197,13 @@ def _write_fields(f, ts: TrajectorySet) -> None:
     for w in fields:
         # one frame per chunk: windows read frames
         chunk = (1, 1, *ts.spatial_shape, *w.channels.shape)
-        d = groups[w.order].create_dataset(w.name, data=ts.data[..., w.channels], chunks=chunk)
+        data = ts.data[..., w.channels]
+        d = groups[w.order].create_dataset(w.name, data=data, chunks=chunk)
         _field_attrs(d, ts.n_spatial_dims)
+        if w.order == 2:  # The Well's tensor attributes
+            transposed = np.swapaxes(data, -1, -2)
+            d.attrs["symmetric"] = bool(np.array_equal(data, transposed))
+            d.attrs["antisymmetric"] = bool(np.array_equal(data, -transposed))
 
 
 def _field_attrs(d, n_sp):

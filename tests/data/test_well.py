@@ -1,6 +1,7 @@
 """The Well layout: round trip, layout keys, atomic writes, malformed files, NaN reporting;
 The Well's checker rules on every built-in system; the reader on files laid out as The Well's."""
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -180,6 +181,44 @@ def test_reads_a_file_written_by_the_wells_own_conventions(tmp_path):
     assert both.field_names == ("density", "velocity_x", "velocity_y", "obstacle")
     np.testing.assert_array_equal(both.read(1, 1, 4, 2)[..., 3], np.stack([mask[1]] * 2))
     np.testing.assert_array_equal(read_well(path, include_constants=True).data[..., 0], rho)
+
+
+def test_tensor_fields_round_trip_as_t2_fields(tmp_path):
+    ts = random_set(fields=("c", "D_xx", "D_xy", "D_yx", "D_yy"))
+    path = write_well(ts, tmp_path / "t2.hdf5")
+    with h5py.File(path) as f:
+        assert list(f["t2_fields"].attrs["field_names"]) == ["D"]
+        assert f["t2_fields/D"].shape == (5, 8, 6, 5, 2, 2)
+        np.testing.assert_array_equal(f["t2_fields/D"][..., 1, 0], ts.data[..., 3])
+        assert not f["t2_fields/D"].attrs["symmetric"]
+    assert well_violations(path) == []
+    back = read_well(path)
+    assert back.field_names == ts.field_names
+    np.testing.assert_array_equal(back.data, ts.data)
+
+
+def test_reads_files_of_older_jaxfm(tmp_path):
+    # before The Well's checkers were followed: <axis>_boundary groups, lower-case bc_type,
+    # parameters only in /scalars, no time_varying on dimensions/time
+    ts = random_set()
+    path = write_well(ts, tmp_path / "old.hdf5")
+    with h5py.File(path, "a") as f:
+        bcs = f["boundary_conditions"]
+        for axis in ("x", "y"):
+            bcs.move(f"{axis}_periodic", f"{axis}_boundary")
+            bcs[f"{axis}_boundary"].attrs["bc_type"] = "periodic"
+        del f.attrs["nu"], f["dimensions/time"].attrs["time_varying"]
+    back = read_well(path)
+    assert back.bc == ts.bc and back.field_names == ts.field_names
+    np.testing.assert_array_equal(back.data, ts.data)
+    np.testing.assert_allclose(back.params["nu"], ts.params["nu"], rtol=1e-6)
+
+
+def test_parameter_names_may_not_clash_with_root_attributes(tmp_path):
+    ts = random_set()
+    bad = dataclasses.replace(ts, params={"grid_type": np.ones(ts.n_traj)})
+    with pytest.raises(ValueError, match=r"parameter names \['grid_type'\] clash"):
+        write_well(bad, tmp_path / "a.hdf5")
 
 
 def test_one_dimensional_round_trip(tmp_path):
