@@ -467,7 +467,12 @@ class WellFile:
         for name in _str_list(f.attrs.get("simulation_parameters", [])):
             if name not in params and name in f.attrs:
                 v = np.asarray(f.attrs[name], np.float64).reshape(-1)
-                params[name] = v if v.shape == (self.n_traj,) else np.full(self.n_traj, v[0])
+                if v.size not in (1, self.n_traj):
+                    raise WellFormatError(
+                        f"{self.path}: root attribute {name!r} has {v.size} values, expected 1 "
+                        f"or n_trajectories={self.n_traj}"
+                    )
+                params[name] = v if v.size == self.n_traj else np.full(self.n_traj, v[0])
         self.params = params
         self._scalars = varying
         self.scalar_names = tuple(n for n, _ in varying)

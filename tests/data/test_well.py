@@ -3,6 +3,7 @@ The Well's checker rules on every built-in system; the reader on files laid out 
 
 import dataclasses
 import importlib.util
+import warnings
 from pathlib import Path
 
 import h5py
@@ -214,6 +215,16 @@ def test_reads_files_of_older_jaxfm(tmp_path):
     np.testing.assert_allclose(back.params["nu"], ts.params["nu"], rtol=1e-6)
 
 
+def test_root_parameter_of_the_wrong_length_is_reported(tmp_path):
+    m = write_shear_flow(tmp_path / "a.hdf5", np.random.default_rng(0))
+    with h5py.File(m.path, "a") as f:
+        del f["scalars/Schmidt"]
+        f["scalars"].attrs["field_names"] = ["Rayleigh"]
+        f.attrs["Schmidt"] = [1.0, 2.0, 3.0]
+    with pytest.raises(WellFormatError, match="root attribute 'Schmidt' has 3 values"):
+        WellFile(m.path)
+
+
 def test_parameter_names_may_not_clash_with_root_attributes(tmp_path):
     ts = random_set()
     bad = dataclasses.replace(ts, params={"grid_type": np.ones(ts.n_traj)})
@@ -261,8 +272,10 @@ def test_the_wells_own_checker_and_dataset_read_our_files(tmp_path):
         spec = importlib.util.spec_from_file_location("check_thewell_formatting", checker)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        for split in ("train", "valid", "test"):
-            module.check_hdf5_format(str(paths[split]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # its naming rules are warnings
+            for split in ("train", "valid", "test"):
+                module.check_hdf5_format(str(paths[split]))
     for norm in (ZScoreNormalization, RMSNormalization):
         ds = WellDataset(
             path=str(tmp_path / ts.system),
