@@ -10,7 +10,9 @@ The default registries are derived from the simulators' ``System`` declarations
 (:mod:`jaxfm.data.sim.system`), which also fix their order.
 
 The registry serialises to JSON (``{"kind": ..., "names": [...]}``); the trainer stores it with
-each checkpoint and restores it before building the model.
+each checkpoint and restores it before building the model. A field renamed since a checkpoint
+was saved keeps its id; :data:`FIELD_ALIASES` maps the old name to the new one when a saved
+field registry is read (:meth:`NameRegistry.from_json`, :meth:`NameRegistry.check_extends`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ assigned; :data:`jaxfm.data.sim.registry.MODULES`)."""
 N_FIELDS = len(DEFAULT_FIELDS)
 """Size of the built-in field vocabulary: the fewest embedding rows (``AViTConfig.n_fields``)
 a model needs for every simulated system."""
+
+
+FIELD_ALIASES: dict[str, str] = {
+    "concentration_A": "A",
+    "concentration_B": "B",
+}
+"""Old field name -> current name, for field registries saved before a rename. Gray-Scott's
+species took The Well's names (``gray_scott_reaction_diffusion``: fields ``A``, ``B``) at the
+same ids."""
+
+
+def canonical_field_names(names: Iterable[str]) -> list[str]:
+    """``names`` with every old name of :data:`FIELD_ALIASES` replaced by its current one."""
+    return [FIELD_ALIASES.get(n, n) for n in names]
 
 
 class NameRegistry:
@@ -104,8 +120,12 @@ class NameRegistry:
         return np.asarray([self.id(n) for n in names], np.int32)
 
     def check_extends(self, older: NameRegistry) -> None:
-        """Raise unless ``self`` keeps every id of ``older`` (same names at the same positions)."""
-        if self._names[: len(older)] != list(older.names):
+        """Raise unless ``self`` keeps every id of ``older`` (same names at the same positions;
+        a field's old name in ``older`` counts as its current one, :data:`FIELD_ALIASES`)."""
+        saved = list(older.names)
+        if self.kind == "field":
+            saved = canonical_field_names(saved)
+        if self._names[: len(older)] != saved:
             raise ValueError(
                 f"{self.kind} registry is not an append-only extension of the saved one: "
                 f"saved {list(older.names)}, current {self._names}"
@@ -117,11 +137,13 @@ class NameRegistry:
 
     @classmethod
     def from_json(cls, text: str) -> NameRegistry:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`; old field names are read as their current ones."""
         obj = json.loads(text)
         if not isinstance(obj, dict) or "names" not in obj:
             raise ValueError(f"registry JSON needs a 'names' list, got {text[:80]!r}")
-        return cls(obj["names"], kind=obj.get("kind", "field"))
+        kind = obj.get("kind", "field")
+        names = canonical_field_names(obj["names"]) if kind == "field" else obj["names"]
+        return cls(names, kind=kind)
 
 
 def default_field_registry(systems: Sequence[System] | None = None) -> NameRegistry:

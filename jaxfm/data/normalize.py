@@ -1,9 +1,18 @@
 """Per-field normalisation statistics, computed once on the train split and stored on disk.
 
-For every channel ``c``: ``mean``, ``std`` over all trajectories, frames and grid points of the
-train split, and ``mean_delta``, ``std_delta`` of the frame-to-frame difference (The Well's
-``stats.yaml`` keys; its vector fields hold one list per field, ours one entry per channel name,
-e.g. ``velocity_x``). Statistics are accumulated in float64.
+For every channel ``c``: ``mean``, ``std`` and ``rms`` (root mean square) over all
+trajectories, frames and grid points of the train split, and ``mean_delta``, ``std_delta``,
+``rms_delta`` of the frame-to-frame difference, accumulated in float64. These are the keys of
+The Well's ``stats.yaml``, which its ``ZScoreNormalization`` (mean, std and the delta pair) and
+``RMSNormalization`` (rms, rms_delta) read.
+
+On disk (:meth:`FieldStats.save`) the statistics are YAML, one entry per *Well field*, as The
+Well writes them: a number for a scalar field, a list per component for a vector field
+(``velocity: [vx, vy]``), nested lists for a tensor field (``D: [[xx, xy], [yx, yy]]``). In
+memory (:attr:`FieldStats.stats`) they are one entry per *channel* (``velocity_x``), which is
+how :class:`Normalizer` applies them. :meth:`FieldStats.load` reads both The Well's files and
+the older per-channel files jaxfm wrote (JSON, without ``rms``: it follows from
+``rms² = mean² + std²``). A time-constant field of The Well has no delta statistics.
 
 The same :class:`FieldStats` normalise every split (train, valid, test): there is deliberately
 no code path that computes statistics from the split being normalised (The Well issue #68 was a
@@ -19,42 +28,64 @@ from pathlib import Path
 
 import grain.python as grain
 import numpy as np
+import yaml
 
 from jaxfm.data.trajectories import TrajectorySet
+from jaxfm.data.well import well_fields
 
-KEYS = ("mean", "std", "mean_delta", "std_delta")
+KEYS = ("mean", "std", "rms", "mean_delta", "std_delta", "rms_delta")
 """Statistics stored per channel."""
 
+REQUIRED = ("mean", "std", "mean_delta", "std_delta")
+"""Keys a statistics file must have (``rms`` / ``rms_delta`` are derived when absent)."""
 
-def _per_channel(values: dict) -> dict[str, float]:
-    """``{name: value}``, with The Well's per-field component lists expanded to channels.
+_RMS_FROM = {"rms": ("mean", "std"), "rms_delta": ("mean_delta", "std_delta")}
+
+
+def _per_channel(values: dict) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """``{channel: value}`` with The Well's per-field component lists expanded to channels,
+    and the field each channel came from (``{field: channel names, shaped as its value}``).
 
     A vector field's list ``[vx, vy]`` becomes ``name_x``, ``name_y``; a tensor field's nested
     ``[[xx, xy], [yx, yy]]`` becomes ``name_xx``, ``name_xy``, ... (axes named x, y, z).
     """
-    out = {}
+    out, fields = {}, {}
     for name, v in values.items():
         a = np.asarray(v, np.float64)
-        if a.ndim == 0:
-            out[name] = float(a)
-            continue
+        names = np.empty(a.shape, object)
         for comp in np.ndindex(*a.shape):
-            out[f"{name}_{''.join('xyz'[c] for c in comp)}"] = float(a[comp])
-    return out
+            suffix = "".join("xyz"[c] for c in comp)
+            names[comp] = f"{name}_{suffix}" if comp else name
+            out[names[comp]] = float(a[comp])
+        fields[name] = names
+    return out, fields
 
 
 class FieldStats:
-    """Per-channel statistics.
+    """Per-channel statistics, saved per Well field (see the module docstring).
 
     Args:
-        stats: ``{key: {channel: float}}`` for every key of :data:`KEYS`.
+        stats: ``{key: {name: value}}`` for every key of :data:`REQUIRED` (and optionally
+            ``rms``, ``rms_delta``); names are channels with float values, or Well fields with
+            their component lists.
+        fields: ``{Well field: array of its channel names}`` for :meth:`save`; by default the
+            fields of ``stats`` as given (a channel given on its own is a field of its own).
     """
 
-    def __init__(self, stats: dict[str, dict[str, float]]):
-        for k in KEYS:
+    def __init__(self, stats: dict[str, dict], fields: dict[str, np.ndarray] | None = None):
+        for k in REQUIRED:
             if k not in stats:
                 raise ValueError(f"field statistics need key {k!r}, got {sorted(stats)}")
-        self.stats = {k: _per_channel(stats[k]) for k in KEYS}
+        self.stats, found = {}, {}
+        for k in KEYS:
+            if k in stats:
+                self.stats[k], seen = _per_channel(stats[k])
+                found.update(seen)
+        for k, (mk, sk) in _RMS_FROM.items():
+            if k not in self.stats:
+                m, s = self.stats[mk], self.stats[sk]
+                self.stats[k] = {n: float(np.hypot(m[n], s[n])) for n in m if n in s}
+        self.fields = dict(fields) if fields is not None else found
 
     def __repr__(self) -> str:
         return f"FieldStats(channels={sorted(self.stats['mean'])})"
@@ -66,11 +97,30 @@ class FieldStats:
         delta = np.diff(d, axis=1)
         out = {k: {} for k in KEYS}
         for i, n in enumerate(ts.field_names):
-            out["mean"][n] = d[..., i].mean()
-            out["std"][n] = d[..., i].std()
-            out["mean_delta"][n] = delta[..., i].mean() if delta.size else 0.0
-            out["std_delta"][n] = delta[..., i].std() if delta.size else 0.0
-        return cls(out)
+            for suffix, a in (("", d[..., i]), ("_delta", delta[..., i])):
+                empty = a.size == 0
+                out[f"mean{suffix}"][n] = 0.0 if empty else float(a.mean())
+                out[f"std{suffix}"][n] = 0.0 if empty else float(a.std())
+                out[f"rms{suffix}"][n] = 0.0 if empty else float(np.sqrt(np.mean(a * a)))
+        names = np.asarray(ts.field_names, object)
+        fields = {w.name: names[w.channels] for w in well_fields(ts.field_names, ts.axis_names)}
+        return cls(out, fields)
+
+    def well_stats(self) -> dict[str, dict]:
+        """``{key: {Well field: number or (nested) list}}``, as The Well's ``stats.yaml``.
+
+        A field is left out of a key that lacks one of its channels (e.g. the delta statistics
+        of a time-constant field).
+        """
+        out = {}
+        for k in KEYS:
+            table = self.stats[k]
+            out[k] = {
+                field: np.vectorize(table.get, otypes=[float])(names).tolist()
+                for field, names in self.fields.items()
+                if all(n in table for n in np.ravel(names))
+            }
+        return out
 
     def arrays(self, field_names, delta: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """float32 ``(mean, std)`` vectors for ``field_names`` (std floored, see module doc)."""
@@ -84,29 +134,33 @@ class FieldStats:
         return mean.astype(np.float32), std.astype(np.float32)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write as JSON (also valid YAML) to ``path``, atomically."""
+        """Write :meth:`well_stats` as YAML to ``path``, atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.stats, indent=1, sort_keys=True))
+        tmp.write_text(yaml.safe_dump(self.well_stats(), sort_keys=True))
         os.replace(tmp, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FieldStats:
-        """Read a file written by :meth:`save` (or any JSON/YAML with the same keys)."""
+        """Read a file written by :meth:`save`, by The Well, or by older jaxfm (JSON)."""
         path = Path(path)
         try:
-            obj = json.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: statistics file not found") from None
+        try:
+            # JSON first: PyYAML reads JSON's `1e-05` (no dot) as a string.
+            obj = json.loads(text)
         except json.JSONDecodeError:
-            import yaml  # The Well writes real YAML; ours is JSON.
-
-            obj = yaml.safe_load(path.read_text())
+            try:
+                obj = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not a YAML statistics file ({e})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}: statistics must be a mapping, got {type(obj).__name__}")
-        missing = [k for k in KEYS if k not in obj]
+        missing = [k for k in REQUIRED if k not in obj]
         if missing:
             raise ValueError(f"{path}: missing key {missing[0]!r} in statistics")
         return cls(obj)

@@ -14,6 +14,7 @@ import pytest
 from jaxfm.data.fields import (
     DEFAULT_FIELDS,
     DEFAULT_SYSTEMS,
+    FIELD_ALIASES,
     N_FIELDS,
     NameRegistry,
     default_field_registry,
@@ -27,7 +28,8 @@ from jaxfm.data.well import read_well, write_well
 from jaxfm.tasks.surrogate import pipeline
 
 #: Field ids as first assigned, which saved checkpoints' embedding rows encode. The derived
-#: vocabulary may grow at the end but must keep these positions.
+#: vocabulary may grow at the end but must keep these positions. Gray-Scott's fields have
+#: since taken The Well's names A and B (same ids; FIELD_ALIASES reads the old names).
 CHECKPOINT_FIELD_IDS = (
     "h",
     "velocity_x",
@@ -75,6 +77,23 @@ def test_unknown_and_duplicate_names_fail_loudly():
 
 def test_field_ids_of_saved_checkpoints_are_kept():
     default_field_registry().check_extends(NameRegistry(CHECKPOINT_FIELD_IDS))
+
+
+def test_gray_scott_uses_the_wells_field_names_with_the_old_ids():
+    reg = default_field_registry()
+    assert SIMULATORS["gray_scott"].system.fields == ("A", "B")
+    old = NameRegistry(CHECKPOINT_FIELD_IDS)
+    assert (reg.id("A"), reg.id("B")) == (old.id("concentration_A"), old.id("concentration_B"))
+    assert FIELD_ALIASES == {"concentration_A": "A", "concentration_B": "B"}
+    # a registry saved with the old names reads back with the new ones, ids unchanged
+    saved = NameRegistry.from_json(old.to_json())
+    assert saved.names[8:10] == ("A", "B") and saved.names[:8] == CHECKPOINT_FIELD_IDS[:8]
+    reg.check_extends(saved)
+    # a system registry never renames
+    systems = NameRegistry(["concentration_A"], kind="system")
+    assert NameRegistry.from_json(systems.to_json()).names == ("concentration_A",)
+    with pytest.raises(ValueError, match="append-only"):
+        reg.check_extends(NameRegistry(["h", "A", "velocity_x"]))
 
 
 # ----------------------------------------------------------------------------- simulators

@@ -11,8 +11,9 @@ kernel ``exp(-D |k|² t)``, which the tests check.
 
 Each trajectory draws a pattern regime (The Well's six (F, k) pairs, recorded as ``F`` and
 ``k``) and starts from ``A = 1, B = 0`` with a few random Gaussian seeds where ``B ≈ 0.5``,
-``A ≈ 0.5``. Domain ``[-1, 1]²``. Output fields ``concentration_A``, ``concentration_B``:
-``(n_traj, n_steps, n, n, 2)``.
+``A ≈ 0.5``. Domain ``[-1, 1]²``. Output fields ``A``, ``B`` (The Well's names; the field
+registry reads the former ``concentration_A``, ``concentration_B`` of saved checkpoints as
+these, :data:`jaxfm.data.fields.FIELD_ALIASES`): ``(n_traj, n_steps, n, n, 2)``.
 """
 
 import dataclasses
@@ -61,7 +62,7 @@ class GrayScottConfig:
 
 SYSTEM = System(
     "gray_scott",
-    fields=("concentration_A", "concentration_B"),
+    fields=("A", "B"),
     bc=("periodic", "periodic"),
     config=GrayScottConfig(),
     description="2-D Gray-Scott reaction-diffusion, IMEX spectral, periodic",
