@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 
 from jaxfm.data.trajectories import TrajectorySet
-from jaxfm.data.well import SPLITS, WellFile, split_counts
+from jaxfm.data.well import SPLITS, WellFile, split_counts, well_split_files
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 """File name endings taken for HDF5 files in a directory."""
@@ -301,14 +301,6 @@ def file_entry(trajs, kind: str) -> DataEntry:
     return DataEntry(str(trajs.path), kind, splits)
 
 
-def well_split_files(root: str | os.PathLike, split: str) -> list[Path]:
-    """The HDF5 files of split folder ``root/data/<split>``, sorted by name ([] if absent)."""
-    folder = Path(root) / "data" / split
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix in HDF5_SUFFIXES and p.is_file())
-
-
 def is_well_dataset(path: Path) -> bool:
     """True for a directory holding a ``data/`` folder of split folders."""
     return (path / "data").is_dir() and any((path / "data" / s).is_dir() for s in SPLITS)
@@ -318,14 +310,13 @@ def dataset_entry(root: Path, progress: bool = True) -> DataEntry:
     """A Well dataset directory: train, valid (and test, when present) split folders."""
     splits = {}
     for split in SPLITS:
-        files = well_split_files(root, split)
-        if not files:
-            if split in ("train", "valid"):
-                raise DataPathError(
-                    f"{root}: no {split} files (expected {root / 'data' / split}/*.hdf5)"
-                )
-            splits[split] = None
+        if split == "test" and not (root / "data" / split).is_dir():
+            splits[split] = None  # test is optional
             continue
+        try:
+            files = well_split_files(root, split)
+        except (FileNotFoundError, ValueError) as e:
+            raise DataPathError(str(e)) from None
         opened = open_files(files, f"{root.name}/{split}", WellFile, progress)
         splits[split] = (
             opened[0] if len(opened) == 1 else TrajectoryConcat(opened, str(files[0].parent))
@@ -350,7 +341,11 @@ def resolve_path(path: str | os.PathLike, progress: bool = True) -> list[DataEnt
     children = sorted(p for p in path.iterdir() if p.is_dir() and is_well_dataset(p))
     if children:
         return [dataset_entry(p, progress) for p in children]
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in HDF5_SUFFIXES)
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix in HDF5_SUFFIXES and not p.name.startswith(".")
+    )  # hidden names: the temporary files of unfinished writes
     if files:
         opened = open_files(files, path.name, progress=progress)
         return [

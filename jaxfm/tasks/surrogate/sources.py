@@ -47,7 +47,12 @@ from jaxfm.data.catalog import (
     TrajectorySlice,
     resolve_path,
 )
-from jaxfm.data.fields import NameRegistry, default_field_registry, default_system_registry
+from jaxfm.data.fields import (
+    NameRegistry,
+    canonical_field_names,
+    default_field_registry,
+    default_system_registry,
+)
 from jaxfm.data.sim.registry import SIMULATORS, simulate
 from jaxfm.data.well import SPLITS, WellFile, write_well
 
@@ -222,6 +227,8 @@ def run_registry(
             on (resume, init_from, rollout evaluation); the checkpoint is named in the error.
     """
     reg = NameRegistry(default.names, kind=default.kind)
+    if default.kind == "field":  # a field renamed since the save keeps its id
+        saved = [(where, canonical_field_names(names)) for where, names in saved]
     for _, names in saved:
         reg.extend(names)
     reg.extend(found)

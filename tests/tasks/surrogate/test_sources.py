@@ -13,7 +13,7 @@ from jaxfm.ckpt.manager import Checkpointer
 from jaxfm.config import ExperimentConfig
 from jaxfm.data import catalog
 from jaxfm.data.catalog import DataPathError, TrajectoryConcat, TrajectorySlice
-from jaxfm.data.fields import DEFAULT_FIELDS, DEFAULT_SYSTEMS
+from jaxfm.data.fields import DEFAULT_FIELDS, DEFAULT_SYSTEMS, FIELD_ALIASES
 from jaxfm.data.pdebench import PDEBenchFile
 from jaxfm.data.well import WellFile, write_dataset, write_well
 from jaxfm.models.surrogate import avit_config
@@ -31,6 +31,9 @@ def corpus(tmp_path):
     write_dataset(trajs("navier_stokes", NS), root)
     write_dataset(trajs("mhd", MHD, bc=("wall", "periodic")), root)
     return root
+
+
+FIELD_ALIASES_INV = {new: old for old, new in FIELD_ALIASES.items()}
 
 
 def _counts(system_data):
@@ -178,7 +181,7 @@ def test_unknown_kinds_are_one_line_errors(tmp_path):
         _resolve(one, tmp_path=tmp_path)
     only_train = tmp_path / "half"
     write_well(trajs("mhd", MHD, n=2), only_train / "data" / "train" / "mhd.hdf5")
-    with pytest.raises(DataPathError, match=r"half: no valid files"):
+    with pytest.raises(DataPathError, match=r"half: no split 'valid' .*have: train"):
         _resolve(only_train, tmp_path=tmp_path)
 
 
@@ -236,6 +239,11 @@ def test_saved_registries_are_extended_and_a_renumbered_one_is_refused(tmp_path)
     data = build_data(_cfg(path), 8, 0, str(tmp_path / "run"), saved=[saved], progress=False)
     assert data.fields.names == DEFAULT_FIELDS + ("vorticity", "temperature")
     assert data.systems.names == DEFAULT_SYSTEMS + ("vortex", "heat")
+    # a field renamed since the save (Gray-Scott's species) keeps its id, no new row
+    old_names = [FIELD_ALIASES_INV.get(n, n) for n in DEFAULT_FIELDS]
+    assert old_names != list(DEFAULT_FIELDS)
+    data = build_data(_cfg(path), 8, 0, "r", saved=[{"fields": old_names}], progress=False)
+    assert data.fields.names == DEFAULT_FIELDS + ("temperature",)
     renumbered = {"fields": ["velocity_x", "h"], "checkpoint": "runs/old"}
     with pytest.raises(
         ValueError,
