@@ -41,6 +41,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from jaxfm.data.pdebench import PDEBenchFile, PDEBenchFormatError
 from jaxfm.data.trajectories import TrajectorySet
 from jaxfm.data.well import SPLITS, WellFile, split_counts, well_split_files
 
@@ -204,24 +205,16 @@ def is_well_file(path: str | os.PathLike) -> bool:
         raise DataPathError(f"{path}: not a readable HDF5 file") from None
 
 
-def open_pdebench(path: str | os.PathLike):
-    """A PDEBench file, lazily (:class:`jaxfm.data.pdebench.PDEBenchFile`, layout by content)."""
-    from jaxfm.data.pdebench import PDEBenchFile
-
-    return PDEBenchFile(path)
-
-
 def open_data_file(path: str | os.PathLike):
-    """A lazy trajectory collection of one HDF5 file, The Well's layout or PDEBench's."""
-    from jaxfm.data.pdebench import PDEBenchFormatError
-
+    """A lazy trajectory collection of one HDF5 file: a :class:`WellFile` or a
+    :class:`PDEBenchFile` (whose layout is read from the keys)."""
     path = Path(path)
     if not path.is_file():
         raise DataPathError(f"{path}: no such file")
     if is_well_file(path):
         return WellFile(path)
     try:
-        return open_pdebench(path)
+        return PDEBenchFile(path)
     except PDEBenchFormatError as e:
         raise DataPathError(
             f"{e} (nor is it The Well's layout: no 'dimensions' and 't0_fields' groups)"
@@ -327,13 +320,16 @@ def dataset_entry(root: Path, progress: bool = True) -> DataEntry:
     return DataEntry(str(root), "well_dataset", splits)
 
 
+def _file_kind(trajs) -> str:
+    return "well_file" if isinstance(trajs, WellFile) else "pdebench_file"
+
+
 def resolve_path(path: str | os.PathLike, progress: bool = True) -> list[DataEntry]:
     """The entries of one data path (see the module table)."""
     path = Path(path)
     if path.is_file():
         trajs = open_data_file(path)
-        kind = "well_file" if isinstance(trajs, WellFile) else "pdebench_file"
-        return [file_entry(trajs, kind)]
+        return [file_entry(trajs, _file_kind(trajs))]
     if not path.is_dir():
         raise DataPathError(f"{path}: no such file or directory")
     if is_well_dataset(path):
@@ -348,10 +344,7 @@ def resolve_path(path: str | os.PathLike, progress: bool = True) -> list[DataEnt
     )  # hidden names: the temporary files of unfinished writes
     if files:
         opened = open_files(files, path.name, progress=progress)
-        return [
-            file_entry(t, "well_file" if isinstance(t, WellFile) else "pdebench_file")
-            for t in opened
-        ]
+        return [file_entry(t, _file_kind(t)) for t in opened]
     raise DataPathError(
         f"{path}: holds no data: neither a Well dataset (data/<split>/*.hdf5), a folder of "
         f"such datasets, nor HDF5 files ({', '.join(HDF5_SUFFIXES)})"
