@@ -113,6 +113,7 @@ class TrajectoryConcat:
     def __init__(self, parts: Sequence, name: str):
         if not parts:
             raise DataPathError(f"{name}: no trajectories")
+        self.parts, self.path = list(parts), name
         first = parts[0]
         for p in parts[1:]:
             for key in ("system", "field_names", "n_steps", "spatial_shape", "bc"):
@@ -122,7 +123,6 @@ class TrajectoryConcat:
                         f"{name}: {p.path} has {key} {b!r} but {first.path} has {a!r}; one "
                         f"dataset needs one {key}"
                     )
-        self.parts, self.path = list(parts), name
         for key in ("system", "field_names", "n_steps", "spatial_shape", "dt", "coords", "bc"):
             setattr(self, key, getattr(first, key))
         self.axis_names = tuple(getattr(first, "axis_names", ("x", "y", "z")[: len(self.coords)]))

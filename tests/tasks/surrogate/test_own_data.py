@@ -46,6 +46,33 @@ def test_a_smaller_vocabulary_is_restored_as_saved_then_grown():
     assert not np.any(model.destem.out_kernel[...][..., 12:])
 
 
+def test_init_from_a_smaller_vocabulary_restores_and_grows(tmp_path):
+    from jaxfm.ckpt.manager import Checkpointer
+    from jaxfm.config import to_dict
+    from jaxfm.parallel.mesh import make_mesh
+    from jaxfm.parallel.options import ParallelConfig
+    from jaxfm.train.loop import _load_params
+    from jaxfm.train.options import TrainConfig
+    from jaxfm.train.step import Engine
+
+    mesh = make_mesh(ParallelConfig())
+
+    def engine(n_fields):
+        return Engine(_task(n_fields), TrainConfig(), None, None, mesh, "dp")
+
+    small = engine(12)
+    state = small.init(0)
+    ckpt = Checkpointer(str(tmp_path / "pre" / "checkpoints"))
+    ckpt.save(1, state, meta={"config": {"model": to_dict(small.task.cfg)}})
+    ckpt.close()
+    big = engine(13)
+    loaded = _load_params(str(tmp_path / "pre"), big)
+    before, after = small.model(state), big.model({**big.init(1), **loaded})
+    assert after.n_fields == 13
+    np.testing.assert_array_equal(after.fields.kernel[...][:12], before.fields.kernel[...])
+    np.testing.assert_array_equal(after.stem.kernels[0][...], before.stem.kernels[0][...])
+
+
 def _main(module, cls, argv):
     return module.main(cli(cls, module.PRESETS, argv))
 

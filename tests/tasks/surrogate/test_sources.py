@@ -3,6 +3,7 @@ errors, and that nothing is loaded beyond what a window or a rollout reads (no s
 no compile: synthetic files)."""
 
 import dataclasses
+import pickle
 
 import h5py
 import jax.numpy as jnp
@@ -317,6 +318,18 @@ def test_pdebench_files_are_not_loaded_either(tmp_path, monkeypatch):
     reads.clear()
     traj, _ = pipeline._padded_trajectories(data.held_out["compressible_m1"], 4, data.fields, 1, 6)
     assert traj.shape == (1, 6, GRID, GRID, 4) and reads == [(16, 0, 6)]  # 16 / 2 / 2
+
+
+def test_sources_pickle_into_workers_without_open_files(corpus, tmp_path):
+    cfd = cfd_file(tmp_path / CFD_NAME)
+    heat = write_well(trajs("heat", ("temperature",), n=4), tmp_path / "heat.hdf5")
+    data = build_data(_cfg(corpus, cfd, heat), 8, 0, str(tmp_path / "r"), progress=False)
+    for i in range(0, len(data.eval), 5):
+        data.eval[i]  # every file now has an open handle in this process
+    train, ev = pickle.loads(pickle.dumps((data.train, data.eval)))
+    for i in range(0, len(data.eval), 5):
+        np.testing.assert_array_equal(ev[i]["x"], data.eval[i]["x"])
+    np.testing.assert_array_equal(train[3]["y"], data.train[3]["y"])
 
 
 def test_indexing_many_files_shows_count_and_eta(tmp_path, capsys):
