@@ -25,6 +25,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -125,6 +126,22 @@ class Checkpointer:
         """Steps of complete checkpoints, newest first."""
         self._manager.reload()
         return sorted(self._manager.all_steps(), reverse=True)
+
+    def best_step(self) -> int | None:
+        """Step of the checkpoint with the best ``cfg.best_metric`` (``cfg.best_mode``), or
+        None when no checkpoint recorded that metric (e.g. a run without evaluation)."""
+        metric, scored = self.cfg.best_metric, {}
+        for step in self.steps():
+            try:
+                m = self._manager.metrics(step)
+            except Exception:  # noqa: BLE001 -- a checkpoint without readable metrics
+                m = None
+            if m and metric in m and np.isfinite(float(m[metric])):
+                scored[step] = float(m[metric])
+        if not scored:
+            return None
+        pick = min if self.cfg.best_mode == "min" else max
+        return pick(scored, key=lambda s: (scored[s], -s))
 
     def restore(
         self, abstract_state: Any, *, data_iter: Any = None, step: int | None = None
