@@ -194,6 +194,25 @@ def train(cfg: SurrogateExperiment) -> dict:
     return write_results(cfg.workdir, {"rollout": roll, **results})
 
 
+def eval_windows(data: PDEData, train_cfg: Any):
+    """The eval windows a run of ``train_cfg`` scores: the whole held-out split, or with
+    ``eval_batches`` set, that many batches' worth split equally over the systems."""
+    cap = train_cfg.eval_batches * train_cfg.batch_size
+    return data.eval.limit(cap) if cap and len(data.eval) > cap else data.eval
+
+
+def score_one_step(task: SurrogateTask, model, source, batch_size: int) -> dict[str, float]:
+    """One-step errors of ``model`` on every window of ``source`` (no ``eval/`` prefix): per
+    system, per field and the mean over systems, exactly as the training engine reports
+    them (:meth:`SurrogateTask.eval_summary`), plus ``windows``."""
+    from jaxfm.train.loop import collect_examples
+
+    graphdef, state = nnx.split(model)
+    step = jax.jit(lambda st, b: task.eval_examples(nnx.merge(graphdef, st), b))
+    rows = collect_examples(lambda b: step(state, b), source, batch_size=batch_size)
+    return task.eval_summary(rows)
+
+
 # ----------------------------------------------------------------------------- rollouts
 
 
