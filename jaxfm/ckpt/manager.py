@@ -48,6 +48,10 @@ def checkpoint_dir(path: str) -> str:
     return sub if os.path.isdir(sub) else path
 
 
+SCORE_KEY = "checkpoint_metrics"
+"""Metadata key of the ``ckpt.best_metric`` value a checkpoint was saved with."""
+
+
 class Checkpointer:
     """Saves and restores train state, data-iterator state and metadata under ``directory``.
 
@@ -101,11 +105,14 @@ class Checkpointer:
         items = {STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
-        if meta is not None:
-            items[META] = ocp.args.JsonSave(meta)
         best = None
         if metrics is not None and self.cfg.best_metric in metrics:
             best = {self.cfg.best_metric: float(metrics[self.cfg.best_metric])}
+            # Also in the metadata: orbax keeps the ranking metric in memory only, and a
+            # later reader (best_step) must find it on disk.
+            meta = {**(meta or {}), SCORE_KEY: best}
+        if meta is not None:
+            items[META] = ocp.args.JsonSave(meta)
         if step in self._manager.all_steps():
             log.info("checkpoint %d already exists; not saving it again", step)
             return
@@ -133,10 +140,10 @@ class Checkpointer:
         metric, scored = self.cfg.best_metric, {}
         for step in self.steps():
             try:
-                m = self._manager.metrics(step)
-            except Exception:  # noqa: BLE001 -- a checkpoint without readable metrics
-                m = None
-            if m and metric in m and np.isfinite(float(m[metric])):
+                m = (self._restore_meta(step) or {}).get(SCORE_KEY) or {}
+            except Exception:  # noqa: BLE001 -- unreadable metadata: not a candidate
+                m = {}
+            if metric in m and np.isfinite(float(m[metric])):
                 scored[step] = float(m[metric])
         if not scored:
             return None
