@@ -1,5 +1,5 @@
-"""Released MPP checkpoints as jaxfm runs: read the file, renumber the field rows, write a
-workdir that ``--init_from`` and the rollout evaluation take like one of our pretraining runs.
+"""Released MPP checkpoints for jaxfm: read the file, renumber the field rows to a jaxfm
+field registry (the workdir writer is :mod:`jaxfm.tasks.surrogate.mpp_import`).
 
 Design note. MPP's released AViTs were trained with ``use_all_fields`` (its
 ``config/mpp_avit_*_config.yaml``; ``tie_fields`` off), which numbers the embedding rows by
@@ -19,17 +19,13 @@ for incompressible ones. Names MPP never saw (``concentration_A/B``, ``u``) keep
 initialisation of a new model, as fields appended for fine-tuning do in MPP; so do the rows
 beyond the registry.
 
-:func:`import_mpp` writes ``WORKDIR/config.json`` (a :class:`SurrogateExperiment` whose
-``model.avit`` is the checkpoint's architecture) and an Orbax checkpoint (step 0) with the
-same state layout and metadata (config, field and system registries) as
-:func:`jaxfm.train.run` saves, plus ``WORKDIR/results.json["mpp_import"]`` recording the file,
-the row map and ``prefer``.
+The field registry is an argument (``fields``: names in id order, e.g.
+``jaxfm.data.fields.DEFAULT_FIELDS``) so this module stays below the data layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -37,15 +33,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer
-from jaxfm.config import to_dict
-from jaxfm.data.fields import DEFAULT_FIELDS, NameRegistry
 from jaxfm.models.mpp_convert import ConversionError, convert_mpp, unwrap_state_dict
 from jaxfm.models.surrogate import AViT, AViTConfig
 from jaxfm.models.torch_checkpoint import read_torch_checkpoint
-from jaxfm.parallel.mesh import make_mesh
-from jaxfm.train import write_results
-from jaxfm.train.step import Engine, split_model
 
 #: MPP's data sets in ``DSET_NAME_TO_OBJECT`` order (the order of their rows).
 MPP_SYSTEMS = ("swe", "incompNS", "diffre2d", "compNS")
@@ -79,9 +69,7 @@ def load_mpp_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {k.removeprefix("module."): np.asarray(v) for k, v in sd.items()}
 
 
-def field_rows(
-    fields: Sequence[str] = DEFAULT_FIELDS, prefer: str = DEFAULT_PREFER
-) -> dict[int, int]:
+def field_rows(fields: Sequence[str], prefer: str = DEFAULT_PREFER) -> dict[int, int]:
     """jaxfm field id -> MPP row, for every field of ``fields`` (id order) that MPP has.
 
     A name MPP has in several data sets takes the row of ``prefer``, else the first one.
@@ -130,7 +118,7 @@ def remap_field_rows(
 def import_mpp_model(
     state_dict_or_checkpoint: Mapping,
     *,
-    fields: Sequence[str] = DEFAULT_FIELDS,
+    fields: Sequence[str],
     prefer: str = DEFAULT_PREFER,
     n_fields: int | None = None,
     seed: int = 0,
@@ -178,79 +166,3 @@ def architecture_flags(avit: AViTConfig) -> list[str]:
             text = str(value)
         out += [f"--model.avit.{name}", text]
     return out
-
-
-def import_mpp(path: str, workdir: str, template, *, prefer: str = DEFAULT_PREFER) -> dict:
-    """Writes ``workdir`` as a jaxfm surrogate run holding MPP checkpoint ``path``.
-
-    Args:
-      path: MPP's ``torch.save`` file.
-      workdir: the run directory to write (must not hold checkpoints yet).
-      template: a :class:`~jaxfm.tasks.surrogate.pipeline.SurrogateExperiment` giving every
-        section but the architecture (data systems for rollouts, training settings for a
-        later fine-tuning, non-architecture ``model.avit`` fields such as ``attn_impl``).
-      prefer: MPP data set whose rows the shared velocity fields take.
-
-    Returns:
-      The ``mpp_import`` record written to ``WORKDIR/results.json``.
-    """
-    from jaxfm.tasks.surrogate.pipeline import check_field_slots
-    from jaxfm.tasks.surrogate.task import SurrogateTask
-
-    sd = load_mpp_state_dict(path)
-    keep = {
-        f.name: getattr(template.model.avit, f.name)
-        for f in dataclasses.fields(AViTConfig)
-        if f.name not in ARCHITECTURE_FIELDS
-    }
-    registry = NameRegistry(DEFAULT_FIELDS, kind="field")
-    model = import_mpp_model(
-        sd,
-        fields=registry.names,
-        prefer=prefer,
-        n_fields=max(template.model.avit.n_fields, len(registry)),
-        seed=template.train.seed,
-        **keep,
-    )
-    workdir = os.path.abspath(workdir)
-    ckdir = os.path.join(workdir, CKPT_DIR)
-    if os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir)):
-        raise ConversionError(f"{workdir} already holds checkpoints; import into a new workdir")
-    run_cfg = dataclasses.replace(
-        template,
-        workdir=workdir,
-        init_from=None,
-        model=dataclasses.replace(template.model, arch="avit", avit=model.cfg),
-    )
-    check_field_slots(run_cfg.model, len(registry))
-    task = SurrogateTask(run_cfg.model)
-    mesh = make_mesh(run_cfg.parallel)
-    engine = Engine(task, run_cfg.train, None, None, mesh, run_cfg.parallel.strategy)
-    state = engine.init(run_cfg.train.seed)
-    _, params, frozen, _ = split_model(model, task)
-    for part, tree in (("params", params), ("frozen", frozen)):
-        state[part] = jax.device_put(nnx.to_pure_dict(tree), engine.state_sharding[part])
-    config = to_dict(run_cfg)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
-    meta = {
-        "config": config,
-        "fields": list(registry.names),
-        "systems": list(template.data.systems),
-    }
-    ckpt = Checkpointer(ckdir, run_cfg.ckpt)
-    try:
-        ckpt.save(0, state, meta=meta)
-    finally:
-        ckpt.close()
-    rows = field_rows(registry.names, prefer)
-    record = {
-        "source": os.path.abspath(path),
-        "prefer": prefer,
-        "field_rows": {registry.names[j]: r for j, r in rows.items()},
-        "fresh_rows": [n for j, n in enumerate(registry.names) if j not in rows],
-        "architecture_flags": architecture_flags(model.cfg),
-    }
-    write_results(workdir, {"mpp_import": record})
-    return record

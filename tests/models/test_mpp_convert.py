@@ -162,7 +162,7 @@ def test_compressible_sample_with_jaxfm_ids_matches_mpp_with_mpp_ids(released):
     want = mpp_forward(released, x, np.array(MPP_COMPNS_IDS), np.array([1, 1]), heads=2)
     reg = default_field_registry()
     ids = reg.ids(COMPRESSIBLE)  # jaxfm: 1, 2, 6, 7
-    model = import_mpp_model(released, prefer="compNS")
+    model = import_mpp_model(released, fields=DEFAULT_FIELDS, prefer="compNS")
     assert model.n_fields == 12
     got = _ours(model, x, ids, [True, True])
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * np.abs(want).max())
@@ -175,12 +175,14 @@ def test_incompressible_sample_takes_incompns_rows(released):
     x = _sample(3, seed=4)
     want = mpp_forward(released, x, np.array(MPP_INCOMPNS_IDS), np.array([0, 0]), heads=2)
     ids = default_field_registry().ids(INCOMPRESSIBLE)
-    got = _ours(import_mpp_model(released, prefer="incompNS"), x, ids, [False, False])
+    got = _ours(
+        import_mpp_model(released, fields=DEFAULT_FIELDS, prefer="incompNS"), x, ids, [False, False]
+    )
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * np.abs(want).max())
 
 
 def test_fields_mpp_never_saw_keep_a_fresh_initialisation(released):
-    model = import_mpp_model(released, prefer="compNS", seed=7)
+    model = import_mpp_model(released, fields=DEFAULT_FIELDS, prefer="compNS", seed=7)
     fresh = AViT(model.cfg, rngs=nnx.Rngs(7))
     kernel, out = np.asarray(model.fields.kernel[...]), np.asarray(model.destem.out_kernel[...])
     for j in (8, 9, 10, 11):  # concentration_A, concentration_B, u, the spare row
@@ -256,7 +258,7 @@ def test_import_command_then_finetune_and_rollout(tmp_path, capsys):
     assert run_cfg.model.avit.periodic_wrap == "mpp" and not run_cfg.model.avit.delta
     assert os.listdir(imported / "checkpoints") == ["0"]
     saved = load_model(str(imported), SurrogateTask(run_cfg.model), run_cfg)
-    want = import_mpp_model(sd, prefer="compNS", seed=0)
+    want = import_mpp_model(sd, fields=DEFAULT_FIELDS, prefer="compNS", seed=0)
     np.testing.assert_array_equal(
         np.asarray(saved.fields.kernel[...]), np.asarray(want.fields.kernel[...])
     )

@@ -1,24 +1,50 @@
-"""The MPP checkpoint import command (``experiments.mpp_import``): its config, presets and
-argument handling; the import itself is :func:`jaxfm.models.mpp_checkpoint.import_mpp`.
+"""The MPP checkpoint import (``experiments.mpp_import``): :func:`import_mpp` writes a released
+MPP checkpoint as a jaxfm surrogate run; the command's config, presets and arguments.
 
 ``python -m experiments.mpp_import [PRESET] FILE --workdir W [overrides]``: the preset
 (default ``default``) gives the data the imported run names (the systems a rollout of W
 evaluates) and the non-architecture model fields; the architecture comes from FILE.
+
+:func:`import_mpp` writes ``WORKDIR/config.json`` (a :class:`SurrogateExperiment` whose
+``model.avit`` is the checkpoint's architecture) and an Orbax checkpoint (step 0) with the
+state layout and metadata (config, field and system registries) that :func:`jaxfm.train.run`
+saves, so ``--init_from WORKDIR`` and ``experiments.surrogate_rollout`` take it like one of our
+pretraining runs; ``WORKDIR/results.json["mpp_import"]`` records the file, the row map
+(:func:`jaxfm.models.mpp_checkpoint.field_rows`) and ``prefer``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import shlex
 from collections.abc import Sequence
 from typing import Literal
 
-from jaxfm.config import cli
-from jaxfm.models.mpp_checkpoint import DEFAULT_PREFER, import_mpp
+import jax
+from flax import nnx
+
+from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer
+from jaxfm.config import cli, to_dict
+from jaxfm.data.fields import DEFAULT_FIELDS, NameRegistry
+from jaxfm.models.mpp_checkpoint import (
+    ARCHITECTURE_FIELDS,
+    DEFAULT_PREFER,
+    architecture_flags,
+    field_rows,
+    import_mpp_model,
+    load_mpp_state_dict,
+)
+from jaxfm.models.mpp_convert import ConversionError
+from jaxfm.models.surrogate import AViTConfig
+from jaxfm.parallel.mesh import make_mesh
 from jaxfm.parallel.options import ParallelConfig
-from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, SurrogateExperiment
+from jaxfm.tasks.surrogate.pipeline import PDEDataConfig, SurrogateExperiment, check_field_slots
 from jaxfm.tasks.surrogate.presets import finetune_m1, finetune_smoke
-from jaxfm.tasks.surrogate.task import SurrogateTaskConfig
+from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
+from jaxfm.train import write_results
+from jaxfm.train.step import Engine, split_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,4 +124,79 @@ def run_import(cfg: ImportConfig) -> dict:
         f"{flags}\n"
         f"roll out:  python -m experiments.surrogate_rollout default --workdir {cfg.workdir}"
     )
+    return record
+
+
+def import_mpp(
+    path: str, workdir: str, template: SurrogateExperiment, *, prefer: str = DEFAULT_PREFER
+) -> dict:
+    """Writes ``workdir`` as a jaxfm surrogate run holding MPP checkpoint ``path``.
+
+    Args:
+      path: MPP's ``torch.save`` file.
+      workdir: the run directory to write (must not hold checkpoints yet).
+      template: a :class:`SurrogateExperiment` giving every
+        section but the architecture (data systems for rollouts, training settings for a
+        later fine-tuning, non-architecture ``model.avit`` fields such as ``attn_impl``).
+      prefer: MPP data set whose rows the shared velocity fields take.
+
+    Returns:
+      The ``mpp_import`` record written to ``WORKDIR/results.json``.
+    """
+    sd = load_mpp_state_dict(path)
+    keep = {
+        f.name: getattr(template.model.avit, f.name)
+        for f in dataclasses.fields(AViTConfig)
+        if f.name not in ARCHITECTURE_FIELDS
+    }
+    registry = NameRegistry(DEFAULT_FIELDS, kind="field")
+    model = import_mpp_model(
+        sd,
+        fields=registry.names,
+        prefer=prefer,
+        n_fields=max(template.model.avit.n_fields, len(registry)),
+        seed=template.train.seed,
+        **keep,
+    )
+    workdir = os.path.abspath(workdir)
+    ckdir = os.path.join(workdir, CKPT_DIR)
+    if os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir)):
+        raise ConversionError(f"{workdir} already holds checkpoints; import into a new workdir")
+    run_cfg = dataclasses.replace(
+        template,
+        workdir=workdir,
+        init_from=None,
+        model=dataclasses.replace(template.model, arch="avit", avit=model.cfg),
+    )
+    check_field_slots(run_cfg.model, len(registry))
+    task = SurrogateTask(run_cfg.model)
+    mesh = make_mesh(run_cfg.parallel)
+    engine = Engine(task, run_cfg.train, None, None, mesh, run_cfg.parallel.strategy)
+    state = engine.init(run_cfg.train.seed)
+    _, params, frozen, _ = split_model(model, task)
+    for part, tree in (("params", params), ("frozen", frozen)):
+        state[part] = jax.device_put(nnx.to_pure_dict(tree), engine.state_sharding[part])
+    config = to_dict(run_cfg)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    meta = {
+        "config": config,
+        "fields": list(registry.names),
+        "systems": list(template.data.systems),
+    }
+    ckpt = Checkpointer(ckdir, run_cfg.ckpt)
+    try:
+        ckpt.save(0, state, meta=meta)
+    finally:
+        ckpt.close()
+    rows = field_rows(registry.names, prefer)
+    record = {
+        "source": os.path.abspath(path),
+        "prefer": prefer,
+        "field_rows": {registry.names[j]: r for j, r in rows.items()},
+        "fresh_rows": [n for j, n in enumerate(registry.names) if j not in rows],
+        "architecture_flags": architecture_flags(model.cfg),
+    }
+    write_results(workdir, {"mpp_import": record})
     return record
