@@ -342,7 +342,11 @@ class GalaxySource:
 
 
 def load_splits(
-    cfg: GalaxyConfig, *, limit: int | None = None, keys: tuple[str, ...] | None = None
+    cfg: GalaxyConfig,
+    *,
+    limit: int | None = None,
+    keys: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(train, eval) records in memory: read from ``cfg.path`` or generated from ``cfg.seed``.
 
@@ -350,11 +354,16 @@ def load_splits(
       cfg: the data config.
       limit: read at most this many (evenly spaced) rows of each split from a file.
       keys: keys to read from a file (default: every key it has).
+      drop: keys not to read from a file (``("image",)`` when only spectra are needed: a
+        real AstroCLIP file holds ~39 GiB of images).
     """
     if cfg.path is None:
         return generate(cfg.n_train, cfg, cfg.seed), generate(cfg.n_eval, cfg, cfg.seed + 1)
-    train, evals = file_sources(cfg)
-    return read_rows(train, limit, keys), read_rows(evals, limit, keys)
+    out = []
+    for source in file_sources(cfg):
+        wanted = tuple(source.datasets) if keys is None else keys
+        out.append(read_rows(source, limit, tuple(k for k in wanted if k not in drop)))
+    return out[0], out[1]
 
 
 def file_sources(

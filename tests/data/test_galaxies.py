@@ -206,6 +206,8 @@ def test_astroclip_config_gives_lazy_picklable_sources(astroclip_file):
     assert rec["image"].shape == (5, 8, 8, 3) and rec["redshift"].dtype == np.float32
     tr, _ = load_splits(cfg, limit=4, keys=("targetid",))
     assert set(tr) == {"targetid"} and len(tr["targetid"]) == 4
+    tr, ev = load_splits(cfg, drop=("image",))
+    assert set(tr) == {"spectrum", "redshift", "targetid"} and len(ev["redshift"]) == 17
 
 
 def test_astroclip_source_reads_only_the_rows_it_serves(astroclip_file, monkeypatch):
