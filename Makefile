@@ -61,10 +61,9 @@ test-gpu: venv  ## every `gpu`-marked test + tests/kernels/test_triton_jax.py (n
 	JAX_PLATFORMS=cuda $(PY) -m pytest tests/kernels/test_triton_jax.py -m "not gpu" -q $(PYTEST_ARGS); \
 	JAX_PLATFORMS=cuda $(PY) -m pytest tests -m gpu -q $(PYTEST_ARGS)
 
-test-torch: venv  ## `torch`-marked tests (MPP PyTorch parity; needs JAXFM_MPP_SRC), CPU torch
+test-torch: venv  ## `torch`-marked tests (torch checkpoint reader; MPP parity with JAXFM_MPP_SRC), CPU torch
 	@if [ ! -f "$${JAXFM_MPP_SRC:-}/models/avit.py" ]; then \
-	  echo "error: set JAXFM_MPP_SRC to a checkout of github.com/PolymathicAI/multiple_physics_pretraining" >&2; \
-	  exit 1; fi
+	  echo "note: JAXFM_MPP_SRC is not a checkout of github.com/PolymathicAI/multiple_physics_pretraining; the MPP parity test will skip"; fi
 	BUILD_ONLY=1 bash kernels/flash_attention/triton_interpret_env.sh
 	JAXFM_TORCH_PYTHON=$${VENV_TRITON:-.venv-triton}/bin/python $(PY) -m pytest tests -m torch -q \
 	  $(PYTEST_ARGS)

@@ -101,7 +101,7 @@ def tiny() -> BackboneCompare:
             warmup_steps=20,
             log_every=25,
             eval_every=100,
-            eval_batches=8,
+            eval_batches=0,  # every held-out window: 4 systems x 4 trajectories x 12 starts
         ),
         ckpt=CkptConfig(every=100),
     )
@@ -165,6 +165,16 @@ def _rollout_mean5(results: dict) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def _per_system(r: dict, key: str) -> dict[str, float]:
+    """System -> ``eval/<key>/<system>`` of a run's results (systems of its eval)."""
+    prefix = f"eval/{key}/"
+    return {
+        k[len(prefix) :]: v
+        for k, v in r.items()
+        if k.startswith(prefix) and "/" not in k[len(prefix) :]
+    }
+
+
 def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
     """Rebuilds the study folder ``results_dir`` (default ``parent``) from every run folder
     under ``parent``: results.json (one row per run), report.md (the table), config.json
@@ -185,6 +195,9 @@ def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
                 step=r.get("step"),
                 eval_nrmse=ev.get("eval/nrmse"),
                 persistence_nrmse=ev.get("eval/persistence_nrmse"),
+                eval_nrmse_by_system=_per_system(ev, "nrmse"),
+                persistence_nrmse_by_system=_per_system(ev, "persistence_nrmse"),
+                eval_windows_by_system={k: int(v) for k, v in _per_system(ev, "windows").items()},
                 rollout_nrmse_5=_rollout_mean5(r),
                 step_time_s=r.get("step_time_s"),
                 fwd_bwd_s=r.get("fwd_bwd_s"),
@@ -202,7 +215,8 @@ def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
         f"# Backbone comparison ({jax.default_backend().upper()})",
         "",
         "Command: `command.txt` (each trunk trained, then the cost columns re-measured back to "
-        "back with `--cost_only true`). One-step eval NRMSE on the eval windows, persistence = "
+        "back with `--cost_only true`). One-step eval NRMSE = mean over systems of each "
+        "system's NRMSE on its held-out windows (per system below), persistence = "
         "copy the last frame, rollout = first 5 autoregressive steps averaged over systems; "
         "fwd+bwd s = median of `--cost_repeats` loss+gradient calls on one batch; step MB = "
         "XLA's compiled peak of that call.",
@@ -219,6 +233,7 @@ def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
             f"{fmt(w['params'], '{:,}')} | "
             f"{fmt(w['step_peak_mb'], '{:.1f}')} |"
         )
+    lines += ["", *_system_table(rows)]
     if jax.process_index() == 0:
         config = {
             "note": "one run per trunk, each with its preset and the overrides of command.txt",
@@ -232,6 +247,29 @@ def write_table(parent: str, results_dir: str | None = None) -> list[dict]:
             report="\n".join(lines),
         )
     return rows
+
+
+def _system_table(rows: list[dict]) -> list[str]:
+    """One-step NRMSE of each run per system, and the windows each system's number averages."""
+    systems = sorted({s for w in rows for s in w.get("eval_nrmse_by_system", {})})
+    if not systems:
+        return ["One-step NRMSE per system: not recorded by these runs."]
+    windows = sorted(
+        {f"{s} {n}" for w in rows for s, n in w.get("eval_windows_by_system", {}).items()}
+    )
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    lines = [
+        "One-step NRMSE per system (model / persistence); windows scored per system: "
+        + (", ".join(windows) or "not recorded"),
+        "",
+        "| run | " + " | ".join(systems) + " |",
+        "|---|" + "---|" * len(systems),
+    ]
+    for w in rows:
+        m, p = w.get("eval_nrmse_by_system", {}), w.get("persistence_nrmse_by_system", {})
+        cells = [f"{fmt(m.get(s))} / {fmt(p.get(s))}" for s in systems]
+        lines.append(f"| {w['run']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(cfg: BackboneCompare, command: str | None = None) -> dict:

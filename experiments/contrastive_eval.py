@@ -67,7 +67,7 @@ def main(cfg: Config) -> dict:
         eval=cfg.eval,
         train=dataclasses.replace(run_cfg.train, seed=cfg.seed),
     )
-    train, gallery = load_splits(run_cfg.data)
+    train, gallery = load_splits(run_cfg.data, limit=run_cfg.data.eval_max)
     # The checkpoint holds the trained spectrum encoder: no need for spectrum_init here.
     return evaluate_run(run_cfg, ContrastiveTask(run_cfg.model), train, gallery)
 

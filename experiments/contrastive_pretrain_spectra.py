@@ -136,7 +136,7 @@ def main(cfg: Config) -> dict:
             f"model.spectrum_len={cfg.model.spectrum_len} differs from "
             f"data.spectrum_len={cfg.data.spectrum_len}"
         )
-    train, held_out = load_splits(cfg.data)
+    train, held_out = load_splits(cfg.data, drop=("image",))  # spectra and properties
     task = SpecFormerPretrainTask(cfg.model)
     results = run(
         cfg,

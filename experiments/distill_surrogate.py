@@ -16,7 +16,9 @@ WORKDIR is distilled: loss = alpha * MSE(student, teacher's next frame) + (1 - a
 the surrogate loss on the data (:class:`jaxfm.tasks.distill.task.DistillTask`). For every size in
 ``distill.sweep_dims`` x ``distill.sweep_depths`` (zipped) a distilled and a data-only student
 train with the same budget under WORKDIR/sweep/. Every student is scored on the held-out
-windows (one-step NRMSE beside persistence) and by a 5-step autoregressive rollout. The
+windows (one-step NRMSE beside persistence, per system and as the mean over systems, on the
+students' eval set: train.eval_batches' worth split equally over the systems) and by a
+5-step autoregressive rollout. The
 teacher is also quantized to int8 (weight-only, per output channel) and re-scored.
 Writes WORKDIR/results.json and WORKDIR/report.md, and the study folder ``--results_dir``
 (default WORKDIR/study): command.txt, config.json, results.json (teacher and students) and
@@ -45,9 +47,12 @@ from jaxfm.tasks.surrogate.pipeline import (
     PDEDataConfig,
     SurrogateExperiment,
     build_data,
+    eval_windows,
     evaluate_rollouts,
     load_run_config,
     registry_meta,
+    score_one_step,
+    surrogate_task,
 )
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import TrainConfig, load_model, run, write_results
@@ -153,58 +158,77 @@ def _teacher_run(cfg: Config) -> SurrogateExperiment:
     )
     # run(), not surrogate_pipeline.train(): the teacher needs no rollout plots.
     data = build_data(t_cfg.data, t_cfg.train.batch_size, t_cfg.train.seed, t_cfg.workdir)
-    run(t_cfg, SurrogateTask(t_cfg.model, data.periodic), data.train, data.eval)
+    run(t_cfg, surrogate_task(t_cfg.model, data), data.train, data.eval)
     return t_cfg
 
 
-def _eval_batch(source, n: int) -> dict:
-    """``n`` windows spread evenly over ``source`` (so every system is represented)."""
-    idx = np.unique(np.linspace(0, len(source) - 1, min(n, len(source))).astype(int))
-    examples = [source[int(i)] for i in idx]
+def _first_batch(source, n: int) -> dict:
+    """The first ``n`` windows of ``source`` as one batch (what the int8 report compares)."""
+    examples = [source[i] for i in range(min(n, len(source)))]
     return {k: jnp.asarray(np.stack([e[k] for e in examples])) for k in examples[0]}
 
 
-def _int8_teacher(task: SurrogateTask, state: nnx.State, batch: dict) -> dict:
-    """One-step errors of the teacher before and after int8 weight-only quantization."""
+def _by_system(scores: dict, key: str) -> dict[str, float]:
+    """System -> ``key/<system>`` of :func:`score_one_step`'s output."""
+    return {
+        k[len(key) + 1 :]: v
+        for k, v in scores.items()
+        if k.startswith(key + "/") and "/" not in k[len(key) + 1 :]
+    }
+
+
+def _int8_teacher(task: SurrogateTask, state: nnx.State, source, batch_size: int) -> dict:
+    """One-step errors of the teacher on ``source`` before and after int8 weight-only
+    quantization (mean over systems, and per system)."""
     model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
     nnx.update(model, state)
+    batch = _first_batch(source, batch_size)
     rep = quantization_report(model, nnx.jit(lambda m: task.predict_batch(m, batch)))
     graphdef, params = nnx.split(model)
     q_model = nnx.merge(graphdef, dequantize(quantize(params)))
-    metrics = nnx.jit(task.eval_metrics)
-    ref, q = metrics(model, batch), metrics(q_model, batch)
+    ref = score_one_step(task, model, source, batch_size)
+    q = score_one_step(task, q_model, source, batch_size)
     return {
-        "nrmse": float(ref["nrmse"]),
-        "int8_nrmse": float(q["nrmse"]),
-        "persistence_nrmse": float(ref["persistence_nrmse"]),
+        "nrmse": ref["nrmse"],
+        "int8_nrmse": q["nrmse"],
+        "persistence_nrmse": ref["persistence_nrmse"],
+        "nrmse_by_system": _by_system(ref, "nrmse"),
+        "int8_nrmse_by_system": _by_system(q, "nrmse"),
+        "windows_by_system": {k: int(v) for k, v in _by_system(ref, "windows").items()},
         **{f"int8_{k}": v for k, v in rep.items()},
     }
 
 
 def _report(workdir: str, rows: list[dict], teacher: dict, cfg: Config, command: str) -> str:
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    systems = sorted(teacher["nrmse_by_system"])
     lines = [
         "# Distillation of the surrogate: student error vs size",
         "",
+        f"One-step errors on {teacher['windows']} held-out windows (the same for teacher and "
+        "students); NRMSE = mean over systems of each system's mean.",
         f"Teacher ({teacher['workdir']}): {teacher['params']:,} parameters, one-step NRMSE "
-        f"{teacher['nrmse']:.4f} on {teacher['n_windows']} held-out windows; persistence "
-        f"{teacher['persistence_nrmse']:.4f}.",
+        f"{teacher['nrmse']:.4f}; persistence {teacher['persistence_nrmse']:.4f}; per system: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in teacher["nrmse_by_system"].items())
+        + ".",
         f"Teacher with int8 weight-only kernels ({teacher['int8_kernel_compression']:.2f}x "
         f"smaller kernels): NRMSE {teacher['int8_nrmse']:.4f}, output change rel_l2 "
         f"{teacher['int8_rel_l2']:.2e}.",
         f"Students: {cfg.train.steps} steps of batch {cfg.train.batch_size}, alpha "
-        f"{cfg.distill.alpha}. One-step errors on the same {teacher['n_windows']} held-out "
-        "windows as the teacher; rollouts: first 5 autoregressive steps of every held-out "
+        f"{cfg.distill.alpha}. Rollouts: first 5 autoregressive steps of every held-out "
         "trajectory, averaged over systems.",
         "",
         "| student | dim x depth | params | training | NRMSE 1-step | persistence | "
-        "NRMSE 5-step rollout |",
-        "|---|---|---|---|---|---|---|",
+        "NRMSE 5-step rollout | " + " | ".join(f"NRMSE {s}" for s in systems) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(systems),
     ]
     for r in rows:
+        per = [fmt(r.get("nrmse_by_system", {}).get(s)) for s in systems]
         lines.append(
             f"| {r['name']} | {r['dim']} x {r['depth']} | {r['params']:,} | {r['kind']} | "
-            f"{fmt(r['nrmse'])} | {fmt(r['persistence_nrmse'])} | {fmt(r['rollout_nrmse_5'])} |"
+            f"{fmt(r['nrmse'])} | {fmt(r['persistence_nrmse'])} | {fmt(r['rollout_nrmse_5'])} | "
+            + " | ".join(per)
+            + " |"
         )
     return write_report(workdir, lines, command)
 
@@ -225,10 +249,13 @@ def main(cfg: Config, command: str | None = None) -> dict:
         print(f"students train on the teacher's corpus: {t_cfg.data}")
     cfg = dataclasses.replace(cfg, data=t_cfg.data)
     data = build_data(cfg.data, cfg.train.batch_size, cfg.train.seed, workdir)
-    teacher_task = SurrogateTask(t_cfg.model, data.periodic)
+    teacher_task = surrogate_task(t_cfg.model, data)
     teacher_state = load_teacher(t_cfg.workdir, teacher_task, t_cfg)
     meta = registry_meta(data)
-    batch = _eval_batch(data.eval, 64)  # teacher and every student scored on these windows
+    # Teacher and every student are scored on the same windows: the students' own eval set
+    # (train.eval_batches' worth, split equally over the systems; all of them when 0).
+    scored = eval_windows(data, cfg.train)
+    print(f"one-step scoring: {scored.describe()}")
 
     def student(dim: int, depth: int, where: str, distilled: bool) -> dict:
         model_cfg = dataclasses.replace(
@@ -242,7 +269,7 @@ def main(cfg: Config, command: str | None = None) -> dict:
                     for f in dataclasses.fields(SurrogateExperiment)
                 }
             )
-        s_task = SurrogateTask(model_cfg, data.periodic)
+        s_task = surrogate_task(model_cfg, data)
         task = (
             DistillTask(
                 s_task, teacher_task, teacher_state, alpha=kd.alpha, predict=s_task.predict_batch
@@ -253,7 +280,7 @@ def main(cfg: Config, command: str | None = None) -> dict:
         res = run(run_cfg, task, data.train, data.eval, meta=meta)
         trained = load_model(where, task, run_cfg)
         trained = trained.student if distilled else trained
-        one_step = nnx.jit(s_task.eval_metrics)(trained, batch)
+        one_step = score_one_step(s_task, trained, scored, cfg.train.batch_size)
         roll = None
         if kd.rollout:
             out = evaluate_rollouts(run_cfg, task=s_task, data=data, model=trained, max_steps=5)
@@ -265,8 +292,9 @@ def main(cfg: Config, command: str | None = None) -> dict:
             "depth": depth,
             "params": count_params(abstract),
             "kind": "distilled" if distilled else "data only",
-            "nrmse": float(one_step["nrmse"]),
-            "persistence_nrmse": float(one_step["persistence_nrmse"]),
+            "nrmse": one_step["nrmse"],
+            "persistence_nrmse": one_step["persistence_nrmse"],
+            "nrmse_by_system": _by_system(one_step, "nrmse"),
             "rollout_nrmse_5": roll,
             "run_eval_nrmse": res.get("eval/nrmse"),
         }
@@ -285,8 +313,9 @@ def main(cfg: Config, command: str | None = None) -> dict:
     teacher = {
         "workdir": t_cfg.workdir,
         "params": count_params(abstract),
-        "n_windows": int(batch["x"].shape[0]),
-        **_int8_teacher(teacher_task, teacher_state, batch),
+        "n_windows": len(scored),
+        "windows": scored.describe(),
+        **_int8_teacher(teacher_task, teacher_state, scored, cfg.train.batch_size),
     }
     report = _report(workdir, rows, teacher, cfg, command)
     text = open(report).read()

@@ -1,26 +1,30 @@
 """Rollout evaluation of any trained surrogate checkpoint, with plots.
 
-    python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.steps 12
+    python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.steps 30
+    python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.checkpoint best
     python -m experiments.surrogate_rollout default --workdir runs/sur-ft --rollout.split test
 
-Reads WORKDIR/config.json (the run's own config, its data sources included) and its newest
-checkpoint, rolls the model out autoregressively (sliding context) on the first
-``data.n_rollout`` held-out trajectories (valid split; ``--rollout.split test`` for final
+Reads WORKDIR/config.json (the run's own config, its data sources included) and one of its
+checkpoints (``--rollout.checkpoint``: ``last``, the newest, by default; ``best``, the best by
+the run's ``ckpt.best_metric``), rolls the model out autoregressively (sliding context) on the
+first ``data.n_rollout`` held-out trajectories (valid split; ``--rollout.split test`` for final
 scoring) of every system of the run, reading only those from disk, and writes rollout.json
-(NRMSE/VRMSE per step and over windows 1, 2-5, 6-12, model and persistence),
-results.json["rollout_eval"], report.md and, per system, rollout_<sys>.png (truth /
-prediction / |error| over time) and error_vs_step_<sys>.png.
+(NRMSE/VRMSE per step and over windows 1, 2-5, 6-12, 13-30, model and persistence, per system
+and per field), results.json["rollout_eval"], report.md and, per system, rollout_<sys>.png
+(truth / prediction / |error| over time) and error_vs_step_<sys>.png.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Literal
 
 import jaxfm
 from jaxfm.config import cli
 from jaxfm.parallel.options import ParallelConfig
 from jaxfm.tasks.surrogate.pipeline import evaluate_rollouts, load_run_config
+from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS
 from jaxfm.train import write_results
 
 
@@ -28,8 +32,10 @@ from jaxfm.train import write_results
 class RolloutOptions:
     """What to roll out."""
 
-    steps: int = 12
+    steps: int = ROLLOUT_STEPS
     """Rollout steps (truncated to the trajectory length)."""
+    checkpoint: Literal["last", "best"] = "last"
+    """Checkpoint to score: last (the newest) or best (by the run's ckpt.best_metric)."""
     split: str = "valid"
     """Held-out split to roll out: valid (what training reported) or test (final scoring;
     Well dataset directories and files of 3+ trajectories have one, simulators do not)."""
@@ -48,7 +54,7 @@ class RolloutConfig:
 
 
 def default() -> RolloutConfig:
-    """12 steps (windows 1, 2-5, 6-12)."""
+    """30 steps (windows 1, 2-5, 6-12, 13-30), the newest checkpoint."""
     return RolloutConfig(workdir="runs/surrogate-finetune-m1")
 
 
@@ -61,24 +67,48 @@ PRESETS = {"default": default, "smoke": smoke}
 
 
 def report(workdir: str, res: dict) -> str:
-    """A markdown table of the rollout windows, model beside persistence."""
+    """A markdown table of the rollout windows, model beside persistence, per system and
+    field, and the mean over systems."""
+    some = next(iter(res.values()), {})
     lines = [
         "# Rollout evaluation",
         "",
-        f"run: `{workdir}`",
+        f"run: `{workdir}`; checkpoint: {some.get('checkpoint', '-')}; "
+        + ", ".join(
+            f"{s}: {r['trajectories']} trajectories x {r['steps']} steps" for s, r in res.items()
+        ),
         "",
-        "| system | metric | window | model | persistence |",
-        "|---|---|---|---|---|",
+        "| system | field | metric | window | model | persistence |",
+        "|---|---|---|---|---|---|",
     ]
     for system, r in res.items():
         for metric in ("nrmse", "vrmse"):
-            for win, v in r["model"][metric]["windows"].items():
-                p = r["persistence"][metric]["windows"][win]
-                lines.append(f"| {system} | {metric} | {win} | {v:.4f} | {p:.4f} |")
+            m, p = r["model"][metric], r["persistence"][metric]
+            for win, v in m["windows"].items():
+                lines.append(
+                    f"| {system} | all | {metric} | {win} | {v:.4f} | {p['windows'][win]:.4f} |"
+                )
+            for field, fm in m["fields"].items():
+                for win, v in fm["windows"].items():
+                    pv = p["fields"][field]["windows"][win]
+                    lines.append(f"| {system} | {field} | {metric} | {win} | {v:.4f} | {pv:.4f} |")
+    for metric in ("nrmse", "vrmse"):
+        for win, v in mean_over_systems(res, metric).items():
+            p = mean_over_systems(res, metric, "persistence")[win]
+            lines.append(f"| mean over systems | all | {metric} | {win} | {v:.4f} | {p:.4f} |")
     path = os.path.join(workdir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def mean_over_systems(res: dict, metric: str, who: str = "model") -> dict[str, float]:
+    """Window -> mean over the systems that reach it of their window means."""
+    by_win: dict[str, list[float]] = {}
+    for r in res.values():
+        for win, v in r[who][metric]["windows"].items():
+            by_win.setdefault(win, []).append(v)
+    return {win: sum(v) / len(v) for win, v in by_win.items()}
 
 
 def main(cfg: RolloutConfig) -> dict:
@@ -86,7 +116,11 @@ def main(cfg: RolloutConfig) -> dict:
     run_cfg = load_run_config(cfg.workdir)
     run_cfg = dataclasses.replace(run_cfg, workdir=cfg.workdir, parallel=cfg.parallel)
     res = evaluate_rollouts(
-        run_cfg, max_steps=cfg.rollout.steps, plot_dir=cfg.workdir, split=cfg.rollout.split
+        run_cfg,
+        max_steps=cfg.rollout.steps,
+        plot_dir=cfg.workdir,
+        checkpoint=cfg.rollout.checkpoint,
+        split=cfg.rollout.split,
     )
     path = report(cfg.workdir, res)
     print(open(path).read())

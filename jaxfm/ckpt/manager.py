@@ -25,6 +25,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -45,6 +46,10 @@ def checkpoint_dir(path: str) -> str:
     path = os.path.abspath(path)
     sub = os.path.join(path, CKPT_DIR)
     return sub if os.path.isdir(sub) else path
+
+
+SCORE_KEY = "checkpoint_metrics"
+"""Metadata key of the ``ckpt.best_metric`` value a checkpoint was saved with."""
 
 
 def read_meta(path: str) -> dict | None:
@@ -113,11 +118,14 @@ class Checkpointer:
         items = {STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:
             items[DATA_ITER] = grain.checkpoint.CheckpointSave(data_iter)
-        if meta is not None:
-            items[META] = ocp.args.JsonSave(meta)
         best = None
         if metrics is not None and self.cfg.best_metric in metrics:
             best = {self.cfg.best_metric: float(metrics[self.cfg.best_metric])}
+            # Also in the metadata: orbax keeps the ranking metric in memory only, and a
+            # later reader (best_step) must find it on disk.
+            meta = {**(meta or {}), SCORE_KEY: best}
+        if meta is not None:
+            items[META] = ocp.args.JsonSave(meta)
         if step in self._manager.all_steps():
             log.info("checkpoint %d already exists; not saving it again", step)
             return
@@ -138,6 +146,22 @@ class Checkpointer:
         """Steps of complete checkpoints, newest first."""
         self._manager.reload()
         return sorted(self._manager.all_steps(), reverse=True)
+
+    def best_step(self) -> int | None:
+        """Step of the checkpoint with the best ``cfg.best_metric`` (``cfg.best_mode``), or
+        None when no checkpoint recorded that metric (e.g. a run without evaluation)."""
+        metric, scored = self.cfg.best_metric, {}
+        for step in self.steps():
+            try:
+                m = (self._restore_meta(step) or {}).get(SCORE_KEY) or {}
+            except Exception:  # noqa: BLE001 -- unreadable metadata: not a candidate
+                m = {}
+            if metric in m and np.isfinite(float(m[metric])):
+                scored[step] = float(m[metric])
+        if not scored:
+            return None
+        pick = min if self.cfg.best_mode == "min" else max
+        return pick(scored, key=lambda s: (scored[s], -s))
 
     def restore(
         self, abstract_state: Any, *, data_iter: Any = None, step: int | None = None

@@ -14,7 +14,16 @@ Record layout (AstroCLIP, Parker et al. 2024, arXiv 2310.03024, HF builder ``Ast
 float32 (N,), ``targetid`` int64 (N,), plus the physical properties ``log_mass``, ``log_ssfr``,
 ``sersic_n``, ``log_re``, ``axis_ratio``, ``angle`` (float32 (N,)) for evaluation.
 :func:`read_hdf5` accepts any file with the four AstroCLIP keys (real data included); the
-property keys are optional there.
+property keys are optional there. This flat layout is jaxfm's own export (:func:`write_hdf5`,
+a ``PREFIX_train.h5`` / ``PREFIX_eval.h5`` pair).
+
+AstroCLIP's own export (its ``export_data.py``; the HF builder reads it back) is one file with
+groups ``"0"`` .. ``"9"`` (one per source image file), each holding ``images`` float32
+(n, 152, 152, 3), ``spectra`` float32 (n, 7781, 1), ``redshifts`` (n,) and ``targetids``
+(n,). Its train/test split takes, in every group, the first ``int(0.8 * n)`` rows for
+training and the rest for testing (the catalogue was shuffled before export, so this is a
+random split). :class:`GalaxyFileSource` reads either layout lazily, one row per access:
+a real file holds ~150k pairs, ~39 GiB of images, far more than memory.
 
 Images are returned stretched (asinh(x / sigma_noise) / 3), spectra in flux units (the
 SpecFormer tokeniser standardises each spectrum itself).
@@ -61,7 +70,13 @@ class GalaxyConfig:
     seed: int = 0
     """Generator seed; the eval split uses seed + 1."""
     path: str | None = None
-    """HDF5 file prefix in AstroCLIP layout (reads PATH_train.h5 / PATH_eval.h5); None: generate."""
+    """Galaxy data on disk; None: generate. Either AstroCLIP's exported file (groups "0".."9",
+    split 80/20 per group as AstroCLIP does) or the prefix of jaxfm's own export (reads
+    PATH_train.h5 / PATH_eval.h5). Both are read lazily."""
+    eval_max: int = 16384
+    """At most this many pairs of each split are held in memory for the evaluation after
+    training (k-NN reference set, probes, gallery; evenly spaced rows). Generated data sets
+    are smaller; a real AstroCLIP file is not (~150k pairs)."""
     flip_rotate: bool = False
     """Augmentation: random flips and 90-degree rotations of training images."""
     aug_noise: float = 0.0
@@ -304,6 +319,21 @@ class GalaxySource:
             ex = augment(ex, rng, flip_rotate=self.flip_rotate, noise=self.aug_noise)
         return ex
 
+    def read(self, index: np.ndarray, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Rows ``index`` of ``keys`` (default: every record key), as :class:`GalaxyFileSource`."""
+        keys = tuple(self.records) if keys is None else keys
+        return {k: self.records[k][np.asarray(index)] for k in keys}
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(H, W, 3) of the images."""
+        return tuple(self.records["image"].shape[1:])
+
+    @property
+    def spectrum_len(self) -> int:
+        """Pixels per spectrum."""
+        return int(self.records["spectrum"].shape[1])
+
     def __repr__(self) -> str:
         return (
             f"GalaxySource(name={self.name!r}, n={self._n}, keys={self.keys}, "
@@ -311,15 +341,60 @@ class GalaxySource:
         )
 
 
-def load_splits(cfg: GalaxyConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(train, eval) records: read from ``cfg.path`` or generated from ``cfg.seed``."""
+def load_splits(
+    cfg: GalaxyConfig,
+    *,
+    limit: int | None = None,
+    keys: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(train, eval) records in memory: read from ``cfg.path`` or generated from ``cfg.seed``.
+
+    Args:
+      cfg: the data config.
+      limit: read at most this many (evenly spaced) rows of each split from a file.
+      keys: keys to read from a file (default: every key it has).
+      drop: keys not to read from a file (``("image",)`` when only spectra are needed: a
+        real AstroCLIP file holds ~39 GiB of images).
+    """
+    if cfg.path is None:
+        return generate(cfg.n_train, cfg, cfg.seed), generate(cfg.n_eval, cfg, cfg.seed + 1)
+    out = []
+    for source in file_sources(cfg):
+        wanted = tuple(source.datasets) if keys is None else keys
+        out.append(read_rows(source, limit, tuple(k for k in wanted if k not in drop)))
+    return out[0], out[1]
+
+
+def file_sources(
+    cfg: GalaxyConfig, keys: tuple[str, ...] = ("image", "spectrum")
+) -> tuple[GalaxyFileSource, GalaxyFileSource]:
+    """(train, eval) lazy sources of ``cfg.path``: AstroCLIP's file split as AstroCLIP splits it,
+    or jaxfm's ``PATH_train.h5`` / ``PATH_eval.h5`` pair."""
+    aug = dict(flip_rotate=cfg.flip_rotate, aug_noise=cfg.aug_noise, seed=cfg.seed)
+    path = cfg.path
+    if os.path.isfile(path):
+        layout = detect_layout(path)
+        if layout != ASTROCLIP:
+            raise GalaxyFileError(
+                f"{path}: a single file in jaxfm's flat layout has no train/test split; pass "
+                f"the prefix of a PREFIX_train.h5 / PREFIX_eval.h5 pair (write_hdf5) instead"
+            )
+        return (
+            GalaxyFileSource(path, split="train", keys=keys, **aug),
+            GalaxyFileSource(path, split="test", keys=keys),
+        )
+    return (
+        GalaxyFileSource(f"{path}_train.h5", keys=keys, **aug),
+        GalaxyFileSource(f"{path}_eval.h5", keys=keys),
+    )
+
+
+def make_sources(cfg: GalaxyConfig) -> tuple[GalaxySource | GalaxyFileSource, ...]:
+    """(train source with the configured augmentations, eval source without); lazy file
+    sources when ``cfg.path`` is set."""
     if cfg.path is not None:
-        return read_hdf5(f"{cfg.path}_train.h5"), read_hdf5(f"{cfg.path}_eval.h5")
-    return generate(cfg.n_train, cfg, cfg.seed), generate(cfg.n_eval, cfg, cfg.seed + 1)
-
-
-def make_sources(cfg: GalaxyConfig) -> tuple[GalaxySource, GalaxySource]:
-    """(train source with the configured augmentations, eval source without)."""
+        return file_sources(cfg)
     train, evals = load_splits(cfg)
     return (
         GalaxySource(
@@ -327,10 +402,253 @@ def make_sources(cfg: GalaxyConfig) -> tuple[GalaxySource, GalaxySource]:
             flip_rotate=cfg.flip_rotate,
             aug_noise=cfg.aug_noise,
             seed=cfg.seed,
-            name=f"galaxies-train-{cfg.path or cfg.seed}",
+            name=f"galaxies-train-{cfg.seed}",
         ),
-        GalaxySource(evals, name=f"galaxies-eval-{cfg.path or cfg.seed + 1}"),
+        GalaxySource(evals, name=f"galaxies-eval-{cfg.seed + 1}"),
     )
+
+
+def read_rows(
+    source: GalaxySource | GalaxyFileSource,
+    limit: int | None = None,
+    keys: tuple[str, ...] | None = None,
+) -> dict[str, np.ndarray]:
+    """Records of ``source`` in memory: all rows, or ``limit`` evenly spaced ones (what the
+    evaluation after training embeds; an AstroCLIP file does not fit in memory whole)."""
+    n = len(source)
+    if limit is None or limit >= n:
+        index = np.arange(n)
+    else:
+        index = np.unique(np.linspace(0, n - 1, max(limit, 1)).round().astype(np.int64))
+    return source.read(index, keys)
+
+
+# ----------------------------------------------------------------------------- files on disk
+
+#: layout names returned by :func:`detect_layout`.
+ASTROCLIP, FLAT = "astroclip", "flat"
+#: groups of AstroCLIP's export (one per Legacy Survey image file), in its read order.
+ASTROCLIP_GROUPS = tuple(str(i) for i in range(10))
+#: our key -> AstroCLIP's dataset name inside each group.
+ASTROCLIP_DATASETS = {
+    "image": "images",
+    "spectrum": "spectra",
+    "redshift": "redshifts",
+    "targetid": "targetids",
+}
+#: fraction of every group AstroCLIP trains on (the first rows; the rest is its test split).
+ASTROCLIP_TRAIN_FRACTION = 0.8
+SPLITS = ("all", "train", "test")
+
+
+class GalaxyFileError(ValueError):
+    """A galaxy HDF5 file that is missing, unreadable or not in a known layout."""
+
+
+def astroclip_split_rows(n: int, split: str) -> range:
+    """Rows of one AstroCLIP group of ``n`` rows in ``split`` (train: the first int(0.8 n))."""
+    cut = int(ASTROCLIP_TRAIN_FRACTION * n)
+    return {"all": range(n), "train": range(cut), "test": range(cut, n)}[split]
+
+
+def _open_checked(path: str) -> h5py.File:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"galaxy file {path!r} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise GalaxyFileError(f"{path}: not a readable HDF5 file ({e})") from None
+
+
+def detect_layout(path: str) -> str:
+    """``"astroclip"`` (groups "0".."9") or ``"flat"`` (jaxfm's export); else GalaxyFileError."""
+    with _open_checked(path) as f:
+        return _layout(f, path)
+
+
+def _layout(f: h5py.File, path: str) -> str:
+    top = sorted(f.keys())
+    groups = [g for g in ASTROCLIP_GROUPS if isinstance(f.get(g), h5py.Group)]
+    if groups:
+        missing = [g for g in ASTROCLIP_GROUPS if g not in groups]
+        if missing:
+            raise GalaxyFileError(
+                f"{path}: AstroCLIP layout needs groups '0'..'9'; missing group {missing[0]!r}"
+            )
+        return ASTROCLIP
+    if any(k in f for k in REQUIRED_KEYS):
+        return FLAT
+    raise GalaxyFileError(
+        f"{path}: neither AstroCLIP's layout (groups '0'..'9' of "
+        f"{sorted(ASTROCLIP_DATASETS.values())}) nor jaxfm's ({list(REQUIRED_KEYS)}); "
+        f"file has {top}"
+    )
+
+
+def _segments(f: h5py.File, path: str, layout: str, split: str) -> list[tuple[str, range]]:
+    """(dataset prefix, rows) of every part of ``split``, each part checked for shape."""
+    if layout == FLAT:
+        if split != "all":
+            raise GalaxyFileError(f"{path}: jaxfm's flat layout has no {split!r} split")
+        names = {k: k for k in REQUIRED_KEYS}
+        n = _check_part(f, path, "", names)
+        return [("", range(n))]
+    out = []
+    for g in ASTROCLIP_GROUPS:
+        n = _check_part(f, path, f"{g}/", ASTROCLIP_DATASETS)
+        out.append((f"{g}/", astroclip_split_rows(n, split)))
+    return out
+
+
+def _check_part(f: h5py.File, path: str, prefix: str, names: dict[str, str]) -> int:
+    """Rows of one group (or of the file root); shapes checked from metadata, nothing read."""
+    shapes = {}
+    for key, ds in names.items():
+        obj = f.get(prefix + ds)
+        if not isinstance(obj, h5py.Dataset):
+            have = sorted(f[prefix].keys()) if prefix else sorted(f.keys())
+            raise GalaxyFileError(f"{path}: missing dataset {prefix + ds!r} (has {have})")
+        shapes[key] = obj.shape
+    n = shapes["redshift"][0] if shapes["redshift"] else 0
+    for key, shape in shapes.items():
+        if not shape or shape[0] != n:
+            raise GalaxyFileError(
+                f"{path}: dataset {prefix + names[key]!r} has shape {shape}; "
+                f"{prefix + names['redshift']!r} has {n} rows"
+            )
+    if n and (len(shapes["image"]) != 4 or shapes["image"][-1] != 3):
+        raise GalaxyFileError(
+            f"{path}: dataset {prefix + names['image']!r} has shape {shapes['image']}; "
+            f"expected (N, H, W, 3)"
+        )
+    spec = shapes["spectrum"]
+    if n and not (len(spec) == 2 or (len(spec) == 3 and spec[-1] == 1)):
+        raise GalaxyFileError(
+            f"{path}: dataset {prefix + names['spectrum']!r} has shape {spec}; "
+            f"expected (N, L, 1) or (N, L)"
+        )
+    return n
+
+
+_DTYPES = {"image": np.float32, "spectrum": np.float32, "redshift": np.float32}
+
+
+def _as_record(key: str, value: np.ndarray) -> np.ndarray:
+    """Our dtypes and shapes (spectra (..., L, 1); AstroCLIP's redshifts may be float64)."""
+    value = np.asarray(value)
+    if key == "targetid":
+        return value.astype(np.int64)
+    if key == "spectrum" and value.shape[-1] != 1:
+        value = value[..., None]
+    return value.astype(_DTYPES.get(key, np.float32))
+
+
+class GalaxyFileSource:
+    """Grain-compatible source over a galaxy HDF5 file in either layout, read row by row.
+
+    Each ``__getitem__`` reads one row of each key; nothing else is read, so a 39 GiB file
+    costs memory per batch only. The file is opened on first access in each process and the
+    handle is dropped when the source is pickled (Grain workers). Indices past the end wrap
+    (``epoch = index // len``, Grain's multi-epoch keys) and draw fresh augmentations, as
+    :class:`GalaxySource` does.
+
+    Args:
+      path: the file.
+      split: ``"all"`` (a flat file), or AstroCLIP's ``"train"`` / ``"test"`` split (an
+        AstroCLIP file; ``"all"`` reads every row of it).
+      keys: keys each example has (image, spectrum, redshift, targetid; the property keys of
+        a flat file written by :func:`write_hdf5`).
+      flip_rotate, aug_noise, seed: augmentations as in :class:`GalaxySource`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        split: str = "all",
+        keys: tuple[str, ...] = ("image", "spectrum"),
+        flip_rotate: bool = False,
+        aug_noise: float = 0.0,
+        seed: int = 0,
+    ):
+        self.path = os.fspath(path)
+        if split not in SPLITS:
+            raise ValueError(f"{self.path}: unknown split {split!r}; choose one of {SPLITS}")
+        self.split, self.keys = split, tuple(keys)
+        self.flip_rotate, self.aug_noise, self.seed = flip_rotate, aug_noise, seed
+        self._file: h5py.File | None = None
+        with _open_checked(self.path) as f:
+            self.layout = _layout(f, self.path)
+            segments = _segments(f, self.path, self.layout, split)
+            self.datasets = dict(ASTROCLIP_DATASETS if self.layout == ASTROCLIP else {})
+            if self.layout == FLAT:
+                self.datasets = {k: k for k in REQUIRED_KEYS + PROPERTY_KEYS if k in f}
+            unknown = [k for k in self.keys if k not in self.datasets]
+            if unknown:
+                raise GalaxyFileError(
+                    f"{self.path}: no key {unknown[0]!r} in this {self.layout} file "
+                    f"(has {sorted(self.datasets)})"
+                )
+            first = segments[0][0]
+            self.image_shape = tuple(f[first + self.datasets["image"]].shape[1:])
+            self.spectrum_len = int(f[first + self.datasets["spectrum"]].shape[1])
+        self._prefixes = [p for p, _ in segments]
+        self._starts = np.asarray([r.start for _, r in segments], np.int64)
+        self._offsets = np.cumsum([0] + [len(r) for _, r in segments])
+        self._n = int(self._offsets[-1])
+        if self._n == 0:
+            raise GalaxyFileError(f"{self.path}: split {split!r} has no rows")
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _open(self) -> h5py.File:
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """(group prefix, row inside it) of example ``i`` of this split."""
+        part = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        return self._prefixes[part], int(self._starts[part] + i - self._offsets[part])
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        index = int(index)
+        if index < 0:
+            raise IndexError(f"index {index} out of range for {self!r}")
+        i, epoch = index % self._n, index // self._n
+        prefix, row = self.locate(i)
+        f = self._open()
+        ex = {k: _as_record(k, f[prefix + self.datasets[k]][row]) for k in self.keys}
+        if self.flip_rotate or self.aug_noise > 0:
+            rng = np.random.default_rng((self.seed, i, epoch))
+            ex = augment(ex, rng, flip_rotate=self.flip_rotate, noise=self.aug_noise)
+        return ex
+
+    def read(self, index: np.ndarray, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Rows ``index`` (increasing) of ``keys`` (default: all keys of the file), stacked."""
+        keys = tuple(self.datasets) if keys is None else keys
+        index = np.asarray(index, np.int64)
+        parts = np.searchsorted(self._offsets, index, side="right") - 1
+        f = self._open()
+        out: dict[str, list] = {k: [] for k in keys}
+        for part in np.unique(parts):
+            rows = self._starts[part] + index[parts == part] - self._offsets[part]
+            for k in keys:
+                out[k].append(f[self._prefixes[part] + self.datasets[k]][rows])
+        return {k: _as_record(k, np.concatenate(v)) for k, v in out.items()}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None  # never pickle an open handle into a worker
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"GalaxyFileSource({self.path}, layout={self.layout}, split={self.split}, "
+            f"n={self._n}, keys={self.keys}, flip_rotate={self.flip_rotate}, "
+            f"aug_noise={self.aug_noise}, seed={self.seed})"
+        )
 
 
 def rerender(records: dict[str, np.ndarray], cfg: GalaxyConfig, seed: int) -> dict[str, np.ndarray]:

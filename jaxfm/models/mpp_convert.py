@@ -27,7 +27,13 @@ The fused QKV projection lays its 3D output channels out per head as ``(head, [q
 (MPP rearranges ``(he c)`` with c = 3 d_h, then splits c in three); we split it into our
 separate q/k/v projections whose outputs are ``(head, d_h)``. The biases of MPP's
 ``RMSInstanceNorm2d`` are never used by its forward pass and are dropped (checked to exist).
-A ``module.`` prefix (DistributedDataParallel) is stripped.
+A ``module.`` prefix (DistributedDataParallel) is stripped. A whole training checkpoint
+(MPP saves ``{"iters", "epoch", "model_state", "optimizer_state_dict"}``) is unwrapped to its
+``model_state`` (or ``state_dict`` / ``model``) by :func:`unwrap_state_dict`.
+
+The converted model keeps MPP's embedding rows (MPP's field ids). Released checkpoints number
+their fields differently from jaxfm's registry; :mod:`jaxfm.models.mpp_checkpoint` reorders
+the rows (and reads checkpoint files).
 
 The converted model uses MPP's periodic wrap rule (``periodic_wrap="mpp"``) and full-state
 output (``delta=False``); MPP's ``bcs[0] = [x, y]`` flags correspond to our
@@ -51,11 +57,40 @@ class ConversionError(ValueError):
     """The state dict does not have the names or shapes of an MPP AViT."""
 
 
+#: keys under which a training checkpoint holds the model's state dict (MPP: model_state).
+STATE_DICT_KEYS = ("model_state", "state_dict", "model")
+
+
+def unwrap_state_dict(obj, where: str = "state dict") -> Mapping:
+    """The model state dict in ``obj``: ``obj[k]`` for the first of :data:`STATE_DICT_KEYS`
+    present, or ``obj`` itself when every value is an array (a plain state dict).
+
+    Raises :class:`ConversionError` naming ``where`` and the top-level keys otherwise.
+    """
+    if not isinstance(obj, Mapping):
+        raise ConversionError(f"{where}: expected a dict, got {type(obj).__name__}")
+    for key in STATE_DICT_KEYS:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not _is_array(v)]
+    if bad or not obj:
+        raise ConversionError(
+            f"{where}: not an MPP checkpoint (no {' / '.join(STATE_DICT_KEYS)} dict, and not a "
+            f"plain state dict of arrays); top-level keys: {sorted(map(str, obj))[:8]}"
+        )
+    return obj
+
+
+def _is_array(v) -> bool:
+    return hasattr(v, "detach") or isinstance(v, (np.ndarray, jnp.ndarray))
+
+
 def _strip(sd: Mapping) -> dict[str, np.ndarray]:
     out = {}
-    for k, v in sd.items():
+    for k, v in unwrap_state_dict(sd).items():
         if hasattr(v, "detach"):  # torch tensor, without importing torch
-            v = v.detach().cpu().numpy()
+            v = v.detach().cpu().float().numpy()
         out[k[len("module.") :] if k.startswith("module.") else k] = np.asarray(v, np.float32)
     return out
 
@@ -183,7 +218,8 @@ def unused_norm_bias_keys(cfg: AViTConfig) -> list[str]:
 
 
 def convert_mpp(state_dict: Mapping, *, rngs: nnx.Rngs | None = None, **overrides) -> AViT:
-    """An :class:`AViT` holding the weights of an MPP state dict (numpy or torch tensors).
+    """An :class:`AViT` holding the weights of an MPP state dict (numpy or torch tensors), or
+    of a whole MPP training checkpoint dict (its ``model_state``). Rows keep MPP's field ids.
 
     Every key of the state dict must be used or be one of MPP's unused norm biases, and every
     shape must match; otherwise :class:`ConversionError` names the offending key.

@@ -12,6 +12,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "ConfigMismatchError": "jaxfm.train.loop",
         "NonFiniteError": "jaxfm.train.loop",
         "Preempted": "jaxfm.train.loop",
+        "collect_examples": "jaxfm.train.loop",
         "evaluate": "jaxfm.train.loop",
         "load_model": "jaxfm.train.loop",
         "load_state": "jaxfm.train.loop",

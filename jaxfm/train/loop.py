@@ -147,7 +147,22 @@ def _finite_or_raise(step: int, metrics: dict, enabled: bool) -> None:
 def evaluate(
     engine: Engine, state: State, source: Any, *, batch_size: int, max_batches: int = 0
 ) -> dict[str, float]:
-    """Mean of the task's eval metrics over ``source`` (one pass, fixed order)."""
+    """The task's eval metrics over ``source`` (one pass, fixed order), as ``eval/<name>``.
+
+    A task with ``eval_examples`` (see :class:`jaxfm.train.task.Task`) is scored exactly: every
+    example counted once (the last batch padded, the padding dropped on the host), and its
+    ``eval_summary`` (default: the mean over examples) gives the metrics. ``max_batches`` caps
+    the examples at ``max_batches * batch_size``: a source with ``limit(n)`` (e.g.
+    :class:`jaxfm.data.eval_windows.StratifiedWindows`) turns that into a sample spread over
+    the whole source, any other source gives its first ones. The count scored is printed.
+
+    A task with only ``eval_metrics`` gets the mean of its per-batch metrics over the full
+    batches (the first ``max_batches``; a last incomplete batch is not scored).
+    """
+    if hasattr(engine.task, "eval_examples"):
+        return _evaluate_examples(
+            engine, state, source, batch_size=batch_size, max_batches=max_batches
+        )
     shards = batch_size_per_shard(engine.mesh)
     bs = min(batch_size, len(source) // shards * shards)
     if bs <= 0:
@@ -177,6 +192,106 @@ def evaluate(
         if max_batches and n >= max_batches:
             break
     return {f"eval/{k}": (v / max(n, 1)).tolist() for k, v in sums.items()}
+
+
+class _Head:
+    """The first ``n`` examples of a source (for a capped eval of a source without limit)."""
+
+    def __init__(self, source: Any, n: int):
+        self.source, self.n = source, min(n, len(source))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"_Head({self.source!r}, {self.n})"
+
+    def __getitem__(self, i: int):
+        return self.source[int(i)]
+
+
+class _PadTo:
+    """``source`` followed by copies of its last example up to ``n`` (a whole last batch)."""
+
+    def __init__(self, source: Any, n: int):
+        self.source, self.n = source, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"_PadTo({self.source!r}, {self.n})"
+
+    def __getitem__(self, i: int):
+        return self.source[min(int(i), len(self.source) - 1)]
+
+
+def describe_source(source: Any) -> str:
+    """The source's own description (``describe()``), else its number of examples."""
+    return source.describe() if hasattr(source, "describe") else f"{len(source)} examples"
+
+
+def collect_examples(
+    step_fn: Any, source: Any, *, batch_size: int, shards: int = 1, put: Any = None
+) -> dict[str, np.ndarray]:
+    """``step_fn(batch)``'s per-example outputs over every example of ``source``, in order.
+
+    Batches hold ``batch_size`` examples (fewer for a small source; always a multiple of
+    ``shards``); the last one is filled up with copies of the last example, and those rows are
+    dropped here, so each example is counted exactly once. ``put`` places a host batch on
+    the devices (default: as is). Returns name -> host array with ``len(source)`` rows.
+    """
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"eval source {source!r} has no examples")
+    bs = min(batch_size, -(-n // shards) * shards)
+    padded = -(-n // bs) * bs
+    ds = make_dataset(
+        _PadTo(source, padded),
+        batch_size=bs,
+        seed=0,
+        shuffle=False,
+        num_epochs=1,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in ds:
+        batch = put(batch) if put is not None else batch  # the explicit copy, outside the guard
+        with jax.transfer_guard("disallow"):
+            out = step_fn(batch)
+        for k, v in jax.device_get(out).items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v)[:n] for k, v in parts.items()}
+
+
+def mean_over_examples(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Default ``eval_summary``: the float64 mean of each floating value over its examples."""
+    return {
+        k: float(np.mean(np.asarray(v, np.float64)))
+        for k, v in values.items()
+        if np.issubdtype(np.asarray(v).dtype, np.floating)
+    }
+
+
+def _evaluate_examples(
+    engine: Engine, state: State, source: Any, *, batch_size: int, max_batches: int
+) -> dict[str, float]:
+    if max_batches and len(source) > max_batches * batch_size:
+        cap = max_batches * batch_size
+        source = source.limit(cap) if hasattr(source, "limit") else _Head(source, cap)
+    if jax.process_index() == 0:
+        print(f"eval: {describe_source(source)}", flush=True)
+    step_fn = engine.eval_step(per_example=True)
+    values = collect_examples(
+        lambda batch: step_fn(state, batch),
+        source,
+        batch_size=batch_size,
+        shards=batch_size_per_shard(engine.mesh),
+        put=engine.put_batch,
+    )
+    summary = getattr(engine.task, "eval_summary", mean_over_examples)(values)
+    return {f"eval/{k}": float(v) for k, v in summary.items()}
 
 
 def _load_params(path: str, engine: Engine) -> dict:
@@ -398,8 +513,14 @@ def _mark_absl_flags_parsed() -> None:
         pass
 
 
-def load_state(workdir: str, task: Task, cfg: Any, devices=None) -> tuple[Engine, State, int]:
-    """(engine, state, step) of the newest readable checkpoint in ``workdir``.
+CHECKPOINTS = ("last", "best")
+"""Which checkpoint of a run to load: the newest, or the best by ``ckpt.best_metric``."""
+
+
+def load_state(
+    workdir: str, task: Task, cfg: Any, devices=None, *, checkpoint: str = "last"
+) -> tuple[Engine, State, int]:
+    """(engine, state, step) of a checkpoint in ``workdir``.
 
     Args:
       workdir: a run directory (or its checkpoints/ directory).
@@ -407,27 +528,40 @@ def load_state(workdir: str, task: Task, cfg: Any, devices=None) -> tuple[Engine
       cfg: the run's config (e.g. ``jaxfm.config.load_json(Config, WORKDIR/config.json)``),
         with any ``parallel`` override for the devices at hand.
       devices: devices of the mesh to restore onto (default: all).
+      checkpoint: ``last`` (the newest readable one) or ``best`` (the best by the run's
+        ``ckpt.best_metric`` among those kept; the newest, with a notice, when none recorded
+        it, e.g. a run that never evaluated).
     """
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint {checkpoint!r}: choose one of {', '.join(CHECKPOINTS)}")
     mesh = make_mesh(cfg.parallel, devices)
     engine = Engine(task, cfg.train, None, None, mesh, cfg.parallel.strategy)
-    ckpt = Checkpointer(checkpoint_dir(workdir), read_only=True)
+    ckpt = Checkpointer(checkpoint_dir(workdir), getattr(cfg, "ckpt", None), read_only=True)
     try:
-        step, state, _ = ckpt.restore(engine.abstract_state)
+        step = ckpt.best_step() if checkpoint == "best" else None
+        if checkpoint == "best" and step is None and jax.process_index() == 0:
+            print(
+                f"{workdir}: no checkpoint recorded {ckpt.cfg.best_metric}; using the newest",
+                flush=True,
+            )
+        step, state, _ = ckpt.restore(engine.abstract_state, step=step)
     finally:
         ckpt.close()
     return engine, state, step
 
 
-def load_model(workdir: str, task: Task, cfg: Any, devices=None):
-    """The trained NNX model of the newest readable checkpoint in ``workdir``."""
-    engine, state, _ = load_state(workdir, task, cfg, devices)
+def load_model(workdir: str, task: Task, cfg: Any, devices=None, *, checkpoint: str = "last"):
+    """The trained NNX model of a checkpoint in ``workdir`` (``checkpoint``: last or best)."""
+    engine, state, _ = load_state(workdir, task, cfg, devices, checkpoint=checkpoint)
     return engine.model(state)
 
 
 __all__ = [
+    "CHECKPOINTS",
     "ConfigMismatchError",
     "NonFiniteError",
     "Preempted",
+    "collect_examples",
     "evaluate",
     "load_model",
     "load_state",

@@ -128,7 +128,7 @@ class Engine:
             shard,
         )
         self._train_step = None
-        self._eval_step = None
+        self._eval_steps: dict[bool, Callable] = {}
 
     # ------------------------------------------------------------------------------- init
 
@@ -278,9 +278,14 @@ class Engine:
             step, out_shardings=(self.state_sharding, replicated(self.mesh)), donate_argnums=(0,)
         )
 
-    def eval_step(self) -> Callable[[State, dict], dict]:
-        """The compiled ``(state, batch) -> metrics`` (no gradient, deterministic model)."""
-        if self._eval_step is None:
+    def eval_step(self, per_example: bool = False) -> Callable[[State, dict], dict]:
+        """The compiled ``(state, batch) -> metrics`` (no gradient, deterministic model).
+
+        ``per_example``: call the task's ``eval_examples`` (values with a leading batch axis,
+        kept in their dtype so integer group labels stay exact) instead of ``eval_metrics``.
+        """
+        if per_example not in self._eval_steps:
+            method = "eval_examples" if per_example else "eval_metrics"
 
             def step(state, batch):
                 model = nnx.merge(
@@ -289,12 +294,12 @@ class Engine:
                     _cast_floats(state["frozen"], self.dtype, self.keep_fp32["frozen"]),
                     state["rest"],
                 )
-                metrics = self.task.eval_metrics(model, _cast_floats(batch, self.dtype))
+                metrics = getattr(self.task, method)(model, _cast_floats(batch, self.dtype))
                 pop_aux(model)
-                return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+                return {k: _eval_output(v) for k, v in metrics.items()}
 
-            self._eval_step = jax.jit(step, out_shardings=replicated(self.mesh))
-        return self._eval_step
+            self._eval_steps[per_example] = jax.jit(step, out_shardings=replicated(self.mesh))
+        return self._eval_steps[per_example]
 
     # ------------------------------------------------------------------------------- data
 
@@ -310,3 +315,10 @@ class Engine:
     def param_sharding(self) -> dict[str, NamedSharding]:
         """Shardings of the trainable parameters (pure dict)."""
         return self.state_sharding["params"]
+
+
+def _eval_output(v) -> jax.Array:
+    """Floating eval outputs in float32; integer and boolean labels unchanged."""
+    v = jnp.asarray(v)
+    keep = jnp.issubdtype(v.dtype, jnp.integer) or v.dtype == jnp.bool_
+    return v if keep else v.astype(jnp.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import jax
+import numpy as np
 from flax import nnx
 
 
@@ -38,6 +39,29 @@ class Task(Protocol):
 
     def eval_metrics(self, model: nnx.Module, batch: dict[str, jax.Array]) -> dict[str, Any]:
         """Scalar metrics of one evaluation batch (averaged over batches by the engine)."""
+        ...
+
+
+@runtime_checkable
+class ExampleEval(Protocol):
+    """Optional, for a task whose eval must be exact and broken down (e.g. per system).
+
+    A task with ``eval_examples`` is evaluated through it instead of ``eval_metrics``: the
+    engine runs it on every eval batch (jit, deterministic model), keeps each example's row
+    once (padding of the last batch dropped), and hands all rows to ``eval_summary`` on the
+    host. Means over batches cannot weigh a short last batch or a group split across batches
+    correctly; rows with their group labels can. ``eval_summary`` is optional (default: the
+    mean of every floating value over the examples).
+    """
+
+    def eval_examples(self, model: nnx.Module, batch: dict[str, jax.Array]) -> dict[str, Any]:
+        """Name -> array with a leading batch axis: per-example values and group labels
+        (e.g. ``system (B,)``, ``field_ids (B, C)``), integer labels kept as integers."""
+        ...
+
+    def eval_summary(self, values: dict[str, np.ndarray]) -> dict[str, float]:
+        """The reported metrics (without the ``eval/`` prefix) from the rows of every example
+        of the eval set (host NumPy arrays, ``values[k][i]`` = example i)."""
         ...
 
 

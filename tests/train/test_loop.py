@@ -295,3 +295,29 @@ def test_resume_check_reads_an_older_config_layout_through_migrate_dict(tmp_path
     _check_same_run(str(path), Cfg())
     with pytest.raises(ConfigMismatchError, match=r"model.width=8.*model.width=16"):
         _check_same_run(str(path), Cfg(model=Model(width=16)))
+
+
+def test_best_checkpoint_is_loaded_on_request(make_cfg, task, lorenz):
+    # best_mode=max: the highest eval loss (an early evaluation) ranks best, so best != last
+    cfg = make_cfg(
+        **{
+            "train.steps": 8,
+            "train.eval_every": 2,
+            "ckpt.every": 2,
+            "ckpt.keep": 1,
+            "ckpt.keep_best": 1,
+            "ckpt.best_mode": "max",
+        }
+    )
+    run(cfg, task, *lorenz)
+    evals = {
+        r["step"]: r["eval/loss"]
+        for r in map(json.loads, open(os.path.join(cfg.workdir, "metrics.jsonl")))
+        if "eval/loss" in r
+    }
+    worst = max(evals, key=evals.get)
+    assert worst != 8
+    assert load_state(cfg.workdir, task, cfg, checkpoint="best")[2] == worst
+    assert load_state(cfg.workdir, task, cfg)[2] == 8
+    with pytest.raises(ValueError, match="choose one of last, best"):
+        load_state(cfg.workdir, task, cfg, checkpoint="newest")

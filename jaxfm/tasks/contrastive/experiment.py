@@ -13,7 +13,7 @@ from flax import nnx
 
 from jaxfm.ckpt import CkptConfig
 from jaxfm.config import ExperimentConfig
-from jaxfm.data.galaxies import GalaxyConfig, make_sources
+from jaxfm.data.galaxies import GalaxyConfig, make_sources, read_rows
 from jaxfm.models.contrastive import ContrastiveConfig
 from jaxfm.models.resnet import ResNetConfig
 from jaxfm.models.specformer import SpecFormerConfig
@@ -52,7 +52,7 @@ class Config(ExperimentConfig):
     model: ContrastiveConfig = dataclasses.field(default_factory=ContrastiveConfig)
     """The two towers, heads and loss."""
     data: GalaxyConfig = dataclasses.field(default_factory=GalaxyConfig)
-    """Synthetic (or HDF5) galaxies."""
+    """Synthetic galaxies, or an HDF5 file (``--data.path``: AstroCLIP's export or jaxfm's)."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     """Evaluation after training."""
     spectrum_init: str | None = None
@@ -142,6 +142,19 @@ def check_config(cfg: Config) -> None:
         )
 
 
+def check_data_shapes(cfg: Config, source) -> None:
+    """Raise unless the towers fit the data on disk (an AstroCLIP file: 152 px, 7781 pixels)."""
+    m, d = cfg.model, cfg.data
+    side, length = source.image_shape[0], source.spectrum_len
+    if d.image_size != side or m.spectrum.spectrum_len != length:
+        raise SystemExit(
+            f"{d.path}: images are {side} px and spectra {length} pixels; set "
+            f"--data.image_size {side} --data.spectrum_len {length} "
+            f"--model.vit.image_size {side} --model.spectrum.spectrum_len {length} "
+            f"(config has {d.image_size} and {m.spectrum.spectrum_len})"
+        )
+
+
 def evaluate_run(cfg: Config, task: ContrastiveTask, train: dict, gallery: dict) -> dict:
     """Full evaluation of the trained model in ``cfg.workdir`` (+ baselines); returns results."""
     model = load_model(cfg.workdir, task, cfg)
@@ -221,9 +234,11 @@ def train_and_evaluate(cfg: Config, command: str | None = None) -> dict:
     command defaults to this process's); returns the results dict."""
     check_config(cfg)
     train_src, eval_src = make_sources(cfg.data)
+    check_data_shapes(cfg, train_src)
     params = load_encoder(cfg.spectrum_init, cfg.model.spectrum) if cfg.spectrum_init else None
     task = ContrastiveTask(cfg.model, spectrum_params=params)
     run(cfg, task, train_src, eval_src)
-    results = evaluate_run(cfg, task, train_src.records, eval_src.records)
+    limit = cfg.data.eval_max
+    results = evaluate_run(cfg, task, read_rows(train_src, limit), read_rows(eval_src, limit))
     write_contrastive_study(cfg, results, command or command_line())
     return results

@@ -86,6 +86,11 @@ class DistillTask:
             raise ValueError(f"DistillTask: alpha must lie in [0, 1], got {alpha}")
         self.student_task, self.teacher_task = student_task, teacher_task
         self.teacher_state, self.alpha, self.predict = teacher_state, alpha, predict
+        if hasattr(student_task, "eval_examples") and hasattr(teacher_task, "eval_examples"):
+            # Scored as the student is (exact, broken down by its own summary), not by
+            # batch means: the engine looks for these two names.
+            self.eval_examples = self._eval_examples
+            self.eval_summary = getattr(student_task, "eval_summary", None) or _mean_over_rows
 
     def build_model(self, rngs: nnx.Rngs) -> Distilled:
         """Student at random init, teacher with the loaded weights."""
@@ -104,6 +109,17 @@ class DistillTask:
         loss = self.alpha * kd + (1.0 - self.alpha) * data_loss
         return loss, {**metrics, "data_loss": data_loss, "distill_mse": kd}
 
+    def _eval_examples(self, model: Distilled, batch):
+        """The student's per-example rows, the teacher's loss and the student-teacher gap
+        per example (summarised by the student task's ``eval_summary``)."""
+        out = dict(self.student_task.eval_examples(model.student, batch))
+        out["teacher_loss"] = self.teacher_task.eval_examples(model.teacher, batch)["loss"]
+        gap = self.predict(model.student, batch).astype(jnp.float32) - self.predict(
+            model.teacher, batch
+        ).astype(jnp.float32)
+        out["distill_mse"] = jnp.mean(gap**2, axis=tuple(range(1, gap.ndim)))
+        return out
+
     def eval_metrics(self, model: Distilled, batch):
         """The student's own metrics, the teacher's loss and the student-teacher gap."""
         out = dict(self.student_task.eval_metrics(model.student, batch))
@@ -113,3 +129,10 @@ class DistillTask:
         ).astype(jnp.float32)
         out["distill_mse"] = jnp.mean(gap**2)
         return out
+
+
+def _mean_over_rows(values: dict) -> dict[str, float]:
+    """The mean of every floating per-example value (the engine's default summary)."""
+    from jaxfm.train.loop import mean_over_examples
+
+    return mean_over_examples(values)

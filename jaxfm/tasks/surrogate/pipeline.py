@@ -16,6 +16,14 @@ from each source's ``bc`` through a system -> periodic table of the run's system
 Field and system names found in the data extend the built-in registries (append-only); the
 registries are saved in every checkpoint and a run that builds on a checkpoint (resume,
 ``init_from``, rollout evaluation) extends the saved ones, or stops naming both lists.
+
+Evaluation: one-step errors on the held-out windows of every system
+(:class:`jaxfm.data.eval_windows.StratifiedWindows`: the whole split, or with
+``train.eval_batches`` set, ``eval_batches * batch_size / n_systems`` windows of each system
+spread over its trajectories and start frames), reported per system, per field and as the
+mean over systems; rollouts on the held-out trajectories over The Well's windows (steps 1,
+2-5, 6-12, 13-30, as far as the trajectories reach), from the last or the best checkpoint
+(``eval.checkpoint``).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +40,13 @@ from flax import nnx
 
 from jaxfm.ckpt.manager import CKPT_DIR, read_meta
 from jaxfm.config import ExperimentConfig, load_json
+from jaxfm.data.eval_windows import StratifiedWindows, pad_example  # noqa: F401 (re-export)
 from jaxfm.data.fields import N_FIELDS, NameRegistry, default_system_registry
 from jaxfm.data.mixture import MixtureWindows
 from jaxfm.data.sim.registry import SYSTEMS
 from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
 from jaxfm.data.windows import WindowSource
-from jaxfm.tasks.surrogate.rollout import per_step_errors, rollout, window_means
+from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS, per_step_errors, rollout, window_means
 from jaxfm.tasks.surrogate.sources import (
     ROLLOUT_SPLITS,
     SystemData,
@@ -98,6 +107,17 @@ class PDEDataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SurrogateEvalOptions:
+    """The rollout evaluation after training."""
+
+    checkpoint: Literal["last", "best"] = "last"
+    """Checkpoint the rollouts score: last (the newest, default) or best (the best by
+    ckpt.best_metric among those kept, e.g. eval/nrmse, the mean over systems)."""
+    rollout_steps: int = ROLLOUT_STEPS
+    """Autoregressive steps (truncated to what the held-out trajectories allow)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class SurrogateExperiment(ExperimentConfig):
     """A surrogate training run (pretraining or fine-tuning)."""
 
@@ -105,40 +125,11 @@ class SurrogateExperiment(ExperimentConfig):
     """Architecture, loss and freezing."""
     data: PDEDataConfig = dataclasses.field(default_factory=PDEDataConfig)
     """Systems and windows."""
+    eval: SurrogateEvalOptions = dataclasses.field(default_factory=SurrogateEvalOptions)
+    """Rollout evaluation after training (which checkpoint, how many steps)."""
 
 
 # ----------------------------------------------------------------------------- data
-
-
-class PaddedWindows:
-    """Deterministic concatenation of window sources, each example padded to ``pad`` fields."""
-
-    def __init__(self, sources: list, pad: int):
-        self.sources, self.pad = sources, pad
-        self.offsets = np.cumsum([0] + [len(s) for s in sources])
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __repr__(self) -> str:
-        return f"PaddedWindows({[repr(s) for s in self.sources]}, pad={self.pad})"
-
-    def __getitem__(self, i: int) -> dict:
-        k = int(np.searchsorted(self.offsets, int(i), side="right") - 1)
-        return pad_example(self.sources[k][int(i) - int(self.offsets[k])], self.pad)
-
-
-def pad_example(el: dict, k: int) -> dict:
-    """Zero-pads x/y to ``k`` channels and field ids with -1."""
-    el = dict(el)
-    c = el["x"].shape[-1]
-    if c > k:
-        raise ValueError(f"example has {c} fields but data.pad_fields = {k}; raise pad_fields")
-    pad = [(0, 0)] * (el["x"].ndim - 1) + [(0, k - c)]
-    el["x"], el["y"] = np.pad(el["x"], pad), np.pad(el["y"], pad)
-    el["field_ids"] = np.pad(el["field_ids"], (0, k - c), constant_values=-1)
-    el["field_mask"] = np.arange(k) < c
-    return el
 
 
 def periodic_table(sets, registry: NameRegistry | None = None) -> np.ndarray:
@@ -220,8 +211,16 @@ def build_data(
         train, micro_batch=batch_size, seed=seed, length=d.epoch_batches, pad_fields=d.pad_fields
     )
     periodic = periodic_table({s.system: s for s in systems}, sys_reg)
-    return PDEData(
-        mix, PaddedWindows(evals, d.pad_fields), held, periodic, systems, fields, sys_reg
+    # Every held-out window of every system; the engine's eval cap (train.eval_batches) takes
+    # an equal, evenly spread share of each system from it, never the head of the list.
+    eval_set = StratifiedWindows(evals, pad=d.pad_fields)
+    return PDEData(mix, eval_set, held, periodic, systems, fields, sys_reg)
+
+
+def surrogate_task(model: SurrogateTaskConfig, data: PDEData) -> SurrogateTask:
+    """The task of ``model`` on ``data``: its periodic table, metrics named by its registries."""
+    return SurrogateTask(
+        model, data.periodic, system_names=data.systems.names, field_names=data.fields.names
     )
 
 
@@ -281,12 +280,33 @@ def train(cfg: SurrogateExperiment) -> dict:
         cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved_meta(cfg)
     )
     check_field_slots(cfg.model, data.fields)
-    task = SurrogateTask(cfg.model, data.periodic)
+    task = surrogate_task(cfg.model, data)
     results = run(cfg, task, data.train, data.eval, meta=registry_meta(data))
     # Rollout plots (truth / prediction / error over time; error vs step) for every held-out
     # system, next to the run's other outputs.
-    roll = evaluate_rollouts(cfg, task=task, data=data, plot_dir=cfg.workdir)
+    roll = evaluate_rollouts(
+        cfg, task=task, data=data, max_steps=cfg.eval.rollout_steps, plot_dir=cfg.workdir
+    )
     return write_results(cfg.workdir, {"rollout": roll, **results})
+
+
+def eval_windows(data: PDEData, train_cfg: Any):
+    """The eval windows a run of ``train_cfg`` scores: the whole held-out split, or with
+    ``eval_batches`` set, that many batches' worth split equally over the systems."""
+    cap = train_cfg.eval_batches * train_cfg.batch_size
+    return data.eval.limit(cap) if cap and len(data.eval) > cap else data.eval
+
+
+def score_one_step(task: SurrogateTask, model, source, batch_size: int) -> dict[str, float]:
+    """One-step errors of ``model`` on every window of ``source`` (no ``eval/`` prefix): per
+    system, per field and the mean over systems, exactly as the training engine reports
+    them (:meth:`SurrogateTask.eval_summary`), plus ``windows``."""
+    from jaxfm.train.loop import collect_examples
+
+    graphdef, state = nnx.split(model)
+    step = jax.jit(lambda st, b: task.eval_examples(nnx.merge(graphdef, st), b))
+    rows = collect_examples(lambda b: step(state, b), source, batch_size=batch_size)
+    return task.eval_summary(rows)
 
 
 # ----------------------------------------------------------------------------- rollouts
@@ -333,16 +353,24 @@ def evaluate_rollouts(
     task=None,
     data=None,
     model=None,
-    max_steps: int = 12,
+    max_steps: int = ROLLOUT_STEPS,
     plot_dir: str | None = None,
     split: str = "valid",
+    checkpoint: str | None = None,
 ) -> dict:
-    """Rollout errors (NRMSE, VRMSE; per window) of the model and of persistence, per system.
+    """Rollout errors (NRMSE, VRMSE; per window, step and field) of the model and of
+    persistence, per system.
 
     Rolls out the first ``data.n_rollout`` trajectories of ``split`` (valid, or test for final
-    scoring) of every system, reading only those trajectories' first frames. Loads the newest
-    checkpoint of ``cfg.workdir`` when ``model`` is None (its saved registries are extended,
-    as in training); writes ``rollout.json`` and, with ``plot_dir``, plots per system.
+    scoring) of every system, reading only those trajectories' first frames, ``max_steps``
+    steps (fewer when the trajectories are shorter). Loads a checkpoint of ``cfg.workdir``
+    when ``model`` is None: ``checkpoint`` (``last`` or ``best``; default
+    ``cfg.eval.checkpoint``), whose saved registries are extended as in training. Writes
+    ``rollout.json`` and, with ``plot_dir``, plots per system.
+
+    Returns:
+      system -> {"model" | "persistence" -> metric -> {"windows", "per_step", "mean_5",
+      "fields": field -> {"windows", "mean_5"}}, "trajectories", "steps", "checkpoint"}.
     """
     d = cfg.data
     if split not in ROLLOUT_SPLITS:
@@ -350,8 +378,9 @@ def evaluate_rollouts(
     if data is None:
         saved = [m for m in [checkpoint_meta(cfg.workdir)] if m is not None]
         data = build_data(d, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved)
-    task = task or SurrogateTask(cfg.model, data.periodic)
-    model = model or load_model(cfg.workdir, task, cfg)
+    task = task or surrogate_task(cfg.model, data)
+    which = "given" if model is not None else checkpoint or cfg.eval.checkpoint
+    model = model or load_model(cfg.workdir, task, cfg, checkpoint=which)
     reg = data.systems
     held = data.held_out if split == "valid" else {s.system: s.split(split) for s in data.sources}
     out = {}
@@ -367,21 +396,11 @@ def evaluate_rollouts(
             model, traj, ids, data.periodic[reg.id(name)], d.n_steps_input, steps
         )
         persist = np.repeat(traj[:, d.n_steps_input - 1 : d.n_steps_input], steps, axis=1)
-        valid = np.broadcast_to(ids >= 0, (traj.shape[0], ids.shape[0]))
-        res = {}
-        for label, p in (("model", pred), ("persistence", persist)):
-            errs = per_step_errors(jnp.asarray(p), jnp.asarray(truth), ("nrmse", "vrmse"))
-            res[label] = {
-                m: {
-                    "windows": window_means(e, valid=valid),
-                    "per_step": [float(e[:, s][valid].mean()) for s in range(steps)],
-                    "mean_5": float(
-                        e[:, :5][np.broadcast_to(valid[:, None], e[:, :5].shape)].mean()
-                    ),
-                }
-                for m, e in errs.items()
-            }
-        out[name] = res
+        res = {
+            label: _rollout_errors(p, truth, ids, ts.field_names)
+            for label, p in (("model", pred), ("persistence", persist))
+        }
+        out[name] = {**res, "trajectories": int(traj.shape[0]), "steps": steps, "checkpoint": which}
         if plot_dir:
             from jaxfm.tasks.surrogate.plots import plot_error_vs_step, plot_rollout
 
@@ -396,6 +415,30 @@ def evaluate_rollouts(
     if jax.process_index() == 0:
         with open(os.path.join(cfg.workdir, "rollout.json"), "w") as f:
             json.dump(out, f, indent=1)
+    return out
+
+
+def _rollout_errors(pred, truth, ids, field_names) -> dict:
+    """metric -> windows / per-step / 5-step means over trajectories and valid fields, and the
+    same per field (the first ``len(field_names)`` channels are the real ones)."""
+    n = pred.shape[0]
+    valid = np.broadcast_to(ids >= 0, (n, ids.shape[0]))
+    errs = per_step_errors(jnp.asarray(pred), jnp.asarray(truth), ("nrmse", "vrmse"))
+    out = {}
+    for m, e in errs.items():
+        first5 = e[:, :5]
+        out[m] = {
+            "windows": window_means(e, valid=valid),
+            "per_step": [float(e[:, s][valid].mean()) for s in range(e.shape[1])],
+            "mean_5": float(first5[np.broadcast_to(valid[:, None], first5.shape)].mean()),
+            "fields": {
+                field: {
+                    "windows": window_means(e[..., c : c + 1]),
+                    "mean_5": float(first5[..., c].mean()),
+                }
+                for c, field in enumerate(field_names)
+            },
+        }
     return out
 
 

@@ -52,7 +52,7 @@ def pretrain_tiny() -> SurrogateExperiment:
             warmup_steps=100,
             log_every=50,
             eval_every=500,
-            eval_batches=16,
+            eval_batches=16,  # 128 windows: 32 of each system, spread over its trajectories
         ),
         ckpt=CkptConfig(every=500),
     )
@@ -141,7 +141,7 @@ def finetune_m1() -> SurrogateExperiment:
             warmup_steps=30,
             log_every=25,
             eval_every=200,
-            eval_batches=16,
+            eval_batches=0,  # every held-out window (8 trajectories x 17 starts = 136)
         ),
         ckpt=CkptConfig(every=200),
     )

@@ -8,7 +8,12 @@ periodic)``), so a batch may mix systems.
 
 Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``mse`` / ``l1``.
 Evaluation reports NRMSE, VRMSE and RMSE of the model and of the persistence baseline
-(copy the last input frame) on the same batch, so every number has its control beside it.
+(copy the last input frame) on the same windows, so every number has its control beside it.
+The engine scores through :meth:`SurrogateTask.eval_examples` (one row per window) and
+:meth:`SurrogateTask.eval_summary`: per system, per field within a system, and the headline
+``nrmse`` (``loss``, ...) = the mean over systems of the per-system means
+(:func:`jaxfm.tasks.surrogate.metrics.system_summary`), so a checkpoint ranked by
+``eval/loss`` or ``eval/nrmse`` is ranked by every system alike.
 
 Freezing (MPP's fine-tuning options, ``models/avit.py``): ``none`` trains everything;
 ``middle`` only the field embedding and the per-field output kernel/bias (MPP ``frozen``);
@@ -18,6 +23,7 @@ Freezing (MPP's fine-tuning options, ``models/avit.py``): ``none`` trains everyt
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import jax
@@ -25,10 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxfm.data.fields import default_field_registry, default_system_registry
 from jaxfm.models.fno import FNO, FNOConfig
 from jaxfm.models.surrogate import AViT, AViTConfig
 from jaxfm.models.unet import UNet, UNetConfig
-from jaxfm.tasks.surrogate.metrics import masked_mean, nrmse, rmse, surrogate_loss, vrmse
+from jaxfm.tasks.surrogate.metrics import (
+    field_loss,
+    masked_mean,
+    nrmse,
+    rmse,
+    surrogate_loss,
+    system_summary,
+    vrmse,
+)
 
 FREEZE = ("none", "middle", "processor")
 
@@ -81,13 +96,24 @@ def build_surrogate(cfg: SurrogateTaskConfig, rngs: nnx.Rngs) -> nnx.Module:
 class SurrogateTask:
     """Next-step prediction task (see module docstring)."""
 
-    def __init__(self, cfg: SurrogateTaskConfig, periodic_by_system: np.ndarray | None = None):
+    def __init__(
+        self,
+        cfg: SurrogateTaskConfig,
+        periodic_by_system: np.ndarray | None = None,
+        *,
+        system_names: Sequence[str] | None = None,
+        field_names: Sequence[str] | None = None,
+    ):
         """Args:
         cfg: model, loss and freezing.
         periodic_by_system: (n_systems, 2) bool, system id -> (H, W) periodic; None: all
           axes bounded.
+        system_names, field_names: id -> name of the run's registries, which name the eval
+          metrics (default: the built-in registries; a run on files may have more).
         """
         self.cfg = cfg
+        self.system_names = tuple(system_names or default_system_registry().names)
+        self.field_names = tuple(field_names or default_field_registry().names)
         self.periodic_table = (
             None
             if periodic_by_system is None
@@ -122,7 +148,12 @@ class SurrogateTask:
         if n_saved == n_run:
             return None
         avit = dataclasses.replace(self.cfg.avit, n_fields=n_saved)
-        return SurrogateTask(dataclasses.replace(self.cfg, avit=avit), self.periodic_table)
+        return SurrogateTask(
+            dataclasses.replace(self.cfg, avit=avit),
+            self.periodic_table,
+            system_names=self.system_names,
+            field_names=self.field_names,
+        )
 
     def adapt_model(self, model: nnx.Module, seed: int = 0) -> None:
         """Grows ``model``'s field vocabulary to this task's, in place: the stored rows are
@@ -163,13 +194,30 @@ class SurrogateTask:
         return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}
 
     def eval_metrics(self, model, batch):
-        """Model and persistence errors (NRMSE, VRMSE, RMSE) of one eval batch."""
+        """Model and persistence errors (NRMSE, VRMSE, RMSE) of one batch, averaged over its
+        windows and valid fields (for scoring a single batch by hand; the engine uses
+        :meth:`eval_examples`)."""
+        rows = self.eval_examples(model, batch)
+        valid = rows["field_ids"] >= 0
+        return {
+            k: masked_mean(v, valid) for k, v in rows.items() if v.ndim == 2 and k != "field_ids"
+        }
+
+    def eval_examples(self, model, batch):
+        """Per window and field (B, C): loss, NRMSE, VRMSE, RMSE of the model and of
+        persistence; plus the labels ``system (B,)`` and ``field_ids (B, C)``."""
         ids = self._ids(batch)
         pred = self.predict(model, batch["x"], ids, self._periodic(batch))
-        target, valid = batch["y"][:, 0], ids >= 0
-        last = batch["x"][:, -1]
-        out = {"loss": surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)}
+        target, last = batch["y"][:, 0], batch["x"][:, -1]
+        out = {"loss": field_loss(pred, target, kind=self.cfg.loss)}
         for name, fn in (("nrmse", nrmse), ("vrmse", vrmse), ("rmse", rmse)):
-            out[name] = masked_mean(fn(pred, target), valid)
-            out[f"persistence_{name}"] = masked_mean(fn(last, target), valid)
+            out[name] = fn(pred, target)
+            out[f"persistence_{name}"] = fn(last, target)
+        b = ids.shape[0]
+        out["system"] = jnp.broadcast_to(batch["system"].reshape(-1), (b,)).astype(jnp.int32)
+        out["field_ids"] = ids
         return out
+
+    def eval_summary(self, values):
+        """Per system, per field and over-systems means of :meth:`eval_examples`' rows."""
+        return system_summary(values, self.system_names, self.field_names)

@@ -231,6 +231,20 @@ def test_new_names_extend_the_registries_and_the_periodic_table(corpus, tmp_path
     assert pipeline.registry_meta(data)["systems"] == ["mhd", "navier_stokes"]
 
 
+def test_eval_metrics_are_named_by_the_runs_registries(corpus, tmp_path):
+    data = build_data(_cfg(corpus), 8, 0, str(tmp_path / "run"), progress=False)
+    task = pipeline.surrogate_task(SurrogateTaskConfig(avit=avit_config("smoke")), data)
+    ex = data.eval[0]
+    rows = {
+        "system": np.array([ex["system"]]),
+        "field_ids": ex["field_ids"][None],
+        "nrmse": np.array([[0.1, 0.2, 0.3, 0.0]]),
+    }
+    out = task.eval_summary(rows)
+    assert out["nrmse/mhd"] == pytest.approx(0.2)
+    assert out["nrmse/mhd/magnetic_y"] == pytest.approx(0.3)
+
+
 def test_saved_registries_are_extended_and_a_renumbered_one_is_refused(tmp_path):
     path = write_well(trajs("heat", ("temperature",), n=4), tmp_path / "heat.hdf5")
     saved = {

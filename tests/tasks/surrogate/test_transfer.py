@@ -53,3 +53,13 @@ def test_rewrite_report_keeps_the_runs_and_adds_the_findings(tmp_path):
     assert f"{out['findings']['gains'][0]['gain_pct']:.1f}%" in text
     with pytest.raises(SystemExit, match="no results.json"):
         rewrite_report(str(tmp_path / "missing"))
+
+
+def test_report_says_how_many_windows_per_target_were_scored():
+    from jaxfm.tasks.surrogate.transfer import StudyOptions, report
+
+    runs = [{**r, "eval_windows": 136} for r in _runs()]
+    text = report(summarize(runs), StudyOptions(seeds=(0, 1)), 60.0, "cmd")
+    assert "one-step windows scored per target" in text and "t: 136" in text
+    old = report(summarize(_runs()), StudyOptions(seeds=(0, 1)), 60.0, "cmd")
+    assert "not recorded by these runs" in old  # studies run before the count was kept
