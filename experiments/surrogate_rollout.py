@@ -11,7 +11,9 @@ first ``data.n_rollout`` held-out trajectories (valid split; ``--rollout.split t
 scoring) of every system of the run, reading only those from disk, and writes rollout.json
 (NRMSE/VRMSE per step and over windows 1, 2-5, 6-12, 13-30, model and persistence, per system
 and per field), results.json["rollout_eval"], report.md and, per system, rollout_<sys>.png
-(truth / prediction / |error| over time) and error_vs_step_<sys>.png.
+(truth / prediction / |error| over time) and error_vs_step_<sys>.png; the test split's files
+are rollout_test.json, results.json["rollout_eval_test"], report_test.md, rollout_test_<sys>.png
+and error_vs_step_test_<sys>.png, so they never overwrite the valid split's.
 """
 
 from __future__ import annotations
@@ -66,14 +68,14 @@ def smoke() -> RolloutConfig:
 PRESETS = {"default": default, "smoke": smoke}
 
 
-def report(workdir: str, res: dict) -> str:
+def report(workdir: str, res: dict, split: str = "valid") -> str:
     """A markdown table of the rollout windows, model beside persistence, per system and
-    field, and the mean over systems."""
+    field, and the mean over systems (``report.md``; ``report_test.md`` for the test split)."""
     some = next(iter(res.values()), {})
     lines = [
         "# Rollout evaluation",
         "",
-        f"run: `{workdir}`; checkpoint: {some.get('checkpoint', '-')}; "
+        f"run: `{workdir}`; split: {split}; checkpoint: {some.get('checkpoint', '-')}; "
         + ", ".join(
             f"{s}: {r['trajectories']} trajectories x {r['steps']} steps" for s, r in res.items()
         ),
@@ -96,7 +98,7 @@ def report(workdir: str, res: dict) -> str:
         for win, v in mean_over_systems(res, metric).items():
             p = mean_over_systems(res, metric, "persistence")[win]
             lines.append(f"| mean over systems | all | {metric} | {win} | {v:.4f} | {p:.4f} |")
-    path = os.path.join(workdir, "report.md")
+    path = os.path.join(workdir, "report.md" if split == "valid" else f"report_{split}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
@@ -122,9 +124,11 @@ def main(cfg: RolloutConfig) -> dict:
         checkpoint=cfg.rollout.checkpoint,
         split=cfg.rollout.split,
     )
-    path = report(cfg.workdir, res)
+    split = cfg.rollout.split
+    path = report(cfg.workdir, res, split)
     print(open(path).read())
-    return write_results(cfg.workdir, {"rollout_eval": res})
+    key = "rollout_eval" if split == "valid" else f"rollout_eval_{split}"
+    return write_results(cfg.workdir, {key: res})
 
 
 if __name__ == "__main__":

@@ -366,7 +366,8 @@ def evaluate_rollouts(
     steps (fewer when the trajectories are shorter). Loads a checkpoint of ``cfg.workdir``
     when ``model`` is None: ``checkpoint`` (``last`` or ``best``; default
     ``cfg.eval.checkpoint``), whose saved registries are extended as in training. Writes
-    ``rollout.json`` and, with ``plot_dir``, plots per system.
+    ``rollout.json`` (``rollout_test.json`` for the test split) and, with ``plot_dir``, plots
+    per system (``rollout[_test]_<system>.png``, ``error_vs_step[_test]_<system>.png``).
 
     Returns:
       system -> {"model" | "persistence" -> metric -> {"windows", "per_step", "mean_5",
@@ -383,6 +384,7 @@ def evaluate_rollouts(
     model = model or load_model(cfg.workdir, task, cfg, checkpoint=which)
     reg = data.systems
     held = data.held_out if split == "valid" else {s.system: s.split(split) for s in data.sources}
+    tag = "" if split == "valid" else f"_{split}"  # test scores never overwrite valid's files
     out = {}
     for name, ts in held.items():
         traj, ids = _padded_trajectories(
@@ -400,20 +402,28 @@ def evaluate_rollouts(
             label: _rollout_errors(p, truth, ids, ts.field_names)
             for label, p in (("model", pred), ("persistence", persist))
         }
-        out[name] = {**res, "trajectories": int(traj.shape[0]), "steps": steps, "checkpoint": which}
+        out[name] = {
+            **res,
+            "trajectories": int(traj.shape[0]),
+            "steps": steps,
+            "checkpoint": which,
+            "split": split,
+        }
         if plot_dir:
             from jaxfm.tasks.surrogate.plots import plot_error_vs_step, plot_rollout
 
             plot_rollout(
-                os.path.join(plot_dir, f"rollout_{name}.png"),
+                os.path.join(plot_dir, f"rollout{tag}_{name}.png"),
                 truth[0],
                 pred[0],
                 ts.field_names,
-                title=name,
+                title=f"{name} ({split})",
             )
-            plot_error_vs_step(os.path.join(plot_dir, f"error_vs_step_{name}.png"), res, title=name)
+            plot_error_vs_step(
+                os.path.join(plot_dir, f"error_vs_step{tag}_{name}.png"), res, title=name
+            )
     if jax.process_index() == 0:
-        with open(os.path.join(cfg.workdir, "rollout.json"), "w") as f:
+        with open(os.path.join(cfg.workdir, f"rollout{tag}.json"), "w") as f:
             json.dump(out, f, indent=1)
     return out
 

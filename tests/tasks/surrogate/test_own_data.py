@@ -4,6 +4,7 @@ checkpoint has (the vocabulary grows), roll out on valid and test; nothing loade
 And the vocabulary growth itself, on the task."""
 
 import dataclasses
+import json
 
 import jax.numpy as jnp
 import numpy as np
@@ -147,13 +148,17 @@ def test_pretrain_finetune_and_roll_out_on_own_files(tmp_path, monkeypatch, caps
     assert meta["fields"][-2:] == ["temperature", "salinity"]
     assert meta["systems"] == ["compressible_m1", "heat"]
     # rollouts of the fine-tuned run: valid (as training reported) and test (final scoring)
-    for split in ("valid", "test"):
+    for split, key in (("valid", "rollout_eval"), ("test", "rollout_eval_test")):
         res = _main(
             surrogate_rollout,
             surrogate_rollout.RolloutConfig,
             ["default", "--workdir", str(ft), "--rollout.steps", "3", "--rollout.split", split],
-        )["rollout_eval"]
+        )[key]
         assert set(res) == {"compressible_m1", "heat"}
+        assert {r["split"] for r in res.values()} == {split}
         assert all(np.isfinite(r["model"]["nrmse"]["per_step"]).all() for r in res.values())
-    assert (ft / "rollout_heat.png").exists()
+    # each split its own files: the test scores did not overwrite the valid ones
+    for name in ("rollout{}.json", "report{}.md", "rollout{}_heat.png"):
+        assert (ft / name.format("")).exists() and (ft / name.format("_test")).exists()
+    assert json.load(open(ft / "rollout.json"))["heat"]["split"] == "valid"
     assert jnp.isfinite(after.fields.kernel[...]).all()
