@@ -239,7 +239,8 @@ def collect_examples(
     Batches hold ``batch_size`` examples (fewer for a small source; always a multiple of
     ``shards``); the last one is filled up with copies of the last example, and those rows are
     dropped here, so each example is counted exactly once. ``put`` places a host batch on
-    the devices (default: as is). Returns name -> host array with ``len(source)`` rows.
+    the devices (default: ``jax.device_put``; the step runs under a guard that forbids
+    implicit transfers). Returns name -> host array with ``len(source)`` rows.
     """
     n = len(source)
     if n == 0:
@@ -257,7 +258,7 @@ def collect_examples(
     )
     parts: dict[str, list[np.ndarray]] = {}
     for batch in ds:
-        batch = put(batch) if put is not None else batch  # the explicit copy, outside the guard
+        batch = (put or jax.device_put)(batch)  # the explicit copy, outside the guard
         with jax.transfer_guard("disallow"):
             out = step_fn(batch)
         for k, v in jax.device_get(out).items():

@@ -305,7 +305,17 @@ def score_one_step(task: SurrogateTask, model, source, batch_size: int) -> dict[
 
     graphdef, state = nnx.split(model)
     step = jax.jit(lambda st, b: task.eval_examples(nnx.merge(graphdef, st), b))
-    rows = collect_examples(lambda b: step(state, b), source, batch_size=batch_size)
+    # Batches go where the parameters are (a model restored onto a mesh is replicated over
+    # it), so the step needs no implicit transfer.
+    where = jax.tree.leaves(state)[0].sharding
+    if isinstance(where, jax.sharding.NamedSharding):
+        where = jax.sharding.NamedSharding(where.mesh, jax.sharding.PartitionSpec())
+    rows = collect_examples(
+        lambda b: step(state, b),
+        source,
+        batch_size=batch_size,
+        put=lambda b: jax.device_put(b, where),
+    )
     return task.eval_summary(rows)
 
 
