@@ -15,9 +15,9 @@ the older per-channel files jaxfm wrote (JSON, without ``rms``: it follows from
 ``rms² = mean² + std²``). A time-constant field of The Well has no delta statistics.
 
 The same :class:`FieldStats` normalise every split (train, valid, test): there is deliberately
-no code path that computes statistics from the split being normalised (The Well issue #68 was a
-dropped normalisation on val/test). ``std`` is floored at ``1e-6 · (|mean| + 1)`` so a constant
-field does not divide by zero.
+no code path that computes statistics from the split being normalised (a normalisation dropped
+on val/test is a bug The Well once had). ``std`` is floored at ``1e-6 · (|mean| + 1)`` so a
+constant field does not divide by zero.
 """
 
 from __future__ import annotations
