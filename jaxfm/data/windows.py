@@ -2,8 +2,10 @@
 
 A :class:`WindowSource` is a plain random-access source (``__len__``, ``__getitem__``, a stable
 ``__repr__``) over one system's trajectories, held in memory (:class:`TrajectorySet`) or read
-lazily from a Well-layout file (:class:`jaxfm.data.well.WellFile`, opened per process, so the
-source pickles into Grain worker processes). It plugs into ``grain.MapDataset.source(...)``.
+lazily from a file (:class:`jaxfm.data.well.WellFile`, :class:`jaxfm.data.pdebench.PDEBenchFile`
+or a slice/concatenation of them from :mod:`jaxfm.data.catalog`: anything with ``read(traj,
+start, stop, stride)``, opened per process, so the source pickles into Grain worker processes).
+It plugs into ``grain.MapDataset.source(...)``.
 
 Window ``i`` of trajectory ``j`` starts at frame ``s`` and uses frames
 ``s, s + stride, ..., s + (n_steps_input + n_steps_output - 1) · stride``; there are
@@ -36,7 +38,9 @@ class WindowSource:
     """Random-access windows over one system's trajectories.
 
     Args:
-        data: a :class:`TrajectorySet` (in memory) or a :class:`WellFile` (lazy).
+        data: a :class:`TrajectorySet` (in memory) or a lazy trajectory file (``WellFile``,
+            ``PDEBenchFile``, ...: ``n_traj``, ``n_steps``, ``field_names``, ``system``,
+            ``read(traj, start, stop, stride)``, ``check_finite()``).
         n_steps_input: input frames per window.
         n_steps_output: target frames per window (1 = next frame; n = rollout targets).
         stride: time stride between consecutive frames of a window.
