@@ -27,6 +27,7 @@ from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.surrogate.transfer import (
     StudyOptions,
     findings,
+    pretrain_summary,
     report,
     rewrite_report,
     run_study,
@@ -105,8 +106,15 @@ def main(cfg: TransferConfig) -> dict:
     runs, wall = run_study(cfg.workdir, cfg.study)
     table = summarize(runs)
     command = command_line()
-    text = report(table, cfg.study, wall, command)
-    out = {"runs": runs, "summary": table, "findings": findings(table), "wall_time_s": wall}
+    pre = pretrain_summary(cfg.workdir)
+    text = report(table, cfg.study, wall, command, pre)
+    out = {
+        "runs": runs,
+        "summary": table,
+        "findings": findings(table),
+        "pretrain": pre,
+        "wall_time_s": wall,
+    }
     write_study(cfg.workdir, command=command, config=cfg, results=out, report=text)
     root = os.path.abspath(cfg.workdir)
     print(text)

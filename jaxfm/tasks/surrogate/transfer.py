@@ -166,8 +166,11 @@ def findings(table: list[dict]) -> dict:
     return {"gains": gains, "baseline_wins": wins, "cells": len(cells) * len(METRICS)}
 
 
-def report(table: list[dict], study: StudyOptions, wall: float, command: str) -> str:
-    """The report.md text: the table with its command, seeds and wall time."""
+def report(
+    table: list[dict], study: StudyOptions, wall: float, command: str, pretrain: dict | None = None
+) -> str:
+    """The report.md text: the table with its command, seeds and wall time, and the
+    pretraining run's own eval (:func:`pretrain_summary`) when given."""
     fmt = lambda ms: f"{ms[0]:.4f} ± {ms[1]:.4f}" if np.isfinite(ms[1]) else f"{ms[0]:.4f}"
     lines = [
         "# Surrogate transfer study",
@@ -202,6 +205,7 @@ def report(table: list[dict], study: StudyOptions, wall: float, command: str) ->
             f"{b} beats both AViT arms in {k} of {f['cells']} cells"
             for b, k in f["baseline_wins"].items()
         ),
+        *_pretrain_lines(pretrain or {}),
     ]
     return "\n".join(lines) + "\n"
 
@@ -218,6 +222,51 @@ def _windows_line(table: list[dict]) -> str:
         return "one-step windows scored per target: not recorded by these runs"
     each = "; ".join(f"{t}: {', '.join(map(str, c))}" for t, c in known.items())
     return f"one-step windows scored per target (held-out windows of the target system): {each}"
+
+
+def pretrain_summary(root: str) -> dict:
+    """One-step eval of the study's pretraining run (``root/pretrain/results.json``): per
+    system and the mean over systems, model and persistence, with the windows scored; empty
+    when the run has not written its results."""
+    path = os.path.join(root, "pretrain", "results.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        res = json.load(f)
+    keys = ("windows", "nrmse", "persistence_nrmse", "vrmse", "persistence_vrmse")
+    out = {}
+    for key in keys:
+        head = f"eval/{key}"
+        per = {k[len(head) + 1 :]: v for k, v in res.items() if k.startswith(head + "/")}
+        per = {k: v for k, v in per.items() if "/" not in k}  # systems, not fields
+        if head in res:
+            out[key] = {"mean" if key != "windows" else "total": res[head], **per}
+    return out
+
+
+def _pretrain_lines(pre: dict) -> list[str]:
+    if not pre.get("nrmse"):
+        return []
+    systems = [k for k in pre["nrmse"] if k != "mean"]
+    windows = pre.get("windows", {})
+    lines = [
+        "",
+        "pretraining, one-step NRMSE on held-out windows of each pretraining system "
+        "(model / persistence; windows):",
+        "",
+        "| system | model | persistence | windows |",
+        "|---|---|---|---|",
+    ]
+    for name in systems:
+        lines.append(
+            f"| {name} | {pre['nrmse'][name]:.4f} | "
+            f"{pre['persistence_nrmse'][name]:.4f} | {windows.get(name, float('nan')):.0f} |"
+        )
+    lines.append(
+        f"| mean over systems | {pre['nrmse']['mean']:.4f} | "
+        f"{pre['persistence_nrmse']['mean']:.4f} | {windows.get('total', float('nan')):.0f} |"
+    )
+    return lines
 
 
 def rewrite_report(root: str) -> dict:
@@ -237,11 +286,11 @@ def rewrite_report(root: str) -> dict:
     with open(paths["command.txt"]) as f:
         command = f.read().strip()
     table = summarize(out["runs"])
-    out = {**out, "summary": table, "findings": findings(table)}
+    out = {**out, "summary": table, "findings": findings(table), "pretrain": pretrain_summary(root)}
     with open(paths["results.json"], "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")
-    text = report(table, study, out["wall_time_s"], command)
+    text = report(table, study, out["wall_time_s"], command, out["pretrain"])
     with open(os.path.join(root, "report.md"), "w") as f:
         f.write(text)
     return out

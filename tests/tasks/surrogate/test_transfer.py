@@ -63,3 +63,32 @@ def test_report_says_how_many_windows_per_target_were_scored():
     assert "one-step windows scored per target" in text and "t: 136" in text
     old = report(summarize(_runs()), StudyOptions(seeds=(0, 1)), 60.0, "cmd")
     assert "not recorded by these runs" in old  # studies run before the count was kept
+
+
+def test_report_includes_the_pretraining_eval_per_system(tmp_path):
+    """The pretraining run's one-step eval (every pretraining system, its window count) is
+    kept in the study's results and report, not only in the run folder."""
+    runs = _runs()
+    (tmp_path / "results.json").write_text(json.dumps({"runs": runs, "wall_time_s": 60.0}))
+    (tmp_path / "config.json").write_text(json.dumps({"study": {"seeds": [0, 1]}}))
+    (tmp_path / "command.txt").write_text("cmd\n")
+    (tmp_path / "pretrain").mkdir()
+    pre = {
+        "eval/nrmse": 0.25,
+        "eval/nrmse/a": 0.2,
+        "eval/nrmse/b": 0.3,
+        "eval/nrmse/b/velocity_x": 0.9,  # per field: not a system row
+        "eval/persistence_nrmse": 0.5,
+        "eval/persistence_nrmse/a": 0.4,
+        "eval/persistence_nrmse/b": 0.6,
+        "eval/windows": 64.0,
+        "eval/windows/a": 32.0,
+        "eval/windows/b": 32.0,
+    }
+    (tmp_path / "pretrain" / "results.json").write_text(json.dumps(pre))
+    out = rewrite_report(str(tmp_path))
+    assert out["pretrain"]["nrmse"] == {"mean": 0.25, "a": 0.2, "b": 0.3}
+    assert out["pretrain"]["windows"] == {"total": 64.0, "a": 32.0, "b": 32.0}
+    text = (tmp_path / "report.md").read_text()
+    assert "| b | 0.3000 | 0.6000 | 32 |" in text
+    assert "| mean over systems | 0.2500 | 0.5000 | 64 |" in text
