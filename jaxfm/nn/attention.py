@@ -18,6 +18,17 @@ Every model calls attention through :func:`dot_product_attention`, so fused kern
 An impl that cannot take a call falls back to ``xla`` and logs the reason once per distinct
 reason (never per call, never an error).
 
+float64 (with ``jax_enable_x64``): ``jax.nn.dot_product_attention`` computes its softmax in
+float32 whatever the input dtype, so float64 calls run the plain-``jnp`` reference of
+``kernels/flash_attention`` in float64 instead (bias and mask included); the kernels and cuDNN
+take no float64 and fall back to it, logging the impl and the dtype.
+
+Masks are checked against the inputs: ``key_padding_mask`` must be (B, Lk) and segment ids
+(B, Lq) / (B, Lk) exactly, since the kernels read them with the lengths of q and k (a shorter
+array would leave the keys it does not cover visible). Concrete segment ids must be >= 0;
+under ``jit`` they cannot be checked, and padded keys get an id no query carries, so a
+negative id never makes a padded key visible.
+
 Layout: q (batch, q_len, heads, head_dim); k, v (batch, kv_len, kv_heads, head_dim) with
 heads % kv_heads == 0 (grouped-query attention). ``causal`` is top-left aligned (query i sees
 keys j <= i), as in ``jax.nn``. Rows that see no key return 0 on every path.
@@ -32,7 +43,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
 from kernels.flash_attention.ops import fallback_reason, log_once
-from kernels.flash_attention.reference import check_shapes, segments_from_padding
+from kernels.flash_attention.reference import (
+    accumulation_dtype,
+    attention_reference,
+    check_segment_ids,
+    check_shapes,
+    segments_from_padding,
+)
 
 IMPLS = ("auto", "xla", "cudnn", "pallas", "triton")
 _logger = logging.getLogger(__name__)
@@ -40,19 +57,45 @@ _logger = logging.getLogger(__name__)
 SegmentIds = Int[Array, "b l"] | tuple[Int[Array, "b lq"], Int[Array, "b lk"]]
 
 
-def _split_segments(segment_ids, lq: int, lk: int):
+def _split_segments(segment_ids, q, k):
+    """(q ids, kv ids) from the ``segment_ids`` argument, shapes checked against q and k."""
+    lq, lk = q.shape[1], k.shape[1]
     if segment_ids is None:
         return None, None
     if isinstance(segment_ids, tuple | list):
         if len(segment_ids) != 2:
             raise ValueError("attention: segment_ids must be one (B, L) array or a (q, kv) pair")
-        return segment_ids[0], segment_ids[1]
+        q_seg, kv_seg = (jnp.asarray(s) for s in segment_ids)
+        check_segment_ids(q, k, q_seg, kv_seg, ("segment_ids[0]", "segment_ids[1]"))
+        return q_seg, kv_seg
     if lq != lk:
         raise ValueError(
             f"attention: one segment_ids array needs q_len == kv_len (got {lq} and {lk}); "
             "pass a (q_segment_ids, kv_segment_ids) pair"
         )
+    segment_ids = jnp.asarray(segment_ids)
+    check_segment_ids(q, k, segment_ids, segment_ids, ("segment_ids", "segment_ids"))
     return segment_ids, segment_ids
+
+
+def _check_padding_mask(key_padding_mask, k) -> None:
+    if key_padding_mask is None:
+        return
+    want = (k.shape[0], k.shape[1])
+    if tuple(key_padding_mask.shape) != want:
+        raise ValueError(
+            f"attention: key_padding_mask has shape {tuple(key_padding_mask.shape)} but k has "
+            f"shape {tuple(k.shape)}; it must be (B, Lk) = {want}"
+        )
+
+
+def _reject_negative_ids(name: str, ids) -> None:
+    """Concrete ids must be >= 0 (the documented contract); traced ids cannot be checked."""
+    if ids is None or isinstance(ids, jax.core.Tracer) or ids.size == 0:
+        return
+    low = int(jnp.min(ids))
+    if low < 0:
+        raise ValueError(f"attention: {name} must be >= 0, got a minimum of {low}")
 
 
 def _cudnn_reason(q: jax.Array) -> str | None:
@@ -99,6 +142,9 @@ def _combined_mask(mask, q_seg, kv_seg):
 
 
 def _jax_nn(q, k, v, bias, mask, causal, scale, implementation):
+    if accumulation_dtype(q.dtype) == jnp.float64:
+        # jax.nn's softmax is float32 for every input dtype: compute float64 exactly instead.
+        return attention_reference(q, k, v, causal=causal, scale=scale, bias=bias, mask=mask)
     out = jax.nn.dot_product_attention(
         q,
         k,
@@ -145,8 +191,13 @@ def dot_product_attention(
       scale: logits scale; defaults to 1/sqrt(head_dim).
       impl: one of ``IMPLS``; see the module docstring.
       segment_ids: (B, L) int ids (self-attention) or a (q_ids (B, Lq), kv_ids (B, Lk)) pair;
-        a query sees only keys with its id (packed sequences). Ids must be >= 0.
+        a query sees only keys with its id (packed sequences). Ids must be >= 0 (checked when
+        concrete).
       key_padding_mask: (B, Lk) booleans, True for real keys.
+
+    Raises:
+      ValueError: an unknown impl, or q, k, v, a mask or segment ids of inconsistent shapes
+        (the message names the argument and both shapes), or negative concrete segment ids.
 
     Returns:
       (B, Lq, H, D) in q's dtype.
@@ -154,11 +205,13 @@ def dot_product_attention(
     if impl not in IMPLS:
         raise ValueError(f"unknown attention impl {impl!r}; choose one of {IMPLS}")
     check_shapes(q, k, v)
-    lq, lk = q.shape[1], k.shape[1]
     bias, mask = _as_4d(bias, "bias"), _as_4d(mask, "mask")
-    q_seg, kv_seg = segments_from_padding(
-        key_padding_mask, *_split_segments(segment_ids, lq, lk), q_len=lq
-    )
+    _check_padding_mask(key_padding_mask, k)
+    q_ids, kv_ids = _split_segments(segment_ids, q, k)
+    _reject_negative_ids("segment_ids", q_ids)
+    if kv_ids is not q_ids:
+        _reject_negative_ids("segment_ids", kv_ids)
+    q_seg, kv_seg = segments_from_padding(key_padding_mask, q_ids, kv_ids, q_len=q.shape[1])
     if impl == "auto":
         order = ("cudnn", "pallas") if jax.default_backend() == "gpu" else ()
     else:

@@ -19,7 +19,11 @@ import logging
 
 import jax
 
-from kernels.flash_attention.reference import attention_reference, check_shapes
+from kernels.flash_attention.reference import (
+    attention_reference,
+    check_segment_ids,
+    check_shapes,
+)
 
 __all__ = ["flash_attention", "fallback_reason", "log_once", "KERNEL_IMPLS"]
 
@@ -95,6 +99,8 @@ def flash_attention(
     """
     if impl not in KERNEL_IMPLS:
         raise ValueError(f"flash_attention: unknown impl {impl!r}; choose one of {KERNEL_IMPLS}")
+    check_shapes(q, k, v)
+    check_segment_ids(q, k, q_segment_ids, kv_segment_ids)
     kwargs = dict(
         causal=causal, scale=scale, q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids
     )

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from kernels.flash_attention.reference import check_shapes
+from kernels.flash_attention.reference import check_segment_ids, check_shapes
 from kernels.flash_attention.tuning import BlockSizes, get_block_sizes
 
 __all__ = ["flash_attention_pallas"]
@@ -436,6 +436,19 @@ def _fit_block(block: int, length: int) -> int:
     return max(16, min(block, _next_pow2(length)))
 
 
+def _empty_attention(q: jax.Array, kv_len: int, return_lse: bool):
+    """The result when a grid axis is empty: zeros (a row that sees no key is 0, lse +inf).
+
+    Pallas cannot tile a zero-length axis (the padded block would exceed the array), and
+    there is nothing to compute.
+    """
+    out = jnp.zeros_like(q)
+    if not return_lse:
+        return out
+    b, lq, h, _ = q.shape
+    return out, jnp.full((b, h, lq), jnp.inf if kv_len == 0 else 0.0, jnp.float32)
+
+
 def flash_attention_pallas(
     q: jax.Array,
     k: jax.Array,
@@ -469,8 +482,11 @@ def flash_attention_pallas(
     check_shapes(q, k, v)
     if (q_segment_ids is None) != (kv_segment_ids is None):
         raise ValueError("flash_attention_pallas: give both segment id arrays or neither")
+    check_segment_ids(q, k, q_segment_ids, kv_segment_ids)
     b, lq, h, d = q.shape
     lk = k.shape[1]
+    if 0 in (b, lq, h, lk):
+        return _empty_attention(q, lk, return_lse)
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     bs = block_sizes or get_block_sizes("pallas", d)

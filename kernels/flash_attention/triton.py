@@ -33,7 +33,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from kernels.flash_attention.reference import check_shapes
+from kernels.flash_attention.reference import check_segment_ids, check_shapes
 from kernels.flash_attention.tuning import BlockSizes, get_block_sizes
 
 __all__ = ["flash_attention_triton"]
@@ -255,6 +255,9 @@ def flash_attention_triton(
     check_shapes(q, k, v)
     if (q_segment_ids is None) != (kv_segment_ids is None):
         raise ValueError("flash_attention_triton: give both segment id arrays or neither")
+    check_segment_ids(q, k, q_segment_ids, kv_segment_ids)
+    if 0 in (q.shape[0], q.shape[1], q.shape[2], k.shape[1]):
+        return jnp.zeros_like(q)  # nothing to tile; a row that sees no key is 0
     d = q.shape[-1]
     bs = block_sizes or get_block_sizes("triton", d)
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)

@@ -58,7 +58,8 @@ def test_padding_becomes_segments():
     np.testing.assert_array_equal(kv_seg, [[0, 0, -1], [-1, -1, -1]])
     seg = jnp.array([[3, 4, 4], [1, 1, 2]])
     _, kv_seg = segments_from_padding(pad, seg[:, :2], seg, q_len=2)
-    np.testing.assert_array_equal(kv_seg, [[3, 4, -1], [-1, -1, -1]])
+    # A padded key gets one less than the smallest query id of its row: no query carries it.
+    np.testing.assert_array_equal(kv_seg, [[3, 4, 2], [0, 0, 0]])
     with pytest.raises(ValueError, match="both q_segment_ids and kv_segment_ids"):
         segments_from_padding(None, seg, None, q_len=3)
 

@@ -1,0 +1,218 @@
+"""Bad or degenerate arguments to the numerical APIs: a clear ValueError naming the argument and
+its shape, or the mathematically defined result (empty inputs), never a silent wrong answer.
+
+Covers attention (mask and segment-id shapes, negative ids, zero-size axes, float64), the
+selective scan and SSD (zero lengths and chunks), the MoE load-balancing loss (1-D routing)
+and the contrastive losses (empty batches).
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfm.nn import attention as attn
+from kernels.flash_attention import ops
+from kernels.flash_attention.pallas import flash_attention_pallas
+from kernels.flash_attention.reference import attention_reference
+from tests.kernels.numpy_oracle import attention_forward
+
+IMPLS = ["xla", "pallas"]
+
+
+def _qkv(b=1, lq=4, lk=6, h=2, hkv=1, d=8, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((b, lq, h, d)).astype(dtype)
+    k = rng.standard_normal((b, lk, hkv, d)).astype(dtype)
+    v = rng.standard_normal((b, lk, hkv, d)).astype(dtype)
+    return q, k, v
+
+
+# ------------------------------------------------------------------ mask / segment-id shapes
+
+_SHAPE_CASES = {
+    "padding_short": (dict(key_padding_mask=np.ones((1, 4), bool)), "key_padding_mask", "(1, 4)"),
+    "padding_long": (dict(key_padding_mask=np.ones((1, 8), bool)), "key_padding_mask", "(1, 8)"),
+    "padding_batch": (dict(key_padding_mask=np.ones((2, 6), bool)), "key_padding_mask", "(2, 6)"),
+    "kv_ids_short": (
+        dict(segment_ids=(np.zeros((1, 4), np.int32), np.zeros((1, 5), np.int32))),
+        r"segment_ids\[1\]",
+        "(1, 5)",
+    ),
+    "kv_ids_long": (
+        dict(segment_ids=(np.zeros((1, 4), np.int32), np.zeros((1, 9), np.int32))),
+        r"segment_ids\[1\]",
+        "(1, 9)",
+    ),
+    "q_ids_short": (
+        dict(segment_ids=(np.zeros((1, 3), np.int32), np.zeros((1, 6), np.int32))),
+        r"segment_ids\[0\]",
+        "(1, 3)",
+    ),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", sorted(_SHAPE_CASES))
+def test_mask_and_segment_ids_of_the_wrong_shape_are_refused(case, impl):
+    """A short kv mask used to leave the uncovered keys visible (pallas), a long one was cut."""
+    kwargs, name, shape = _SHAPE_CASES[case]
+    q, k, v = _qkv()
+    pattern = rf"{name} has shape {re.escape(shape)} but \w has shape .*must be \(B, L\w\)"
+    with pytest.raises(ValueError, match=pattern):
+        attn.dot_product_attention(q, k, v, impl=impl, **kwargs)
+
+
+def test_self_attention_segment_ids_of_the_wrong_length_are_refused():
+    q, k, v = _qkv(lq=6)
+    with pytest.raises(ValueError, match=r"segment_ids has shape \(1, 5\) but q has shape"):
+        attn.dot_product_attention(q, k, v, segment_ids=np.zeros((1, 5), np.int32))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda q, k, v, **kw: flash_attention_pallas(q, k, v, **kw),
+        lambda q, k, v, **kw: attention_reference(q, k, v, **kw),
+        lambda q, k, v, **kw: ops.flash_attention(q, k, v, impl="pallas", **kw),
+    ],
+    ids=["pallas", "reference", "ops"],
+)
+def test_kernel_entry_points_check_segment_id_shapes(fn):
+    q, k, v = _qkv()
+    ids = dict(q_segment_ids=jnp.zeros((1, 4), jnp.int32), kv_segment_ids=jnp.zeros((1, 5)))
+    with pytest.raises(ValueError, match=r"kv_segment_ids has shape \(1, 5\) but k has shape"):
+        fn(q, k, v, **ids)
+
+
+# ------------------------------------------------------------------ negative segment ids
+
+
+def test_negative_concrete_segment_ids_are_refused():
+    q, k, v = _qkv(lk=4)
+    ids = np.array([[0, 1, -1, 1]], np.int32)
+    with pytest.raises(ValueError, match="segment_ids must be >= 0, got a minimum of -1"):
+        attn.dot_product_attention(q, k, v, segment_ids=ids)
+    with pytest.raises(ValueError, match="segment_ids must be >= 0"):
+        attn.dot_product_attention(q, k, v, segment_ids=(np.zeros((1, 4), np.int32), ids))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_traced_negative_ids_never_see_padded_keys(impl):
+    """Under jit ids cannot be checked; the padding id must still be one no query carries.
+
+    A fixed padding id of -1 made the padded keys visible to every query with id -1.
+    """
+    q, k, v = _qkv(lq=4, lk=4)
+    ids = np.array([[-1, -1, 0, 0]], np.int32)
+    pad = np.array([[True, False, True, False]])
+    f = jax.jit(
+        lambda q, k, v, ids, pad: attn.dot_product_attention(
+            q, k, v, segment_ids=ids, key_padding_mask=pad, impl=impl
+        )
+    )
+    out = np.asarray(f(q, k, v, ids, pad))
+    info = np.iinfo(np.int32)
+    kv_seg = np.where(pad, ids, info.max)  # an id no query has: padded keys are invisible
+    ref, _ = attention_forward(q, k, v, q_seg=ids, kv_seg=kv_seg)
+    np.testing.assert_allclose(out, ref, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [[0, 1, 2]],
+        [[-1, 5, 7]],
+        [[np.iinfo(np.int32).min, -1, 4]],
+        [[np.iinfo(np.int32).min, np.iinfo(np.int32).max, -1]],
+        [[np.iinfo(np.int32).min, np.iinfo(np.int32).max, np.iinfo(np.int32).min + 1]],
+    ],
+    ids=["from_zero", "negative", "int32_min", "both_extremes", "gap_after_min_plus_one"],
+)
+def test_padding_id_is_absent_from_the_query_ids(ids):
+    from kernels.flash_attention.reference import segments_from_padding
+
+    ids = jnp.asarray(ids, jnp.int32)
+    pad = jnp.array([[True, True, False]])
+    q_seg, kv_seg = jax.jit(lambda p, i: segments_from_padding(p, i, i, q_len=3))(pad, ids)
+    assert int(kv_seg[0, 2]) not in set(np.asarray(q_seg[0]).tolist())
+    np.testing.assert_array_equal(kv_seg[0, :2], ids[0, :2])
+
+
+# ------------------------------------------------------------------ zero-size attention
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_kv_heads_or_head_dim_are_refused(impl):
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=r"k\(1, 6, 0, 8\) and v\(1, 6, 0, 8\) need at least"):
+        attn.dot_product_attention(q, k[:, :, :0], v[:, :, :0], impl=impl)
+    with pytest.raises(ValueError, match=r"head_dim of q\(1, 4, 2, 0\) must be >= 1"):
+        attn.dot_product_attention(q[..., :0], k[..., :0], v[..., :0], impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("axis", ["batch", "q_len", "kv_len"])
+def test_empty_axes_give_the_defined_result(axis, impl):
+    """Empty batch or queries: an empty output; no keys: every row sees none, so 0."""
+    q, k, v = _qkv()
+    if axis == "batch":
+        q, k, v = q[:0], k[:0], v[:0]
+    elif axis == "q_len":
+        q = q[:, :0]
+    else:
+        k, v = k[:, :0], v[:, :0]
+    out = attn.dot_product_attention(q, k, v, impl=impl)
+    assert out.shape == q.shape and out.dtype == q.dtype
+    np.testing.assert_array_equal(np.asarray(out), np.zeros(q.shape))
+
+
+# ------------------------------------------------------------------ float64
+
+
+def _np_attention(q, k, v, bias=None, mask=None):
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    g = q.shape[2] // k.shape[2]
+    k, v = np.repeat(k, g, 2), np.repeat(v, g, 2)
+    s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    if bias is not None:
+        s = s + bias
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v)
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas", "auto"])
+@pytest.mark.parametrize("with_bias", [False, True], ids=["plain", "bias_mask"])
+def test_float64_attention_is_computed_in_float64(impl, with_bias):
+    """jax.nn.dot_product_attention's softmax is float32 whatever the inputs (error ~1e-7)."""
+    rng = np.random.default_rng(3)
+    q, k, v = _qkv(lq=5, lk=7, h=2, hkv=1, seed=4, dtype=np.float64)
+    q = q * 4.0  # peaked logits: float32 exp/normalisation errs by ~1e-7 here
+    kw, bias, mask = {}, None, None
+    if with_bias:
+        bias = rng.standard_normal((1, 2, 5, 7))
+        mask = rng.random((1, 1, 5, 7)) < 0.8
+        mask[..., 0] = True
+        kw = dict(bias=bias, mask=mask)
+    ref = _np_attention(q, k, v, bias, mask)
+    with jax.enable_x64(True):
+        out = attn.dot_product_attention(q, k, v, impl=impl, **kw)
+        assert out.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(out), ref, atol=1e-12, rtol=0)
+
+
+def test_float64_kernel_request_falls_back_naming_impl_and_dtype(caplog, monkeypatch):
+    monkeypatch.setattr(ops, "_logged", set())
+    q, k, v = _qkv(dtype=np.float64)
+    with jax.enable_x64(True), caplog.at_level("WARNING"):
+        out = ops.flash_attention(q, k, v, impl="pallas")
+    assert out.dtype == jnp.float64
+    assert any("pallas unavailable: dtypes float64" in r.getMessage() for r in caplog.records)
+    ref, _ = attention_forward(q, k, v)
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-12, rtol=0)
