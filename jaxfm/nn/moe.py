@@ -233,8 +233,23 @@ class MoE(nnx.Module):
         return y.reshape(shape).astype(x.dtype)
 
 
+def _as_top_k(idx: jax.Array, caller: str) -> jax.Array:
+    """Expert ids as (T, k): a 1-D (T,) array is top-1 routing.
+
+    Without this, a (T,) array one-hot encodes to (T, E) and the sum over the "k" axis runs
+    over experts instead, so every token counts once for every expert.
+    """
+    if idx.ndim == 1:
+        return idx[:, None]
+    if idx.ndim != 2:
+        raise ValueError(f"{caller}: expert ids must be (T,) or (T, k), got shape {idx.shape}")
+    return idx
+
+
 def routed_fraction(idx: jax.Array, n_experts: int) -> jax.Array:
-    """f_e: fraction of tokens whose top-k (idx, (T, k)) includes expert e; sums to k."""
+    """f_e: fraction of tokens whose top-k (idx, (T, k), or (T,) for top-1) includes expert e;
+    sums to k."""
+    idx = _as_top_k(idx, "routed_fraction")
     return jnp.mean(jnp.sum(jax.nn.one_hot(idx, n_experts, dtype=jnp.float32), axis=1), axis=0)
 
 
@@ -242,8 +257,19 @@ def balance_loss(logits: Float[Array, "t e"], idx: jax.Array) -> jax.Array:
     """Unweighted Switch load-balancing loss E · sum_e f_e P_e; k at perfect balance.
 
     f comes from the routing decisions (no gradient); the gradient flows through P, the
-    mean router probability.
+    mean router probability. ``idx`` is (T, k), or (T,) for top-1 routing (Switch).
+
+    Raises:
+      ValueError: logits not (T, E), or expert ids not (T,) / (T, k) for the same T.
     """
+    if logits.ndim != 2:
+        raise ValueError(f"balance_loss: logits must be (T, E), got shape {logits.shape}")
+    idx = _as_top_k(idx, "balance_loss")
+    if idx.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"balance_loss: expert ids of shape {idx.shape} do not match logits of shape "
+            f"{logits.shape} (need the same number of tokens T)"
+        )
     e = logits.shape[-1]
     p = jnp.mean(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=0)
     return e * jnp.sum(routed_fraction(idx, e) * p)

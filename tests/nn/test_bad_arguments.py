@@ -216,3 +216,49 @@ def test_float64_kernel_request_falls_back_naming_impl_and_dtype(caplog, monkeyp
     assert any("pallas unavailable: dtypes float64" in r.getMessage() for r in caplog.records)
     ref, _ = attention_forward(q, k, v)
     np.testing.assert_allclose(np.asarray(out), ref, atol=1e-12, rtol=0)
+
+
+# ------------------------------------------------------------------ MoE load-balancing loss
+
+
+def _np_switch_loss(logits: np.ndarray, idx: np.ndarray) -> float:
+    """float64 Switch/GShard loss E · sum_e f_e P_e, f_e = share of tokens routed to e."""
+    logits = np.asarray(logits, np.float64)
+    t, e = logits.shape
+    idx = idx.reshape(t, -1)
+    f = np.zeros(e)
+    for row in idx:
+        for expert in row:
+            f[expert] += 1.0 / t
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).mean(0)
+    return float(e * np.sum(f * p))
+
+
+@pytest.mark.parametrize(
+    "top_k,flat", [(1, True), (1, False), (2, False)], ids=["top1_1d", "top1_2d", "top2_2d"]
+)
+def test_balance_loss_matches_float64_switch_reference(top_k, flat):
+    """A (T,) id array is top-1 routing; it used to score E whatever the routing."""
+    from jaxfm.nn.moe import balance_loss, routed_fraction
+
+    rng = np.random.default_rng(7)
+    t, e = 12, 4
+    logits = (rng.standard_normal((t, e)) * 2).astype(np.float32)
+    idx = np.argsort(-logits, axis=1)[:, :top_k]
+    idx = idx[:, 0] if flat else idx
+    got = float(balance_loss(jnp.asarray(logits), jnp.asarray(idx)))
+    assert got == pytest.approx(_np_switch_loss(logits, idx), rel=1e-6)
+    assert float(jnp.sum(routed_fraction(jnp.asarray(idx), e))) == pytest.approx(top_k)
+
+
+def test_balance_loss_refuses_mismatched_shapes():
+    from jaxfm.nn.moe import balance_loss
+
+    logits = jnp.zeros((6, 4))
+    with pytest.raises(ValueError, match=r"expert ids of shape \(5, 2\) do not match logits"):
+        balance_loss(logits, jnp.zeros((5, 2), jnp.int32))
+    with pytest.raises(ValueError, match=r"expert ids must be \(T,\) or \(T, k\), got shape"):
+        balance_loss(logits, jnp.zeros((6, 2, 1), jnp.int32))
+    with pytest.raises(ValueError, match=r"logits must be \(T, E\), got shape \(2, 6, 4\)"):
+        balance_loss(jnp.zeros((2, 6, 4)), jnp.zeros((6,), jnp.int32))
