@@ -147,6 +147,8 @@ class Mamba(nnx.Module):
             raise ValueError(f"unknown scan method {scan!r}; choose one of {METHODS}")
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"Mamba: need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+        if chunk < 1:
+            raise ValueError(f"Mamba: chunk must be >= 1, got {chunk}")
         inner = expand * dim
         self.inner, self.d_state = inner, d_state
         self.dt_rank = dt_rank or math.ceil(dim / 16)

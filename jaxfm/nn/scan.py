@@ -12,8 +12,9 @@ Shapes (channels last, the JAX-friendly layout; the CUDA reference is channels f
     A: (channels, d_state), real and negative; B, C: (batch, length, d_state); D: (channels,)
     h: (batch, channels, d_state)
 
-Backends, all computing in float32 whatever the input dtype (the state is a long product of
-decays; bf16 accumulators lose it):
+Backends, all computing in float32 for bf16/fp16/fp32 inputs (the state is a long product
+of decays; bf16 accumulators lose it) and in float64 when an input is float64 (with
+``jax_enable_x64``; a float64 request is never silently rounded to float32):
 
 * ``linear``: a sequential ``lax.scan`` over time; the reference. O(B·D·N) live state,
   L sequential steps (slow on GPU for tiny step bodies).
@@ -26,7 +27,8 @@ decays; bf16 accumulators lose it):
   independent of L. This is the default.
 
 A length that is not a multiple of the chunk is padded with dt = 0, x = 0, which leaves the
-state unchanged (exp(0·A) = 1), so the returned last state is exact.
+state unchanged (exp(0·A) = 1), so the returned last state is exact. An empty sequence
+(L = 0) returns an empty y and the initial state.
 """
 
 from __future__ import annotations
@@ -41,7 +43,17 @@ ScanMethod = Literal["linear", "assoc", "chunked"]
 METHODS: tuple[str, ...] = ("linear", "assoc", "chunked")
 
 
+def compute_dtype(*arrays: jax.Array) -> jnp.dtype:
+    """float32, or float64 when any input is float64 (never below float32)."""
+    return jnp.result_type(*(a.dtype for a in arrays), jnp.float32)
+
+
 def _check(x, dt, A, B, C):
+    if x.ndim != 3 or A.ndim != 2:
+        raise ValueError(
+            f"selective_scan: x must be (batch, length, channels) and A (channels, d_state), "
+            f"got x {x.shape} and A {A.shape}"
+        )
     b, l, d = x.shape
     n = A.shape[-1]
     if dt.shape != x.shape:
@@ -54,7 +66,7 @@ def _check(x, dt, A, B, C):
 
 
 def _discretise(x, dt, A, B):
-    """exp(dt A) and dt B x, both (b, l, d, n) float32."""
+    """exp(dt A) and dt B x, both (b, l, d, n) in the compute dtype."""
     dA = jnp.exp(dt[..., None] * A[None, None])
     dBx = (dt * x)[..., None] * B[:, :, None, :]
     return dA, dBx
@@ -132,17 +144,22 @@ def selective_scan(
       h0: initial state (default zeros).
 
     Returns:
-      y in the dtype of ``x``; the last state in float32.
+      y in the dtype of ``x``; the last state in float32 (float64 for float64 inputs).
+
+    Raises:
+      ValueError: an unknown method, ``chunk < 1``, or inconsistent shapes (named).
     """
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; choose one of {METHODS}")
     if chunk < 1:
         raise ValueError(f"selective_scan: chunk must be >= 1, got {chunk}")
     _check(x, dt, A, B, C)
-    f32 = jnp.float32
-    xf, dtf, Af, Bf, Cf = (t.astype(f32) for t in (x, dt, A, B, C))
-    b, _, d = x.shape
-    h0 = jnp.zeros((b, d, A.shape[-1]), f32) if h0 is None else h0.astype(f32)
+    acc = compute_dtype(x, dt, A, B, C)
+    xf, dtf, Af, Bf, Cf = (jnp.asarray(t, acc) for t in (x, dt, A, B, C))
+    b, l, d = x.shape
+    h0 = jnp.zeros((b, d, A.shape[-1]), acc) if h0 is None else jnp.asarray(h0, acc)
+    if l == 0:  # nothing to scan: no outputs, the state is the initial one
+        return jnp.zeros(x.shape, x.dtype), h0
     if method == "linear":
         y, h = _scan_linear(xf, dtf, Af, Bf, Cf, h0)
     elif method == "assoc":
@@ -150,5 +167,5 @@ def selective_scan(
     else:
         y, h = _scan_chunked(xf, dtf, Af, Bf, Cf, h0, chunk)
     if D is not None:
-        y = y + xf * D.astype(f32)[None, None]
+        y = y + xf * D.astype(acc)[None, None]
     return y.astype(x.dtype), h

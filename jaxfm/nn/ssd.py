@@ -16,7 +16,9 @@ the sequence into chunks of Q tokens and evaluates
 :func:`segsum` is the numerically stable form (mask, then cumsum along the new axis): the
 difference-of-cumsums form cancels catastrophically once the cumulative decay is large
 (measured fp32 error of exp(segsum) vs fp64 at Q 256, dt·a up to 16: 2.6e-8 stable,
-9.3e-5 difference form). Everything inside is float32.
+9.3e-5 difference form). Everything inside is float32, or float64 when an input is float64
+(with ``jax_enable_x64``: a float64 request is not rounded to float32). An empty sequence
+(L = 0) returns an empty y and the initial state.
 
 Shapes: x (B, L, H, P); dt (B, L, H) positive; A (H,) negative; B, C (B, L, G, N) with G
 groups shared by H/G consecutive heads; state (B, H, P, N).
@@ -43,6 +45,7 @@ from jaxfm.nn.mamba import (
 from jaxfm.nn.mlp import dense
 from jaxfm.nn.norms import RMSNorm
 from jaxfm.nn.params import param
+from jaxfm.nn.scan import compute_dtype
 
 
 def segsum(a: Float[Array, "... t"]) -> Float[Array, "... t t"]:
@@ -77,11 +80,22 @@ def ssd(
       A: per-head decay rates, negative.
       B, C: input/output projections per group.
       D: per-head skip (None: none).
-      chunk: chunk length Q; L need not be a multiple (padded with dt = 0).
+      chunk: chunk length Q >= 1; L need not be a multiple (padded with dt = 0).
       h0: initial state (default zeros).
+
+    Raises:
+      ValueError: ``chunk < 1``, no groups, or shapes that do not match (named).
     """
+    if chunk < 1:
+        raise ValueError(f"ssd: chunk must be >= 1, got {chunk}")
+    if x.ndim != 4 or B.ndim != 4:
+        raise ValueError(
+            f"ssd: x must be (b, l, h, p) and B (b, l, g, n), got {x.shape}, {B.shape}"
+        )
     b, l, h, p = x.shape
     g, n = B.shape[-2:]
+    if g < 1:
+        raise ValueError(f"ssd: B {B.shape} and C {C.shape} need at least one group")
     if dt.shape != (b, l, h) or A.shape != (h,):
         raise ValueError(f"ssd: dt {dt.shape} / A {A.shape} do not match x {x.shape}")
     if B.shape != (b, l, g, n) or C.shape != (b, l, g, n) or h % g:
@@ -89,8 +103,13 @@ def ssd(
             f"ssd: B {B.shape}, C {C.shape} must be (b, l, groups, n) with "
             f"heads {h} a multiple of groups"
         )
-    f32 = jnp.float32
-    xf, dtf, Af, Bf, Cf = (t.astype(f32) for t in (x, dt, A, B, C))
+    acc = compute_dtype(x, dt, A, B, C)
+    xf, dtf, Af, Bf, Cf = (jnp.asarray(t, acc) for t in (x, dt, A, B, C))
+    if h0 is not None and h0.shape != (b, h, p, n):
+        raise ValueError(f"ssd: h0 {h0.shape} must be (b, h, p, n) = {(b, h, p, n)}")
+    init = jnp.zeros((b, h, p, n), acc) if h0 is None else jnp.asarray(h0, acc)
+    if l == 0:  # nothing to scan: no outputs, the state is the initial one
+        return jnp.zeros(x.shape, x.dtype), init
     q = min(chunk, l)
     pad = (-l) % q
     if pad:  # dt = 0: no decay and no input, the state passes through unchanged
@@ -112,7 +131,6 @@ def ssd(
     states = jnp.einsum("bclhn,bhcl,bclhp->bchpn", Bs, to_end, xs)
     # 3. recurrence over chunks
     chunk_decay = jnp.exp(jnp.sum(a, axis=-1))  # (b, h, c)
-    init = jnp.zeros((b, h, p, n), f32) if h0 is None else h0.astype(f32)
 
     def step(carry, inp):
         st, dec = inp  # (b, h, p, n), (b, h)
@@ -127,7 +145,7 @@ def ssd(
     y_off = jnp.einsum("bclhn,bchpn,bhcl->bclhp", Cs, entering, from_start)
     y = (y_diag + y_off).reshape(b, c * q, h, p)[:, :l]
     if D is not None:
-        y = y + xf[:, :l] * D.astype(f32)[None, None, :, None]
+        y = y + xf[:, :l] * D.astype(acc)[None, None, :, None]
     return y.astype(x.dtype), last
 
 
@@ -164,6 +182,8 @@ class Mamba2(nnx.Module):
         n_residual: int = 1,
         rngs: nnx.Rngs,
     ):
+        if chunk < 1:
+            raise ValueError(f"Mamba2: chunk must be >= 1, got {chunk}")
         inner = expand * dim
         if inner % headdim:
             raise ValueError(

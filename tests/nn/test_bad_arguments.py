@@ -262,3 +262,117 @@ def test_balance_loss_refuses_mismatched_shapes():
         balance_loss(logits, jnp.zeros((6, 2, 1), jnp.int32))
     with pytest.raises(ValueError, match=r"logits must be \(T, E\), got shape \(2, 6, 4\)"):
         balance_loss(jnp.zeros((2, 6, 4)), jnp.zeros((6,), jnp.int32))
+
+
+# ------------------------------------------------------------------ selective scan and SSD
+
+
+def _scan_inputs(l, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    b, d, n = 2, 3, 4
+    return dict(
+        x=rng.standard_normal((b, l, d)).astype(dtype),
+        dt=np.log1p(np.exp(rng.standard_normal((b, l, d)))).astype(dtype),
+        A=-np.exp(rng.standard_normal((d, n))).astype(dtype),
+        B=rng.standard_normal((b, l, n)).astype(dtype),
+        C=rng.standard_normal((b, l, n)).astype(dtype),
+        D=rng.standard_normal(d).astype(dtype),
+        h0=rng.standard_normal((b, d, n)).astype(dtype),
+    )
+
+
+@pytest.mark.parametrize("method", ["linear", "assoc", "chunked"])
+def test_selective_scan_of_an_empty_sequence_returns_the_initial_state(method):
+    """L = 0 used to raise ZeroDivisionError (chunked) or IndexError (assoc)."""
+    from jaxfm.nn.scan import selective_scan
+
+    inp = _scan_inputs(0)
+    y, h = selective_scan(**inp, method=method)
+    assert y.shape == (2, 0, 3) and y.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(h), inp["h0"])
+
+
+def _ssd_inputs(l, g=1, dtype=np.float32):
+    rng = np.random.default_rng(1)
+    b, h, p, n = 1, 2, 3, 4
+    return dict(
+        x=rng.standard_normal((b, l, h, p)).astype(dtype),
+        dt=np.log1p(np.exp(rng.standard_normal((b, l, h)))).astype(dtype),
+        A=-np.exp(rng.standard_normal(h)).astype(dtype),
+        B=rng.standard_normal((b, l, g, n)).astype(dtype),
+        C=rng.standard_normal((b, l, g, n)).astype(dtype),
+    )
+
+
+def test_ssd_of_an_empty_sequence_returns_the_initial_state():
+    from jaxfm.nn.ssd import ssd
+
+    h0 = np.random.default_rng(2).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    y, last = ssd(**_ssd_inputs(0), h0=h0)
+    assert y.shape == (1, 0, 2, 3)
+    np.testing.assert_array_equal(np.asarray(last), h0)
+    _, last = ssd(**_ssd_inputs(0))
+    np.testing.assert_array_equal(np.asarray(last), np.zeros((1, 2, 3, 4)))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(chunk=0), "ssd: chunk must be >= 1, got 0"),
+        (dict(chunk=-2), "ssd: chunk must be >= 1, got -2"),
+        (dict(g=0), r"ssd: B \(1, 5, 0, 4\) and C \(1, 5, 0, 4\) need at least one group"),
+    ],
+    ids=["chunk0", "chunk_negative", "groups0"],
+)
+def test_ssd_refuses_zero_chunks_and_groups(kwargs, match):
+    from jaxfm.nn.ssd import ssd
+
+    chunk = kwargs.pop("chunk", 4)
+    with pytest.raises(ValueError, match=match):
+        ssd(**_ssd_inputs(5, **kwargs), chunk=chunk)
+
+
+def test_mamba_mixers_refuse_a_zero_chunk():
+    from flax import nnx
+
+    from jaxfm.nn.mamba import Mamba
+    from jaxfm.nn.ssd import Mamba2
+
+    with pytest.raises(ValueError, match="Mamba: chunk must be >= 1, got 0"):
+        Mamba(8, chunk=0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="Mamba2: chunk must be >= 1, got 0"):
+        Mamba2(8, headdim=4, d_state=4, chunk=0, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("method", ["linear", "assoc", "chunked"])
+def test_float64_selective_scan_is_computed_in_float64(method):
+    """The scans used to cast every input to float32 (error ~1e-7 against float64)."""
+    from jaxfm.nn.scan import selective_scan
+    from jaxfm.nn.scan_reference import oracle_forward
+
+    inp = _scan_inputs(9, np.float64, seed=5)
+    y_ref, hs = oracle_forward(**inp)
+    with jax.enable_x64(True):
+        y, h = selective_scan(**inp, method=method, chunk=4)
+        assert y.dtype == jnp.float64 and h.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(y), y_ref, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(np.asarray(h), hs[-1], atol=1e-12, rtol=0)
+
+
+def test_float64_ssd_is_computed_in_float64():
+    from jaxfm.nn.ssd import ssd
+
+    inp = _ssd_inputs(7, dtype=np.float64)
+    x, dt, A, B, C = (inp[k] for k in ("x", "dt", "A", "B", "C"))
+    state = np.zeros((1, 2, 3, 4))
+    y_ref = np.zeros_like(x)
+    for t in range(x.shape[1]):  # H_t = exp(dt a) H + dt x B^T, y = H C (one group)
+        state = np.exp(dt[:, t] * A)[..., None, None] * state + (
+            (dt[:, t, :, None] * x[:, t])[..., None] * B[:, t, 0][:, None, None, :]
+        )
+        y_ref[:, t] = np.einsum("bhpn,bn->bhp", state, C[:, t, 0])
+    with jax.enable_x64(True):
+        y, last = ssd(**inp, chunk=3)
+        assert y.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(y), y_ref, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(np.asarray(last), state, atol=1e-12, rtol=0)
