@@ -376,3 +376,44 @@ def test_float64_ssd_is_computed_in_float64():
         assert y.dtype == jnp.float64
         np.testing.assert_allclose(np.asarray(y), y_ref, atol=1e-12, rtol=0)
         np.testing.assert_allclose(np.asarray(last), state, atol=1e-12, rtol=0)
+
+
+# ------------------------------------------------------------------ contrastive losses
+
+
+def _contrastive_fns():
+    from jaxfm.tasks.contrastive import losses
+
+    return {
+        "infonce_loss": lambda a, b: losses.infonce_loss(a, b, 10.0),
+        "siglip_loss": lambda a, b: losses.siglip_loss(a, b, 10.0, -10.0),
+        "in_batch_accuracy": losses.in_batch_accuracy,
+    }
+
+
+@pytest.mark.parametrize("name", ["infonce_loss", "siglip_loss", "in_batch_accuracy"])
+def test_contrastive_losses_refuse_an_empty_batch(name):
+    """A batch of 0 pairs used to give NaN."""
+    fn = _contrastive_fns()[name]
+    with pytest.raises(ValueError, match=rf"{name}: batch size must be >= 1, got 0"):
+        fn(jnp.zeros((0, 4)), jnp.zeros((0, 4)))
+    with pytest.raises(ValueError, match=rf"{name}: .*got a \(3, 4\) and b \(2, 4\)"):
+        fn(jnp.zeros((3, 4)), jnp.zeros((2, 4)))
+
+
+@pytest.mark.parametrize("name", ["infonce_loss_local", "siglip_loss_local"])
+def test_local_contrastive_losses_refuse_an_empty_shard(name):
+    from jax.sharding import PartitionSpec as P
+
+    from jaxfm.tasks.contrastive import losses
+
+    fn = getattr(losses, name)
+    args = (jnp.float32(10.0),) if name == "infonce_loss_local" else (10.0, -10.0)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    local = jax.jit(
+        jax.shard_map(
+            lambda a, b: fn(a, b, *args, "data"), mesh=mesh, in_specs=P("data"), out_specs=P()
+        )
+    )
+    with pytest.raises(ValueError, match=rf"{name}: batch size must be >= 1, got 0"):
+        local(jnp.zeros((0, 4)), jnp.zeros((0, 4)))

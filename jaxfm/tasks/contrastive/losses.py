@@ -44,6 +44,26 @@ def clamp_scale(log_scale: jax.Array, max_scale: float = MAX_SCALE) -> jax.Array
     return jnp.exp(jnp.minimum(log_scale.astype(jnp.float32), math.log(max_scale)))
 
 
+def check_pairs(a: jax.Array, b: jax.Array, caller: str) -> None:
+    """Paired embeddings must be (B, E) with the same shape and B >= 1.
+
+    Every loss here averages over the batch: an empty batch would give NaN (a mean over
+    nothing) that only shows up steps later, and mismatched rows have no positive pairs.
+
+    Raises:
+      ValueError: naming the caller and the shapes.
+    """
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"{caller}: embeddings must be two (B, E) arrays of the same shape, got a "
+            f"{tuple(a.shape)} and b {tuple(b.shape)}"
+        )
+    if a.shape[0] == 0:
+        raise ValueError(
+            f"{caller}: batch size must be >= 1, got 0 (a {tuple(a.shape)}, b {tuple(b.shape)})"
+        )
+
+
 def infonce_loss(
     a: Float[Array, "b e"], b: Float[Array, "b e"], scale: float | jax.Array
 ) -> jax.Array:
@@ -54,7 +74,10 @@ def infonce_loss(
       scale: multiplier of the cosine similarities (1 / temperature).
     Returns:
       the scalar loss (float32).
+    Raises:
+      ValueError: ``a`` and ``b`` not the same (B, E) shape, or B == 0.
     """
+    check_pairs(a, b, "infonce_loss")
     logits = scale * (l2_normalize(a) @ l2_normalize(b).T)
     diag = jnp.diagonal(logits)
     a2b = jax.nn.logsumexp(logits, axis=1) - diag
@@ -68,7 +91,10 @@ def siglip_loss(
     scale: float | jax.Array,
     bias: float | jax.Array,
 ) -> jax.Array:
-    """Pairwise sigmoid loss of the global batch, summed over pairs and divided by B."""
+    """Pairwise sigmoid loss of the global batch, summed over pairs and divided by B.
+
+    Raises ValueError for ``a`` and ``b`` not the same (B, E) shape, or B == 0."""
+    check_pairs(a, b, "siglip_loss")
     logits = scale * (l2_normalize(a) @ l2_normalize(b).T) + bias
     n = logits.shape[0]
     labels = 2.0 * jnp.eye(n, dtype=logits.dtype) - 1.0
@@ -82,7 +108,9 @@ def infonce_loss_local(
 
     ``a``, ``b`` are this device's (n, E) rows of a batch sharded contiguously along
     ``axis_name``; the result (replicated) equals :func:`infonce_loss` of the full batch.
+    Raises ValueError for rows of different shapes or n == 0.
     """
+    check_pairs(a, b, "infonce_loss_local")
     a, b = l2_normalize(a), l2_normalize(b)
     # one collective for both modalities (fewer concurrent collectives per step)
     ab_all = jax.lax.all_gather(jnp.concatenate([a, b], axis=1), axis_name, tiled=True)
@@ -99,7 +127,10 @@ def infonce_loss_local(
 def siglip_loss_local(
     a: jax.Array, b: jax.Array, scale: jax.Array, bias: jax.Array, axis_name: str | tuple[str, ...]
 ) -> jax.Array:
-    """Per-device sigmoid loss inside ``shard_map``; equals :func:`siglip_loss` globally."""
+    """Per-device sigmoid loss inside ``shard_map``; equals :func:`siglip_loss` globally.
+
+    Raises ValueError for rows of different shapes or n == 0."""
+    check_pairs(a, b, "siglip_loss_local")
     a, b = l2_normalize(a), l2_normalize(b)
     b_all = jax.lax.all_gather(b, axis_name, tiled=True)  # (N, E)
     n, big_n = a.shape[0], b_all.shape[0]
@@ -112,5 +143,6 @@ def siglip_loss_local(
 
 def in_batch_accuracy(a: jax.Array, b: jax.Array) -> jax.Array:
     """Fraction of rows of ``a`` whose most similar row of ``b`` is their partner (a->b)."""
+    check_pairs(a, b, "in_batch_accuracy")
     sim = l2_normalize(a) @ l2_normalize(b).T
     return jnp.mean((jnp.argmax(sim, axis=1) == jnp.arange(a.shape[0])).astype(jnp.float32))
