@@ -25,6 +25,7 @@ import collections
 import os
 import pickle
 import zipfile
+import zlib
 from typing import Any
 
 import ml_dtypes
@@ -157,7 +158,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
 
     Raises:
       FileNotFoundError: no such file.
-      TorchCheckpointError: not a torch zip archive, or a malformed one.
+      TorchCheckpointError: not a torch zip archive, or a malformed or corrupt one.
       UnsafeCheckpointError: the pickle names a global outside the allow-list.
     """
     path = os.fspath(path)
@@ -168,6 +169,13 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
             f"{path}: not a torch.save zip archive (files of torch < 1.6, written without "
             f"zip serialization, are not read)"
         )
+    try:
+        return _read_archive(path)
+    except (zipfile.BadZipFile, zlib.error) as e:  # a damaged member: CRC or deflate error
+        raise TorchCheckpointError(f"{path}: corrupt zip archive ({e})") from None
+
+
+def _read_archive(path: str) -> Any:
     with zipfile.ZipFile(path) as archive:
         prefix = _prefix(archive.namelist(), path)
         try:

@@ -85,6 +85,48 @@ def test_foreign_globals_are_refused_with_file_and_name(tmp_path):
         read_torch_checkpoint(path)
 
 
+class _TouchMarker:
+    """Pickles as a call of os.system that would create ``marker``: unpickling runs it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["payload.pt", "payload.pth"])
+def test_pickled_code_is_refused_and_never_runs(tmp_path, name):
+    """A checkpoint whose data.pkl calls os.system is refused before the call happens."""
+    marker = tmp_path / "executed"
+    payload = pickle.dumps({"state_dict": {"w": _TouchMarker(marker)}}, protocol=2)
+    pickle.loads(payload)  # control: the payload does run when unpickled unrestricted
+    assert marker.exists()
+    marker.unlink()
+    path = tmp_path / name
+    _zip_with_pickle(path, payload)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        read_torch_checkpoint(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: refusing to unpickle global")
+    assert "system" in msg
+    assert not marker.exists()
+
+
+def test_corrupt_zip_members_raise_a_one_line_error_naming_the_file(tmp_path):
+    """A damaged member (CRC mismatch) used to escape as zipfile.BadZipFile without the path."""
+    good = tmp_path / "good.pt"
+    write_torch_zip(good, {"w": np.ones((2, 3), np.float32)})
+    raw = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    raw[info.header_offset + 30 + len(info.filename) + 2] ^= 0xFF  # a byte of the pickle
+    bad = tmp_path / "crc.pt"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(TorchCheckpointError, match=r"crc\.pt: corrupt zip archive \(Bad CRC-32"):
+        read_torch_checkpoint(bad)
+
+
 def test_malformed_files_raise_one_line_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         read_torch_checkpoint(tmp_path / "nope.pt")

@@ -154,18 +154,45 @@ def save_encoder(path: str, model: nnx.Module, cfg) -> None:
     )
 
 
+def _read_encoder_npz(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """(saved config, flat parameters) of an encoder .npz, never unpickling anything.
+
+    ``allow_pickle=False``: an object array in a downloaded file would be a pickle, i.e. code;
+    it is refused, as is anything that is not a readable .npz with a JSON ``__config__``.
+    """
+    import json
+    import os
+    import zipfile
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"encoder file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            if "__config__" not in f.files:
+                raise ValueError("no __config__ entry")
+            saved = json.loads(str(f["__config__"]))
+            flat = {k: f[k] for k in f.files if k != "__config__"}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        # ValueError covers refused object arrays and bad JSON (json.JSONDecodeError).
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not a readable encoder .npz ({msg})") from None
+    return saved, flat
+
+
 def load_encoder(path: str, cfg) -> dict:
     """Parameters saved by :func:`save_encoder`, checked against ``cfg`` (a dataclass).
 
     Raises:
-      ValueError naming the file and the first differing config key.
+      FileNotFoundError: no such file.
+      ValueError naming the file: not an encoder .npz (object arrays, which would need
+        unpickling, are refused), or the first differing config key.
     """
     import dataclasses
     import json
 
-    with np.load(path) as f:
-        saved = json.loads(str(f["__config__"]))
-        flat = {k: f[k] for k in f.files if k != "__config__"}
+    saved, flat = _read_encoder_npz(path)
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for key in sorted(set(saved) | set(want)):
         if saved.get(key) != want.get(key):

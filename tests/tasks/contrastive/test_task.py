@@ -48,6 +48,50 @@ def test_pretrained_encoder_round_trip(tmp_path):
         load_encoder(path, dataclasses.replace(SPEC, section=16))
 
 
+class _TouchMarker:
+    """Pickles as a call of os.system that would create ``marker``: unpickling runs it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["payload.npz", "payload.npy"])
+def test_encoder_files_with_object_arrays_are_refused_and_never_run(tmp_path, name):
+    """Object arrays are pickles: load_encoder must refuse them, not unpickle them."""
+    marker = tmp_path / "executed"
+    evil = np.array([_TouchMarker(marker)], dtype=object)
+    path = tmp_path / name
+    if name.endswith(".npz"):
+        np.savez(path, __config__=np.asarray("{}"), w=evil)
+    else:
+        np.save(path, evil, allow_pickle=True)
+    loaded = np.load(path, allow_pickle=True)  # control: unpickling runs the payload
+    if name.endswith(".npz"):
+        loaded["w"]
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ValueError) as err:
+        load_encoder(str(path), SPEC)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: not a readable encoder .npz")
+    assert "allow_pickle=False" in msg
+    assert not marker.exists()
+
+
+def test_malformed_encoder_files_raise_one_line_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        load_encoder(str(tmp_path / "missing.npz"), SPEC)
+    no_config = tmp_path / "plain.npz"
+    np.savez(no_config, w=np.ones(3))
+    with pytest.raises(ValueError, match=r"plain\.npz: not a readable encoder .npz \(no __con"):
+        load_encoder(str(no_config), SPEC)
+
+
 def test_task_losses():
     rng = np.random.default_rng(0)
     batch = {
