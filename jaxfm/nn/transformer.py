@@ -40,7 +40,12 @@ class MultiHeadAttention(nnx.Module):
         context_dim: int | None = None,
         rngs: nnx.Rngs,
     ):
-        kv_heads = kv_heads or heads
+        kv_heads = heads if kv_heads is None else kv_heads
+        if heads < 1 or kv_heads < 1:
+            raise ValueError(
+                f"attention needs heads >= 1 and kv_heads >= 1, got heads={heads}, "
+                f"kv_heads={kv_heads}"
+            )
         if heads % kv_heads:
             raise ValueError(f"heads={heads} must be a multiple of kv_heads={kv_heads}")
         if head_dim is None:

@@ -155,6 +155,17 @@ def test_zero_kv_heads_or_head_dim_are_refused(impl):
         attn.dot_product_attention(q[..., :0], k[..., :0], v[..., :0], impl=impl)
 
 
+@pytest.mark.parametrize("heads,kv_heads", [(4, 0), (0, None), (4, -2)])
+def test_attention_layer_refuses_zero_heads(heads, kv_heads):
+    """kv_heads=0 used to mean "as many as heads" (``kv_heads or heads``), heads=0 divided by 0."""
+    from flax import nnx
+
+    from jaxfm.nn.transformer import MultiHeadAttention
+
+    with pytest.raises(ValueError, match="attention needs heads >= 1 and kv_heads >= 1"):
+        MultiHeadAttention(16, heads, kv_heads=kv_heads, head_dim=4, rngs=nnx.Rngs(0))
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("axis", ["batch", "q_len", "kv_len"])
 def test_empty_axes_give_the_defined_result(axis, impl):
