@@ -83,6 +83,38 @@ def _check_same_run(path: str, cfg: Any) -> None:
             )
 
 
+def _config_diffs(old: dict, new: dict, prefix: str = ""):
+    """``(key, old value, new value)`` for every leaf that differs, keys dotted."""
+    for k in sorted(set(old) | set(new)):
+        va, vb = old.get(k, "<missing>"), new.get(k, "<missing>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _config_diffs(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            yield f"{prefix}{k}", va, vb
+
+
+def _explain_refused_resume(path: str, cfg: Any, error: CheckpointError) -> CheckpointError:
+    """A one-line CheckpointError naming the ``train`` settings that changed since the save.
+
+    The optimizer state's layout follows settings such as ``train.optimizer`` or
+    ``train.clip_norm``; changing one makes the checkpoint unreadable into the new state, and
+    the restore error alone names neither the key nor the way out.
+    """
+    if not os.path.exists(path):
+        return error
+    with open(path) as f:
+        old = json.load(f)
+    diffs = list(_config_diffs(old.get("train", {}), to_dict(cfg).get("train", {}), "train."))
+    if not diffs:
+        return error
+    changed = "; ".join(f"{k}: {a!r} in the checkpoint's config, {b!r} now" for k, a, b in diffs)
+    return CheckpointError(
+        f"cannot resume {os.path.dirname(path)} with changed settings ({changed}); use the saved "
+        f"values, a new --workdir, or --init_from {os.path.dirname(path)} to take only the "
+        "parameters"
+    )
+
+
 def _write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -366,8 +398,6 @@ def run(
     )
     if has_ckpt and os.path.exists(config_path):
         _check_same_run(config_path, cfg)
-    if is_main:
-        _write_json(config_path, config)
 
     mesh = make_mesh(cfg.parallel)
     check_batch(
@@ -396,7 +426,10 @@ def run(
     # --- restore order: resume > init_from > scratch
     source_of_state = "scratch"
     if ckpt.steps():
-        start, state, _ = ckpt.restore(engine.abstract_state, data_iter=data_iter)
+        try:
+            start, state, _ = ckpt.restore(engine.abstract_state, data_iter=data_iter)
+        except CheckpointError as e:
+            raise _explain_refused_resume(config_path, cfg, e) from None
         source_of_state = f"resumed from step {start}"
     else:
         start = 0
@@ -405,6 +438,9 @@ def run(
             loaded = _load_params(cfg.init_from, engine)
             state = {**state, "params": loaded["params"], "frozen": loaded["frozen"]}
             source_of_state = f"parameters from {cfg.init_from}"
+    # written only once the run is accepted: a refused resume leaves the workdir as it was
+    if is_main:
+        _write_json(config_path, config)
     writer = MetricWriter(workdir, enabled=is_main, tensorboard=tc.tensorboard)
     writer.truncate_after(start)
     if is_main:

@@ -65,11 +65,38 @@ class MetricWriter:
             self._tb.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drops records past ``step`` (a resumed run rewrites the steps it repeats)."""
+        """Drops records past ``step`` (a resumed run rewrites the steps it repeats).
+
+        A process killed in the middle of :meth:`write` leaves a torn last line; it is dropped
+        with a one-line warning (file and line number) so that the file stays valid JSONL and
+        the resume goes on. A malformed line anywhere else is left to fail loudly: it is not a
+        torn write but a damaged file.
+        """
         if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            lines = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= step]
+            raw = f.readlines()
+        lines = []
+        for number, ln in enumerate(raw, start=1):
+            if not ln.strip():
+                continue
+            try:
+                record = json.loads(ln)
+            except json.JSONDecodeError:
+                if number != len(raw):
+                    raise ValueError(
+                        f"{self.path}: line {number} is not JSON (and is not the last line, "
+                        "so it is not a torn write); fix or remove the file"
+                    ) from None
+                print(
+                    f"jaxfm: warning: {self.path}: line {number} is a torn record "
+                    "(the previous run was killed while writing it); dropped",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            if record.get("step", 0) <= step:
+                lines.append(ln)
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(lines)

@@ -1,0 +1,71 @@
+"""The training engine under faults: torn metrics lines, changed optimizer settings on resume,
+and a refused resume that must leave the workdir byte for byte as it was."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from jaxfm.ckpt import CheckpointError
+from jaxfm.train import run
+from jaxfm.train.writer import MetricWriter
+
+
+def _hashes(workdir):
+    """sha256 of every file under ``workdir``, by relative path."""
+    out = {}
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
+    MetricWriter(str(tmp_path)).truncate_after(2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "line 3" in err[0]
+    assert [json.loads(ln)["step"] for ln in path.read_text().splitlines()] == [1, 2]
+
+
+def test_malformed_line_before_the_last_is_refused(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        MetricWriter(str(tmp_path)).truncate_after(3)
+
+
+def test_resume_over_a_torn_metrics_line(make_cfg, task, lorenz, capsys):
+    cfg = make_cfg(**{"ckpt.every": 3})
+    run(cfg, task, *lorenz)
+    path = os.path.join(cfg.workdir, "metrics.jsonl")
+    with open(path, "a") as f:
+        f.write('{"step": 7, "lo')
+    run(make_cfg(**{"ckpt.every": 3, "train.steps": 8}), task, *lorenz)
+    assert "line" in capsys.readouterr().err
+    steps = [json.loads(ln)["step"] for ln in open(path)]
+    assert steps[-1] == 8
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"train.optimizer": "sgd"}, "train.optimizer"),
+        ({"train.clip_norm": "None"}, "train.clip_norm"),
+    ],
+)
+def test_resume_with_changed_optimizer_names_the_key_and_writes_nothing(
+    make_cfg, task, lorenz, change, key
+):
+    cfg = make_cfg(**{"ckpt.every": 3})
+    run(cfg, task, *lorenz)
+    before = _hashes(cfg.workdir)
+    with pytest.raises(CheckpointError) as e:
+        run(make_cfg(**{"ckpt.every": 3, "train.steps": 9, **change}), task, *lorenz)
+    msg = str(e.value)
+    assert "\n" not in msg and key in msg and "--init_from" in msg and "now" in msg
+    assert _hashes(cfg.workdir) == before
