@@ -62,6 +62,10 @@ class ExperimentConfig:
     """Device mesh and sharding strategy."""
     ckpt: CkptConfig = dataclasses.field(default_factory=CkptConfig)
     """Checkpointing."""
+    restart: bool = False
+    """Start from scratch in a workdir whose checkpoints were all moved to
+    checkpoints_unreadable/ (otherwise such a run is refused, so that the old metrics are not
+    replaced by accident)."""
 
 
 # --------------------------------------------------------------------------- introspection

@@ -18,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
                 "STATE",
                 "Checkpointer",
                 "CheckpointError",
+                "IncompatibleCheckpointError",
                 "checkpoint_dir",
                 "read_meta",
             )

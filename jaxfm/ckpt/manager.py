@@ -37,8 +37,19 @@ STATE, DATA_ITER, META = "state", "data_iter", "meta"
 CKPT_DIR, UNREADABLE_DIR = "checkpoints", "checkpoints_unreadable"
 
 
-class CheckpointError(RuntimeError):
-    """No usable checkpoint, or a checkpoint that does not fit the model (one-line message)."""
+class CheckpointError(RuntimeError, ValueError):
+    """No usable checkpoint, or a checkpoint that does not fit the model (one-line message).
+
+    A ValueError too: a checkpoint that does not fit is bad input to the run, not a fault.
+    """
+
+
+class IncompatibleCheckpointError(CheckpointError):
+    """A readable checkpoint whose state does not fit the model (or optimizer) of this run."""
+
+
+class _Unreadable(Exception):
+    """A checkpoint item that is damaged or missing (restore falls back to an older one)."""
 
 
 def checkpoint_dir(path: str) -> str:
@@ -186,6 +197,8 @@ class Checkpointer:
             try:
                 state = self._restore_item(s, STATE, ocp.args.StandardRestore(abstract_state))
                 meta = self._restore_meta(s)
+                if data_iter is not None:
+                    self._restore_data_iter(s, data_iter)
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 -- any read failure means "unreadable"
@@ -199,8 +212,6 @@ class Checkpointer:
                 print(f"warning: {msg}; falling back to an older checkpoint", flush=True)
                 self._move_aside(s)
                 continue
-            if data_iter is not None:
-                self._restore_data_iter(s, data_iter)
             return s, state, meta
         raise CheckpointError(
             f"no readable checkpoint in {self.directory} "
@@ -214,12 +225,17 @@ class Checkpointer:
         return self._restore_meta(steps[0]) if steps else None
 
     def _restore_item(self, step: int, name: str, args) -> Any:
+        """Restores one item; a structure mismatch is "does not fit" only when the item's own
+        metadata is on disk (without it Orbax reports a mismatch for a damaged copy too)."""
+        item_dir = os.path.join(self.directory, str(step), name)
+        if name == STATE and not os.path.isfile(os.path.join(item_dir, "_METADATA")):
+            raise _Unreadable(f"{os.path.join(item_dir, '_METADATA')} is missing")
         try:
             return self._manager.restore(step, args=ocp.args.Composite(**{name: args}))[name]
         except ValueError as e:
             text = str(e)
             if "shape" in text.lower() or "structure" in text.lower():
-                raise CheckpointError(
+                raise IncompatibleCheckpointError(
                     f"checkpoint {os.path.join(self.directory, str(step))} does not fit this "
                     f"model: {text.splitlines()[0][:300]}"
                 ) from None
@@ -231,7 +247,12 @@ class Checkpointer:
         return self._restore_item(step, META, ocp.args.JsonRestore())
 
     def _restore_data_iter(self, step: int, data_iter: Any) -> None:
+        """Restores the iterator in place; a missing or damaged state makes the whole
+        checkpoint unreadable, because going on with a restarted stream would silently train
+        on different batches than the uninterrupted run."""
         path = os.path.join(self.directory, str(step), DATA_ITER)
+        if not os.path.isdir(path):
+            raise _Unreadable(f"{path} is missing")
         try:
             self._manager.restore(
                 step,
@@ -239,15 +260,10 @@ class Checkpointer:
                     **{DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}
                 ),
             )
-        except Exception as e:  # noqa: BLE001
-            # Typical cause: the checkpoint was written by a different number of processes
-            # (iterator states are per process). Parameters are still restored.
-            msg = (
-                f"data-iterator state in {path} could not be restored "
-                f"({type(e).__name__}); the data stream restarts from its beginning"
-            )
-            log.warning(msg)
-            print(f"warning: {msg}", flush=True)
+        except Exception as e:  # noqa: BLE001 -- any failure: the saved stream is lost
+            raise _Unreadable(
+                f"data-iterator state in {path} could not be restored ({type(e).__name__})"
+            ) from None
 
     def _move_aside(self, step: int) -> None:
         if self.read_only or jax.process_index() != 0:

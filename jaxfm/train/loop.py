@@ -31,7 +31,14 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxfm.ckpt.manager import CKPT_DIR, Checkpointer, CheckpointError, checkpoint_dir
+from jaxfm.ckpt.manager import (
+    CKPT_DIR,
+    UNREADABLE_DIR,
+    Checkpointer,
+    CheckpointError,
+    IncompatibleCheckpointError,
+    checkpoint_dir,
+)
 from jaxfm.config import ConfigError, from_dict, to_dict
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
@@ -112,6 +119,18 @@ def _explain_refused_resume(path: str, cfg: Any, error: CheckpointError) -> Chec
         f"cannot resume {os.path.dirname(path)} with changed settings ({changed}); use the saved "
         f"values, a new --workdir, or --init_from {os.path.dirname(path)} to take only the "
         "parameters"
+    )
+
+
+def _refuse_scratch_over_unreadable(workdir: str, ckpt: Checkpointer, restart: bool) -> None:
+    """Refuses to start from scratch where every checkpoint was moved aside as unreadable:
+    that would silently replace the old run's metrics. ``restart=True`` asks for it."""
+    unreadable = os.path.join(workdir, UNREADABLE_DIR)
+    if restart or ckpt.steps() or not os.path.isdir(unreadable) or not os.listdir(unreadable):
+        return
+    raise CheckpointError(
+        f"{workdir} has no readable checkpoint left (they were moved to {unreadable}/); "
+        "pass --restart true to start this workdir over, or use a new --workdir"
     )
 
 
@@ -425,10 +444,11 @@ def run(
 
     # --- restore order: resume > init_from > scratch
     source_of_state = "scratch"
+    _refuse_scratch_over_unreadable(workdir, ckpt, getattr(cfg, "restart", False))
     if ckpt.steps():
         try:
             start, state, _ = ckpt.restore(engine.abstract_state, data_iter=data_iter)
-        except CheckpointError as e:
+        except IncompatibleCheckpointError as e:
             raise _explain_refused_resume(config_path, cfg, e) from None
         source_of_state = f"resumed from step {start}"
     else:

@@ -69,3 +69,63 @@ def test_resume_with_changed_optimizer_names_the_key_and_writes_nothing(
     msg = str(e.value)
     assert "\n" not in msg and key in msg and "--init_from" in msg and "now" in msg
     assert _hashes(cfg.workdir) == before
+
+
+def _ckpt(workdir, step):
+    return os.path.join(workdir, "checkpoints", str(step))
+
+
+def _delete_state_metadata(workdir, step):
+    os.remove(os.path.join(_ckpt(workdir, step), "state", "_METADATA"))
+
+
+def _delete_data_iter(workdir, step):
+    import shutil
+
+    shutil.rmtree(os.path.join(_ckpt(workdir, step), "data_iter"))
+
+
+def _garble_data_iter(workdir, step):
+    for root, _, files in os.walk(os.path.join(_ckpt(workdir, step), "data_iter")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"\\x00garbage")
+
+
+@pytest.mark.parametrize("damage", [_delete_state_metadata, _delete_data_iter, _garble_data_iter])
+def test_damaged_newest_checkpoint_falls_back_with_the_same_stream(
+    make_cfg, task, lorenz, capsys, damage
+):
+    cfg = make_cfg(**{"ckpt.every": 3})
+    run(cfg, task, *lorenz)
+    before = _losses(cfg.workdir)
+    older = _hashes(_ckpt(cfg.workdir, 3))
+    damage(cfg.workdir, 6)
+    run(make_cfg(**{"ckpt.every": 3}), task, *lorenz)  # same schedule: steps 4-6 again
+    out = capsys.readouterr().out
+    assert "is unreadable" in out and "resumed from step 3" in out
+    moved = os.listdir(os.path.join(cfg.workdir, "checkpoints_unreadable"))
+    assert len(moved) == 1 and moved[0].startswith("6-")
+    after = _losses(cfg.workdir)
+    assert [after[s] for s in (1, 2, 3, 4, 5, 6)] == [before[s] for s in (1, 2, 3, 4, 5, 6)]
+    assert older == _hashes(_ckpt(cfg.workdir, 3))  # the fallback only read it
+
+
+def _losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+
+
+def test_no_readable_checkpoint_left_refuses_to_start_over_unless_asked(make_cfg, task, lorenz):
+    cfg = make_cfg(**{"ckpt.every": 6})
+    run(cfg, task, *lorenz)
+    _delete_state_metadata(cfg.workdir, 6)
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
+        run(make_cfg(**{"ckpt.every": 6, "train.steps": 8}), task, *lorenz)
+    metrics = _hashes(cfg.workdir)["metrics.jsonl"]
+    with pytest.raises(CheckpointError, match="checkpoints_unreadable") as e:
+        run(make_cfg(**{"ckpt.every": 6, "train.steps": 8}), task, *lorenz)
+    assert "\n" not in str(e.value) and "--restart" in str(e.value)
+    assert _hashes(cfg.workdir)["metrics.jsonl"] == metrics
+    results = run(make_cfg(**{"ckpt.every": 6, "train.steps": 8, "restart": True}), task, *lorenz)
+    assert results["step"] == 8
