@@ -18,6 +18,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "load_state": "jaxfm.train.loop",
         "run": "jaxfm.train.loop",
         "write_results": "jaxfm.train.loop",
+        "WorkdirLock": "jaxfm.train.lock",
+        "WorkdirLockedError": "jaxfm.train.lock",
         "make_optimizer": "jaxfm.train.optim",
         "make_schedule": "jaxfm.train.optim",
         "TrainConfig": "jaxfm.train.options",

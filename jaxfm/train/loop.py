@@ -43,6 +43,7 @@ from jaxfm.config import ConfigError, from_dict, to_dict
 from jaxfm.data.pipeline import check_batch, make_dataset
 from jaxfm.parallel.distributed import initialize
 from jaxfm.parallel.mesh import batch_size_per_shard, make_mesh
+from jaxfm.train.lock import WorkdirLock
 from jaxfm.train.step import Engine, State, split_model
 from jaxfm.train.task import Task
 from jaxfm.train.writer import MetricWriter, Progress
@@ -404,12 +405,26 @@ def run(
 
     Returns:
       The contents written to ``WORKDIR/results.json``.
+
+    Raises:
+      WorkdirLockedError: another live run holds ``WORKDIR/.lock``.
     """
     initialize(cfg.parallel.distributed)
+    workdir = os.path.abspath(cfg.workdir)
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() != 0:  # one lock per run: process 0 holds it for all
+        return _run_locked(cfg, task, train_source, eval_source, meta=meta)
+    with WorkdirLock(workdir):
+        return _run_locked(cfg, task, train_source, eval_source, meta=meta)
+
+
+def _run_locked(
+    cfg: Any, task: Task, train_source: Any, eval_source: Any, *, meta: dict | None
+) -> dict[str, Any]:
+    """The body of :func:`run`, once the workdir's lock is held."""
     tc = cfg.train
     workdir = os.path.abspath(cfg.workdir)
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
     config = to_dict(cfg)
     config_path = os.path.join(workdir, "config.json")
     has_ckpt = os.path.isdir(os.path.join(workdir, CKPT_DIR)) and any(

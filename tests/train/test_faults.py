@@ -4,11 +4,15 @@ and a refused resume that must leave the workdir byte for byte as it was."""
 import hashlib
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from jaxfm.ckpt import CheckpointError
 from jaxfm.train import run
+from jaxfm.train.lock import WorkdirLock, WorkdirLockedError
 from jaxfm.train.writer import MetricWriter
 
 
@@ -129,3 +133,46 @@ def test_no_readable_checkpoint_left_refuses_to_start_over_unless_asked(make_cfg
     assert _hashes(cfg.workdir)["metrics.jsonl"] == metrics
     results = run(make_cfg(**{"ckpt.every": 6, "train.steps": 8, "restart": True}), task, *lorenz)
     assert results["step"] == 8
+
+
+def _write_lock(workdir, pid, host):
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as f:
+        json.dump({"pid": pid, "host": host, "started": "2026-01-01T00:00:00"}, f)
+
+
+def test_a_live_owner_refuses_a_second_run(make_cfg, task, lorenz):
+    cfg = make_cfg()
+    _write_lock(cfg.workdir, os.getppid(), socket.gethostname())  # a live process
+    before = _hashes(cfg.workdir)
+    with pytest.raises(WorkdirLockedError) as e:
+        run(cfg, task, *lorenz)
+    msg = str(e.value)
+    assert "\n" not in msg and f"pid {os.getppid()}" in msg and socket.gethostname() in msg
+    assert _hashes(cfg.workdir) == before  # nothing written, the owner's lock kept
+
+
+def test_a_stale_lock_is_taken_over_and_every_lock_is_released(make_cfg, task, lorenz, capsys):
+    cfg = make_cfg()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_lock(cfg.workdir, dead.pid, socket.gethostname())
+    run(cfg, task, *lorenz)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "stale lock" in ln]
+    assert len(err) == 1 and str(dead.pid) in err[0]
+    assert not os.path.exists(os.path.join(cfg.workdir, ".lock"))
+    with pytest.raises(CheckpointError):  # released on an exception too
+        run(make_cfg(**{"train.optimizer": "sgd"}), task, *lorenz)
+    assert not os.path.exists(os.path.join(cfg.workdir, ".lock"))
+
+
+def test_a_held_lock_refuses_this_process_too(make_cfg):
+    cfg = make_cfg()
+    seen = []
+    lock = WorkdirLock(cfg.workdir)
+    os.makedirs(cfg.workdir, exist_ok=True)
+    with lock:
+        with pytest.raises(WorkdirLockedError, match=f"pid {os.getpid()}"):
+            WorkdirLock(cfg.workdir).acquire()
+        seen.append(os.path.exists(lock.path))
+    assert seen == [True] and not os.path.exists(lock.path)
