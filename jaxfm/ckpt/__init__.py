@@ -19,6 +19,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
                 "Checkpointer",
                 "CheckpointError",
                 "IncompatibleCheckpointError",
+                "DiskFullError",
                 "checkpoint_dir",
                 "read_meta",
             )

@@ -17,6 +17,7 @@ Saves are asynchronous; :meth:`Checkpointer.close` waits for them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -46,6 +47,10 @@ class CheckpointError(RuntimeError, ValueError):
 
 class IncompatibleCheckpointError(CheckpointError):
     """A readable checkpoint whose state does not fit the model (or optimizer) of this run."""
+
+
+class DiskFullError(CheckpointError):
+    """A save ran out of disk space (one line: the workdir and the free space)."""
 
 
 class _Unreadable(Exception):
@@ -140,7 +145,24 @@ class Checkpointer:
         if step in self._manager.all_steps():
             log.info("checkpoint %d already exists; not saving it again", step)
             return
-        self._manager.save(step, args=ocp.args.Composite(**items), metrics=best, force=True)
+        try:
+            self._manager.save(step, args=ocp.args.Composite(**items), metrics=best, force=True)
+            # An asynchronous save that fails would otherwise surface only at the next save.
+            self._manager.wait_until_finished()
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise DiskFullError(self._disk_full_message(step)) from None
+
+    def _disk_full_message(self, step: int) -> str:
+        free = shutil.disk_usage(self.directory).free
+        kept = [s for s in self.steps() if s != step]
+        previous = f"checkpoint {kept[0]} is intact" if kept else "no earlier checkpoint"
+        return (
+            f"no space left on the device of {os.path.dirname(self.directory)} while saving "
+            f"checkpoint {step} ({free / 2**20:.0f} MiB free); {previous}: free some space "
+            "and run again to resume"
+        )
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""

@@ -176,3 +176,31 @@ def test_a_held_lock_refuses_this_process_too(make_cfg):
             WorkdirLock(cfg.workdir).acquire()
         seen.append(os.path.exists(lock.path))
     assert seen == [True] and not os.path.exists(lock.path)
+
+
+def test_disk_full_at_a_save_is_one_line_and_the_previous_checkpoint_resumes(
+    make_cfg, task, lorenz, monkeypatch
+):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from jaxfm.ckpt import DiskFullError
+
+    cfg = make_cfg(**{"ckpt.every": 3})
+    real_save = ocp.CheckpointManager.save
+
+    def save(self, step, *args, **kwargs):
+        if step == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    with pytest.raises(DiskFullError) as e:
+        run(cfg, task, *lorenz)
+    msg = str(e.value)
+    assert "\n" not in msg and cfg.workdir in msg and "MiB free" in msg and "3 is intact" in msg
+    older = _hashes(_ckpt(cfg.workdir, 3))
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    results = run(make_cfg(**{"ckpt.every": 3}), task, *lorenz)
+    assert results["step"] == 6 and older == _hashes(_ckpt(cfg.workdir, 3))
