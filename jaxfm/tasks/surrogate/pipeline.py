@@ -45,7 +45,7 @@ from jaxfm.data.fields import N_FIELDS, NameRegistry, default_system_registry
 from jaxfm.data.mixture import MixtureWindows
 from jaxfm.data.sim.registry import SYSTEMS
 from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
-from jaxfm.data.windows import WindowSource
+from jaxfm.data.windows import ConcatWindows, WindowSource
 from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS, per_step_errors, rollout, window_means
 from jaxfm.tasks.surrogate.sources import (
     ROLLOUT_SPLITS,
@@ -96,6 +96,10 @@ class PDEDataConfig:
     """Frames per trajectory (0: the simulator's default)."""
     n_steps_input: int = 4
     """Input frames per window."""
+    time_strides: tuple[int, ...] = (1,)
+    """Frame strides of the training windows: each stride's windows join the system's pool
+    (stride k: frames k apart, the target k frames ahead), so the model sees several time
+    steps. Evaluation and rollouts stay at stride 1."""
     pad_fields: int = PAD_FIELDS
     """Channels every example is padded to (>= the most fields of any system)."""
     seed: int = 1234
@@ -197,14 +201,24 @@ def build_data(
     fields = field_registry(systems, stored("fields"))
     sys_reg = system_registry(systems, stored("system_registry"))
 
-    def windows(trajs):
+    def windows(trajs, stride=1):
         return WindowSource(
-            trajs, d.n_steps_input, 1, fields=fields, systems=sys_reg, check_finite=d.check_finite
+            trajs,
+            d.n_steps_input,
+            1,
+            stride,
+            fields=fields,
+            systems=sys_reg,
+            check_finite=d.check_finite and stride == 1,
         )
+
+    def train_windows(trajs):
+        per_stride = [windows(trajs, k) for k in d.time_strides]
+        return per_stride[0] if len(per_stride) == 1 else ConcatWindows(per_stride)
 
     train, evals, held = [], [], {}
     for s in systems:
-        train.append(windows(s.train))
+        train.append(train_windows(s.train))
         evals.append(windows(s.split("valid")))
         held[s.system] = s.split("valid")
     mix = MixtureWindows(

@@ -6,7 +6,8 @@ Batches follow the physics-data contract (``jaxfm.data.windows`` / ``jaxfm.data.
 Boundary conditions come from a per-system table (``periodic[system] = (H periodic, W
 periodic)``), so a batch may mix systems.
 
-Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``mse`` / ``l1``.
+Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``increment``
+(relative to persistence's), ``mse`` / ``l1``.
 Evaluation reports NRMSE, VRMSE and RMSE of the model and of the persistence baseline
 (copy the last input frame) on the same windows, so every number has its control beside it.
 The engine scores through :meth:`SurrogateTask.eval_examples` (one row per window) and
@@ -60,8 +61,9 @@ class SurrogateTaskConfig:
     """FNO settings (used when arch = fno)."""
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     """U-Net settings (used when arch = unet)."""
-    loss: Literal["nmse", "mse", "l1"] = "nmse"
-    """Training loss: MPP's normalised MSE, plain MSE, or L1."""
+    loss: Literal["nmse", "increment", "mse", "l1"] = "nmse"
+    """Training loss: MPP's normalised MSE, the MSE relative to persistence's (increment),
+    plain MSE, or L1 (jaxfm.tasks.surrogate.metrics.surrogate_loss)."""
     freeze: Literal["none", "middle", "processor"] = "none"
     """Train everything, only embeddings + output head (middle), or also stem/de-stem."""
 
@@ -190,7 +192,8 @@ class SurrogateTask:
             model, batch["x"], ids, self._periodic(batch), deterministic=False, rngs=rngs
         )
         target, valid = batch["y"][:, 0], ids >= 0
-        loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)
+        last = batch["x"][:, -1]
+        loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid, last=last)
         return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}
 
     def eval_metrics(self, model, batch):
@@ -209,7 +212,7 @@ class SurrogateTask:
         ids = self._ids(batch)
         pred = self.predict(model, batch["x"], ids, self._periodic(batch))
         target, last = batch["y"][:, 0], batch["x"][:, -1]
-        out = {"loss": field_loss(pred, target, kind=self.cfg.loss)}
+        out = {"loss": field_loss(pred, target, kind=self.cfg.loss, last=last)}
         for name, fn in (("nrmse", nrmse), ("vrmse", vrmse), ("rmse", rmse)):
             out[name] = fn(pred, target)
             out[f"persistence_{name}"] = fn(last, target)
