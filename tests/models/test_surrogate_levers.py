@@ -107,3 +107,14 @@ def test_input_noise_only_while_training():
     # the zero head passes the noisy last frame through: its noise, in RevIN units, is 0.05
     measured = (noisy - clean).std(axis=(1, 2)) / std
     np.testing.assert_allclose(measured, 0.05, rtol=0.1)
+
+
+@pytest.mark.parametrize("strides", [(2,), (4,), (2, 2)])
+def test_any_number_of_stem_stages(strides):
+    """Patch 2 or 4 in one stage (fine grids) decodes to the input grid; it once failed on the
+    de-stem's channel count."""
+    x = jnp.asarray(_window(6))
+    ids = jnp.array([[0, 4, 7]] * 2)
+    model = AViT(avit_config("smoke", patch_strides=strides, delta=False), rngs=nnx.Rngs(0))
+    y = np.asarray(model(x, ids))
+    assert y.shape == (2, 16, 16, 3) and np.isfinite(y).all()

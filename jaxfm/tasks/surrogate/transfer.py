@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from jaxfm.config import override
 from jaxfm.tasks.surrogate.pipeline import FINETUNE_SYSTEMS, SurrogateExperiment
 from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, PRETRAIN_PRESETS, finetune, pretrain
 
@@ -41,6 +42,19 @@ class StudyOptions:
     """Override the fine-tuning preset's steps (0: keep)."""
     cache_dir: str = ""
     """Simulated-data cache shared by every run (empty: WORKDIR/pde_cache)."""
+    overrides: tuple[str, ...] = ()
+    """Config overrides of the pretraining and of every fine-tuning run, key=value as on the
+    command line (e.g. model.avit.patch_jitter=true): how an ablation varies one lever."""
+    pretrain_overrides: tuple[str, ...] = ()
+    """Overrides of the pretraining only, after ``overrides`` (e.g. data.time_strides=1,2)."""
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, str]:
+    """``("a.b=1", ...)`` -> ``{"a.b": "1"}``; an item without ``=`` is a one-line error."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ValueError(f"study.overrides: {bad[0]!r} is not key=value")
+    return dict(item.split("=", 1) for item in items)
 
 
 def _with(cfg: SurrogateExperiment, workdir: str, steps: int, cache: str, **kw):
@@ -57,8 +71,12 @@ def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
     if not s.cache_dir:
         s = dataclasses.replace(s, cache_dir=os.path.join(root, "pde_cache"))
     t0 = time.time()
+    updates = parse_overrides(s.overrides)
     pre = _with(
-        PRETRAIN_PRESETS[s.pretrain_preset](),
+        override(
+            PRETRAIN_PRESETS[s.pretrain_preset](),
+            {**updates, **parse_overrides(s.pretrain_overrides)},
+        ),
         os.path.join(root, "pretrain"),
         s.pretrain_steps,
         s.cache_dir,
@@ -69,7 +87,7 @@ def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
         for n in s.n_trains:
             for seed in s.seeds:
                 for arm in s.arms:
-                    base = FINETUNE_PRESETS[s.finetune_preset]()
+                    base = override(FINETUNE_PRESETS[s.finetune_preset](), updates)
                     model = dataclasses.replace(
                         base.model, arch="avit" if arm in ("pretrained", "scratch") else arm
                     )
