@@ -52,8 +52,8 @@ def smoke() -> AblationConfig:
 def demo() -> AblationConfig:
     """Every lever on the demo's study (``make demo``'s presets: 16x16, patch 2, 800
     pretraining and 100 fine-tuning steps, compressible M=1.0 with 4 trajectories), both
-    AViT arms; the baseline turns the demo's increment units off, so every lever is measured
-    alone against plain delta prediction. About 3-4 minutes per variant on 2 CPU cores."""
+    AViT arms; every lever is measured alone against the demo's plain delta prediction.
+    About 3-4 minutes per variant on 2 CPU cores."""
     study = StudyOptions(
         pretrain_preset="demo",
         finetune_preset="demo",
@@ -61,7 +61,6 @@ def demo() -> AblationConfig:
         n_trains=(4,),
         seeds=(0,),
         arms=("pretrained", "scratch"),
-        overrides=("model.avit.delta_scale=window",),
     )
     return AblationConfig(
         workdir="runs/surrogate-ablation",

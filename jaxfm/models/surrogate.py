@@ -182,10 +182,8 @@ PRESETS: dict[str, AViTConfig] = {
     # CPU sizes: patch 8 (strides 2, 2, 2) so a 64x64 grid gives 8x8 tokens; delta head.
     "tiny": _preset(64, 2, 4, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
     "smoke": _preset(32, 2, 1, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
-    # `make demo`: patch 2 on a 16x16 grid (8x8 tokens), increments in their own RMS units.
-    "demo": _preset(
-        64, 2, 2, patch_strides=(2,), drop_path=0.0, delta=True, delta_scale="increment"
-    ),
+    # `make demo`: patch 2 on a 16x16 grid (8x8 tokens).
+    "demo": _preset(64, 2, 2, patch_strides=(2,), drop_path=0.0, delta=True),
 }
 
 

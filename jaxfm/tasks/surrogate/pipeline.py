@@ -180,6 +180,7 @@ def build_data(
     workdir: str,
     saved: list[dict] | tuple = (),
     progress: bool = True,
+    n_steps_output: int = 1,
 ) -> PDEData:
     """Resolves every source (simulating what is not cached) and builds the lazy sources.
 
@@ -191,6 +192,8 @@ def build_data(
         saved: metadata of checkpoints the run builds on (:func:`saved_meta`); their
             registries are extended (``checkpoint``: where it came from, for messages).
         progress: print progress while indexing folders of many files.
+        n_steps_output: target frames of each training window (the task's ``unroll``);
+            eval windows always have one.
     """
     cache = d.cache_dir or os.path.join(workdir, "pde_cache")
     systems = resolve_sources(d, cache, progress)
@@ -201,11 +204,11 @@ def build_data(
     fields = field_registry(systems, stored("fields"))
     sys_reg = system_registry(systems, stored("system_registry"))
 
-    def windows(trajs, stride=1):
+    def windows(trajs, stride=1, n_out=1):
         return WindowSource(
             trajs,
             d.n_steps_input,
-            1,
+            n_out,
             stride,
             fields=fields,
             systems=sys_reg,
@@ -213,7 +216,7 @@ def build_data(
         )
 
     def train_windows(trajs):
-        per_stride = [windows(trajs, k) for k in d.time_strides]
+        per_stride = [windows(trajs, k, n_steps_output) for k in d.time_strides]
         return per_stride[0] if len(per_stride) == 1 else ConcatWindows(per_stride)
 
     train, evals, held = [], [], {}
@@ -291,7 +294,12 @@ def check_field_slots(model: SurrogateTaskConfig, fields: NameRegistry | int = N
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
     data = build_data(
-        cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved_meta(cfg)
+        cfg.data,
+        cfg.train.batch_size,
+        cfg.train.seed,
+        cfg.workdir,
+        saved=saved_meta(cfg),
+        n_steps_output=cfg.model.unroll,
     )
     check_field_slots(cfg.model, data.fields)
     task = surrogate_task(cfg.model, data)

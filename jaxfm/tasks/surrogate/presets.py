@@ -74,7 +74,7 @@ def pretrain_Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
 
 def pretrain_demo() -> SurrogateExperiment:
     """`make demo`'s pretraining (about 2 minutes on 2 CPU cores): the demo AViT (D 64, depth
-    2, patch 2, increment units) on the 4 pretraining systems at 16x16, 16 trajectories each,
+    2, patch 2, delta head) on the 4 pretraining systems at 16x16, 16 trajectories each,
     800 steps. Small enough to finish in minutes, large enough to learn what transfers."""
     return SurrogateExperiment(
         workdir="runs/surrogate-pretrain-demo",

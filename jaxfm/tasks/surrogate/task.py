@@ -66,6 +66,11 @@ class SurrogateTaskConfig:
     plain MSE, or L1 (jaxfm.tasks.surrogate.metrics.surrogate_loss)."""
     freeze: Literal["none", "middle", "processor"] = "none"
     """Train everything, only embeddings + output head (middle), or also stem/de-stem."""
+    unroll: int = 1
+    """Autoregressive steps of the training loss: 1 scores the next frame (MPP); k > 1 feeds
+    the model's own predictions back for k steps (gradient through them) and averages the
+    k losses, so training sees the errors a rollout feeds back. The training windows then
+    carry k target frames; evaluation is unchanged."""
 
 
 def trainable_filter(freeze: str):
@@ -186,15 +191,26 @@ class SurrogateTask:
         return self.predict(model, batch["x"], self._ids(batch), self._periodic(batch))
 
     def loss(self, model, batch, rngs):
-        """(loss, metrics) of one training micro-batch."""
-        ids = self._ids(batch)
-        pred = self.predict(
-            model, batch["x"], ids, self._periodic(batch), deterministic=False, rngs=rngs
-        )
-        target, valid = batch["y"][:, 0], ids >= 0
-        last = batch["x"][:, -1]
-        loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid, last=last)
-        return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}
+        """(loss, metrics) of one training micro-batch (``unroll`` steps; ``nrmse``: the
+        first step's)."""
+        ids, periodic = self._ids(batch), self._periodic(batch)
+        steps = self.cfg.unroll
+        if steps < 1 or batch["y"].shape[1] < steps:
+            raise ValueError(
+                f"model.unroll = {steps} needs >= 1 and at most the batch's "
+                f"{batch['y'].shape[1]} target frames"
+            )
+        window, valid, losses = batch["x"], ids >= 0, []
+        for k in range(steps):
+            pred = self.predict(model, window, ids, periodic, deterministic=False, rngs=rngs)
+            target = batch["y"][:, k]
+            losses.append(
+                surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid, last=window[:, -1])
+            )
+            if k == 0:
+                first = masked_mean(nrmse(pred, target, eps=1e-7), valid)
+            window = jnp.concatenate([window[:, 1:], pred[:, None].astype(window.dtype)], axis=1)
+        return sum(losses) / steps, {"nrmse": first}
 
     def eval_metrics(self, model, batch):
         """Model and persistence errors (NRMSE, VRMSE, RMSE) of one batch, averaged over its
