@@ -27,6 +27,8 @@ VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "time strides 1-2": ((), ("data.time_strides=1,2",)),
     "weight decay 0.05": (("train.weight_decay=0.05",), ()),
     "constant lr": (("train.schedule=constant",), ()),
+    "unroll 2": (("model.unroll=2",), ()),
+    "increment loss + constant lr": (("model.loss=increment", "train.schedule=constant"), ()),
 }
 """The levers, each alone on top of the base study's presets."""
 
