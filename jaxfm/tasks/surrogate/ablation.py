@@ -93,16 +93,19 @@ def run_ablation(root: str, opts: AblationOptions) -> tuple[list[dict], float]:
 
 def _cell(row: dict, metric: str) -> str:
     mean, se = row[metric]
-    return f"{mean:.4f}" if not np.isfinite(se) else f"{mean:.4f} ± {se:.4f}"
+    text = f"{mean:.4f}" if abs(mean) < 1e3 else f"{mean:.3g}"
+    return text if not np.isfinite(se) or se == 0 else f"{text} ± {se:.4f}"
 
 
 def ablation_table(rows: list[dict], baseline: str = "baseline") -> str:
-    """Markdown: one line per (target, n_train, variant, arm), the one-step and 5-step NRMSE
-    and their change against the same arm of ``baseline`` (negative = better)."""
+    """Markdown: one line per (target, n_train, variant, arm): the one-step and 5-step NRMSE
+    with their change against the same arm of ``baseline`` (negative = better), and the NRMSE
+    at the last rollout step (long-horizon stability: persistence's is on its row)."""
     base = {(r["target"], r["n_train"], r["arm"]): r for r in rows if r["variant"] == baseline}
     out = [
-        "| target | traj | variant | arm | NRMSE 1-step | change | NRMSE 5-step | change |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | traj | variant | arm | NRMSE 1-step | change | NRMSE 5-step | change "
+        "| NRMSE last step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["arm"] == "persistence" and r["variant"] != baseline:
@@ -114,9 +117,10 @@ def ablation_table(rows: list[dict], baseline: str = "baseline") -> str:
                 return ""
             return f"{100 * (r[metric][0] / b[metric][0] - 1):+.1f}%"
 
+        last = _cell(r, "nrmse_last") if "nrmse_last" in r else "—"
         out.append(
             f"| {r['target']} | {r['n_train']} | {r['variant']} | {r['arm']} | "
             f"{_cell(r, 'nrmse_1')} | {change('nrmse_1')} | "
-            f"{_cell(r, 'nrmse_5')} | {change('nrmse_5')} |"
+            f"{_cell(r, 'nrmse_5')} | {change('nrmse_5')} | {last} |"
         )
     return "\n".join(out)

@@ -75,8 +75,8 @@ def pretrain_Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
 def pretrain_demo() -> SurrogateExperiment:
     """`make demo`'s pretraining (about 2 minutes on 2 CPU cores): the demo AViT (D 64, depth
     2, patch 2, delta head) on the 4 pretraining systems at 16x16, 16 trajectories each, 800
-    steps. Trained on the increment loss at a constant learning rate, the two levers that
-    helped at this budget (``experiments.surrogate_ablation demo``)."""
+    steps, trained on the increment loss: the lever that helped at this budget without
+    destabilising long rollouts (``experiments.surrogate_ablation demo``)."""
     return SurrogateExperiment(
         workdir="runs/surrogate-pretrain-demo",
         model=SurrogateTaskConfig(avit=avit_config("demo"), loss="increment"),
@@ -85,7 +85,6 @@ def pretrain_demo() -> SurrogateExperiment:
             steps=800,
             batch_size=8,
             lr=2e-3,
-            schedule="constant",
             warmup_steps=40,
             log_every=50,
             eval_batches=0,
@@ -186,7 +185,7 @@ def finetune_m01() -> SurrogateExperiment:
 
 def finetune_demo() -> SurrogateExperiment:
     """`make demo`'s fine-tuning: compressible Euler M=1.0 at 16x16, 4 training trajectories,
-    100 steps (increment loss, constant learning rate, as its pretraining); 4 held-out
+    100 steps (increment loss, as its pretraining); 4 held-out
     trajectories (68 windows) scored and rolled out."""
     return SurrogateExperiment(
         workdir="runs/surrogate-finetune-demo",
@@ -203,7 +202,6 @@ def finetune_demo() -> SurrogateExperiment:
             steps=100,
             batch_size=8,
             lr=2e-3,
-            schedule="constant",
             warmup_steps=5,
             log_every=25,
             eval_batches=0,

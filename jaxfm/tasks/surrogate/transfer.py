@@ -117,6 +117,9 @@ def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
                             "persist_nrmse_1": res[f"eval/persistence_nrmse/{target}"],
                             "persist_vrmse_1": res[f"eval/persistence_vrmse/{target}"],
                             "persist_nrmse_5": roll["persistence"]["nrmse"]["mean_5"],
+                            "nrmse_last": roll["model"]["nrmse"]["per_step"][-1],
+                            "persist_nrmse_last": roll["persistence"]["nrmse"]["per_step"][-1],
+                            "rollout_steps": int(roll["steps"]),
                         }
                     )
     return runs, time.time() - t0
@@ -146,8 +149,9 @@ def summarize(runs: list[dict]) -> list[dict]:
             pre = "persist_" if arm == "persistence" else ""
             row = {"target": target, "n_train": n, "arm": arm, "n_seeds": len(sel)}
             row["eval_windows"] = sorted({r.get("eval_windows") for r in sel}, key=str)
-            for m in ("nrmse_1", "vrmse_1", "nrmse_5"):
-                row[m] = _mean_se([r[pre + m] for r in sel])
+            for m in ("nrmse_1", "vrmse_1", "nrmse_5", "nrmse_last"):
+                if all(pre + m in r for r in sel):  # runs recorded before a metric lack it
+                    row[m] = _mean_se([r[pre + m] for r in sel])
             rows.append(row)
     return rows
 

@@ -54,8 +54,8 @@ def test_table_gives_the_change_against_the_baseline_of_the_same_arm():
         _row("jit", "persistence", 0.30, 0.60),
     ]
     table = ablation_table(rows)
-    assert "| t | 4 | jit | pretrained | 0.0900 | -10.0% | 0.4400 | +10.0% |" in table
-    assert "| t | 4 | jit | scratch | 0.2500 | +25.0% | 0.5000 | +0.0% |" in table
+    assert "| t | 4 | jit | pretrained | 0.0900 | -10.0% | 0.4400 | +10.0% | — |" in table
+    assert "| t | 4 | jit | scratch | 0.2500 | +25.0% | 0.5000 | +0.0% | — |" in table
     assert table.count("persistence") == 1  # persistence does not depend on the variant
 
 
