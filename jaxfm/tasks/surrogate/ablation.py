@@ -62,7 +62,7 @@ def variant_overrides(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def variant_dir(name: str) -> str:
     """The directory name of a variant (spaces and dots made safe)."""
-    return name.replace(" ", "_").replace(".", "p").replace("-", "_")
+    return name.replace(" + ", "_and_").replace(" ", "_").replace(".", "p").replace("-", "_")
 
 
 def run_ablation(root: str, opts: AblationOptions) -> tuple[list[dict], float]:
