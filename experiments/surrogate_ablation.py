@@ -86,12 +86,14 @@ def main(cfg: AblationConfig) -> dict:
             "",
             f"base study: presets {s.pretrain_preset} / {s.finetune_preset}, targets "
             f"{', '.join(s.targets)}, {', '.join(map(str, s.n_trains))} training trajectories, "
-            f"seeds {list(s.seeds)}; every variant pretrains and fine-tunes its own models; "
-            f"wall time {wall / 60:.1f} min",
+            f"seeds {list(s.seeds)}; every variant pretrains and fine-tunes its own models "
+            f"(3-5 min per variant on 2 CPU cores); wall time of this invocation "
+            f"{wall / 60:.1f} min (finished runs are re-scored, not retrained)",
             "",
             "one-step NRMSE: every held-out window of the target; 5-step: mean over the first 5",
-            "autoregressive steps of the held-out rollout trajectories; change vs the baseline",
-            "row of the same arm (negative = lower error = better)",
+            "autoregressive steps of the held-out rollout trajectories; last step: the NRMSE at",
+            "the last rollout step (long-horizon stability); change vs the baseline row of the",
+            "same arm (negative = lower error = better)",
             "",
             ablation_table(rows),
         ]
