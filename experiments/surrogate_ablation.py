@@ -19,7 +19,7 @@ import os
 import jaxfm
 from jaxfm.config import cli
 from jaxfm.provenance import command_line, write_study
-from jaxfm.tasks.surrogate.ablation import AblationOptions, ablation_table, run_ablation
+from jaxfm.tasks.surrogate.ablation import AblationOptions, ablation_table, changes, run_ablation
 from jaxfm.tasks.surrogate.transfer import StudyOptions
 
 
@@ -98,7 +98,7 @@ def main(cfg: AblationConfig) -> dict:
             ablation_table(rows),
         ]
     )
-    out = {"rows": rows, "wall_time_s": wall}
+    out = {"rows": rows, "changes": changes(rows), "wall_time_s": wall}
     write_study(cfg.workdir, command=command, config=cfg, results=out, report=text)
     print(text)
     print(f"report: {os.path.abspath(cfg.workdir)}/report.md")

@@ -97,11 +97,35 @@ def _cell(row: dict, metric: str) -> str:
     return text if not np.isfinite(se) or se == 0 else f"{text} ± {se:.4f}"
 
 
+def changes(rows: list[dict], baseline: str = "baseline") -> list[dict]:
+    """Per non-baseline row and metric (nrmse_1, nrmse_5): the change of the mean against the
+    same (target, n_train, arm) of ``baseline``, in percent (negative = lower error)."""
+    base = {(r["target"], r["n_train"], r["arm"]): r for r in rows if r["variant"] == baseline}
+    out = []
+    for r in rows:
+        b = base.get((r["target"], r["n_train"], r["arm"]))
+        if b is None or r["variant"] == baseline or r["arm"] == "persistence":
+            continue
+        for m in ("nrmse_1", "nrmse_5"):
+            pct = 100 * (r[m][0] / b[m][0] - 1)
+            out.append(
+                {
+                    **{k: r[k] for k in ("variant", "target", "n_train", "arm")},
+                    "metric": m,
+                    "change_pct": float(pct),
+                }
+            )
+    return out
+
+
 def ablation_table(rows: list[dict], baseline: str = "baseline") -> str:
     """Markdown: one line per (target, n_train, variant, arm): the one-step and 5-step NRMSE
-    with their change against the same arm of ``baseline`` (negative = better), and the NRMSE
+    with their change against the same arm of ``baseline`` (:func:`changes`), and the NRMSE
     at the last rollout step (long-horizon stability: persistence's is on its row)."""
-    base = {(r["target"], r["n_train"], r["arm"]): r for r in rows if r["variant"] == baseline}
+    pct = {
+        (c["variant"], c["target"], c["n_train"], c["arm"], c["metric"]): c["change_pct"]
+        for c in changes(rows, baseline)
+    }
     out = [
         "| target | traj | variant | arm | NRMSE 1-step | change | NRMSE 5-step | change "
         "| NRMSE last step |",
@@ -110,12 +134,10 @@ def ablation_table(rows: list[dict], baseline: str = "baseline") -> str:
     for r in rows:
         if r["arm"] == "persistence" and r["variant"] != baseline:
             continue
-        b = base.get((r["target"], r["n_train"], r["arm"]))
+        key = (r["variant"], r["target"], r["n_train"], r["arm"])
 
-        def change(metric, b=b, r=r):
-            if b is None or r["variant"] == baseline:
-                return ""
-            return f"{100 * (r[metric][0] / b[metric][0] - 1):+.1f}%"
+        def change(metric, key=key):
+            return f"{pct[(*key, metric)]:+.1f}%" if (*key, metric) in pct else ""
 
         last = _cell(r, "nrmse_last") if "nrmse_last" in r else "—"
         out.append(
