@@ -17,9 +17,10 @@ import dataclasses
 import os
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import cli, to_dict
 from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.surrogate.ablation import AblationOptions, ablation_table, changes, run_ablation
+from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, PRETRAIN_PRESETS
 from jaxfm.tasks.surrogate.transfer import StudyOptions
 
 
@@ -98,7 +99,11 @@ def main(cfg: AblationConfig) -> dict:
             ablation_table(rows),
         ]
     )
-    out = {"rows": rows, "changes": changes(rows), "wall_time_s": wall}
+    presets = {
+        "pretrain": to_dict(PRETRAIN_PRESETS[s.pretrain_preset]()),
+        "finetune": to_dict(FINETUNE_PRESETS[s.finetune_preset]()),
+    }
+    out = {"rows": rows, "changes": changes(rows), "presets": presets, "wall_time_s": wall}
     write_study(cfg.workdir, command=command, config=cfg, results=out, report=text)
     print(text)
     print(f"report: {os.path.abspath(cfg.workdir)}/report.md")
