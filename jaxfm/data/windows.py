@@ -127,3 +127,40 @@ class WindowSource:
             "traj": np.int32(traj),
             "start": np.int32(start),
         }
+
+
+class ConcatWindows:
+    """The windows of several sources of one system, one after another (e.g. the same
+    trajectories at several time strides); random access, like each source."""
+
+    def __init__(self, sources):
+        if not sources:
+            raise ValueError("ConcatWindows needs at least one source")
+        names = {(s.system, tuple(s.field_names)) for s in sources}
+        if len(names) > 1:
+            raise ValueError(f"ConcatWindows joins one system's sources, got {sorted(names)}")
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Channel names (shared by every source)."""
+        return tuple(self.sources[0].field_names)
+
+    @property
+    def system(self) -> str:
+        """System name."""
+        return self.sources[0].system
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __repr__(self) -> str:
+        return f"ConcatWindows({[repr(s) for s in self.sources]})"
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self!r}: index {index} out of range [0, {len(self)})")
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.sources[k][index - int(self.offsets[k])]

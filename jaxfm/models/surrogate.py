@@ -41,6 +41,7 @@ sample, used only by the position bias. (MPP's ``bcs[0]`` lists the W axis first
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -102,6 +103,18 @@ class AViTConfig:
     delta: bool = False
     """Predict the increment over the last input frame (zero-initialised output) instead of
     the full next state (MPP)."""
+    delta_scale: Literal["window", "increment"] = "window"
+    """Units of the decoded increment (delta only): window (the window's RevIN std, as the
+    input) or increment (the RMS frame-to-frame increment of the window, per sample and
+    field: Walrus' asymmetric normalisation, so a slow field and a fast one both ask the
+    network for an O(1) output)."""
+    patch_jitter: bool = False
+    """While training (not deterministic): shift the patch grid by a random offset in
+    [0, patch) along each periodic axis of the sample, undone on the output (Walrus), so no
+    grid position is special. Bounded axes keep their grid: a shift would move the wall."""
+    input_noise: float = 0.0
+    """While training: Gaussian noise of this std (RevIN units) added to the input frames
+    (DPOT), so the model learns to correct the small errors a rollout feeds back."""
     time_mixer: MixerName = "attention"
     """Mixer along time, a name in jaxfm.nn.trunk.MIXERS: attention (MPP's, with relative
     position bias; heads, attn_impl), mamba or mamba2 (bidirectional unless time_causal; the
@@ -169,6 +182,8 @@ PRESETS: dict[str, AViTConfig] = {
     # CPU sizes: patch 8 (strides 2, 2, 2) so a 64x64 grid gives 8x8 tokens; delta head.
     "tiny": _preset(64, 2, 4, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
     "smoke": _preset(32, 2, 1, patch_strides=(2, 2, 2), drop_path=0.0, delta=True),
+    # `make demo`: patch 2 on a 16x16 grid (8x8 tokens).
+    "demo": _preset(64, 2, 2, patch_strides=(2,), drop_path=0.0, delta=True),
 }
 
 
@@ -398,12 +413,53 @@ class AViT(nnx.Module):
         if periodic.shape not in ((2,), (b, 2)):
             raise ValueError(f"periodic must have shape (2,) or ({b}, 2), got {periodic.shape}")
         xn, stats = revin_normalize(x)
-        e = self.fields(xn, field_ids)  # (B, T, H, W, D/4)
+        training = not deterministic and rngs is not None
+        if training and self.cfg.input_noise > 0:
+            xn = xn + self.cfg.input_noise * jax.random.normal(rngs.dropout(), xn.shape, xn.dtype)
+        shift = None
+        if training and self.cfg.patch_jitter:
+            shift = jitter_shifts(rngs.dropout(), periodic, b, self.cfg.patch)
+        xin = xn if shift is None else roll_grid(xn, shift)
+        e = self.fields(xin, field_ids)  # (B, T, H, W, D/4)
         tok = self.stem(e.reshape(b * t, hh, ww, e.shape[-1]))
         tok = tok.reshape(b, t, *tok.shape[1:])
         for block in self.blocks:
             tok = block(tok, periodic, deterministic=deterministic, rngs=rngs)
         out = self.destem(tok[:, -1], field_ids)  # (B, H, W, C) in RevIN units
+        if shift is not None:
+            out = roll_grid(out, -shift)
         if self.cfg.delta:
+            if self.cfg.delta_scale == "increment":
+                out = out * increment_rms(xn)
+            elif self.cfg.delta_scale != "window":
+                raise ValueError(
+                    f"unknown delta_scale {self.cfg.delta_scale!r}; choose window or increment"
+                )
             out = xn[:, -1] + out
         return revin_denormalize(out, stats)
+
+
+def increment_rms(xn: jax.Array, eps: float = 1e-4) -> jax.Array:
+    """(B, 1, 1, C) RMS of the frame-to-frame increments of the window ``xn`` (B, T, H, W, C)
+    per sample and field, without gradient; ``eps`` keeps a frozen field's scale finite.
+
+    A one-frame window has no increment: its scale is 1 (the window's own units)."""
+    if xn.shape[1] < 2:
+        return jnp.ones((xn.shape[0], 1, 1, xn.shape[-1]), xn.dtype)
+    d = jax.lax.stop_gradient(jnp.diff(xn.astype(jnp.float32), axis=1))
+    return (jnp.sqrt(jnp.mean(d * d, axis=(1, 2, 3))) + eps)[:, None, None, :].astype(xn.dtype)
+
+
+def jitter_shifts(key: jax.Array, periodic: jax.Array, batch: int, patch: int) -> jax.Array:
+    """(B, 2) int32 random offsets in [0, patch) per sample, zero on bounded axes."""
+    s = jax.random.randint(key, (batch, 2), 0, patch)
+    return jnp.where(jnp.broadcast_to(periodic, (batch, 2)), s, 0).astype(jnp.int32)
+
+
+def roll_grid(x: jax.Array, shift: jax.Array) -> jax.Array:
+    """Rolls each sample of ``x`` (B, ..., H, W, C) by its ``shift`` (B, 2) along H and W."""
+
+    def one(xi, si):
+        return jnp.roll(xi, (si[0], si[1]), axis=(-3, -2))
+
+    return jax.vmap(one)(x, shift)

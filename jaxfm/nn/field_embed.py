@@ -198,11 +198,11 @@ class PatchDestem(nnx.Module):
             ]
         )
         self.norms = nnx.List([RMSInstanceNorm(c) for c in chans[1:-1]])
-        k = rev[-1]
+        k, c_in = rev[-1], chans[-2]  # a one-stage de-stem decodes the tokens directly
         if zero_init_output:
-            out = jnp.zeros((k, k, q, n_fields), jnp.float32)
+            out = jnp.zeros((k, k, c_in, n_fields), jnp.float32)
         else:
-            out = _conv_init(rngs, k, q, n_fields, None)[...]
+            out = _conv_init(rngs, k, c_in, n_fields, None)[...]
         self.out_kernel = param(out, (None, None, None, None))
         self.out_bias = param(jnp.zeros((n_fields,), jnp.float32), (None,))
 

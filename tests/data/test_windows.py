@@ -83,3 +83,22 @@ def test_lazy_source_in_grain_worker_processes(tmp_path):
     for _ in range(3):
         a, b = next(local), next(remote)
         np.testing.assert_array_equal(a["x"], b["x"])
+
+
+def test_concat_windows_joins_strides_of_one_system():
+    from jaxfm.data.windows import ConcatWindows
+
+    ts = random_set(n_traj=2, n_steps=12)
+    parts = [WindowSource(ts, 3, 1, stride=k) for k in (1, 2, 3)]
+    cat = ConcatWindows(parts)
+    assert len(cat) == sum(len(p) for p in parts)
+    assert cat.field_names == parts[0].field_names and cat.system == parts[0].system
+    flat = [(k, i) for k, p in enumerate(parts) for i in range(len(p))]
+    for j, (k, i) in enumerate(flat):
+        np.testing.assert_array_equal(cat[j]["x"], parts[k][i]["x"])
+        np.testing.assert_array_equal(cat[j]["y"], parts[k][i]["y"])
+    with pytest.raises(IndexError):
+        cat[len(cat)]
+    other = WindowSource(random_set(n_traj=1, n_steps=12, system="shallow_water"), 3, 1)
+    with pytest.raises(ValueError, match="one system"):
+        ConcatWindows([parts[0], other])

@@ -79,14 +79,19 @@ def masked_mean(values: Float[Array, "b c"], valid: Bool[Array, "b c"] | None = 
     return total / jnp.maximum(jnp.sum(valid.astype(jnp.float32)), 1.0)
 
 
-LOSSES = ("nmse", "mse", "l1")
+LOSSES = ("nmse", "increment", "mse", "l1")
 
 
-def field_loss(pred, target, *, kind: str = "nmse") -> jax.Array:
-    """(B, C) training loss per sample and field (see :func:`surrogate_loss`)."""
+def field_loss(pred, target, *, kind: str = "nmse", last=None) -> jax.Array:
+    """(B, C) training loss per sample and field (see :func:`surrogate_loss`); ``last`` (the
+    last input frame, (B, *spatial, C)) is needed by ``increment``."""
     if kind == "nmse":
         y = target.astype(jnp.float32)
         return field_mse(pred, target) / (jnp.mean(y * y, axis=_spatial_axes(y)) + EPS)
+    if kind == "increment":
+        if last is None:
+            raise ValueError("the increment loss needs the last input frame (last=...)")
+        return field_mse(pred, target) / (field_mse(last, target) + EPS)
     if kind == "mse":
         return field_mse(pred, target)
     if kind == "l1":
@@ -95,14 +100,16 @@ def field_loss(pred, target, *, kind: str = "nmse") -> jax.Array:
     raise ValueError(f"unknown surrogate loss {kind!r}; choose one of {LOSSES}")
 
 
-def surrogate_loss(pred, target, *, kind: str = "nmse", valid=None) -> jax.Array:
+def surrogate_loss(pred, target, *, kind: str = "nmse", valid=None, last=None) -> jax.Array:
     """Scalar training loss averaged over samples and (valid) fields.
 
     ``nmse``: MPP's normalised MSE, MSE / (mean(y^2) + 1e-7) per sample and field, so every
-    field and system weighs the same whatever its units. ``mse``: plain MSE. ``l1``: mean
-    absolute error.
+    field and system weighs the same whatever its units. ``increment``: MSE relative to
+    persistence's, MSE / (mean((y - last)^2) + 1e-7): 1 for "no change", so a field that barely
+    moves (whose mean(y^2) hides its dynamics) weighs as much as a fast one. ``mse``: plain
+    MSE. ``l1``: mean absolute error.
     """
-    return masked_mean(field_loss(pred, target, kind=kind), valid)
+    return masked_mean(field_loss(pred, target, kind=kind, last=last), valid)
 
 
 def group_mean(

@@ -45,7 +45,7 @@ from jaxfm.data.fields import N_FIELDS, NameRegistry, default_system_registry
 from jaxfm.data.mixture import MixtureWindows
 from jaxfm.data.sim.registry import SYSTEMS
 from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
-from jaxfm.data.windows import WindowSource
+from jaxfm.data.windows import ConcatWindows, WindowSource
 from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS, per_step_errors, rollout, window_means
 from jaxfm.tasks.surrogate.sources import (
     ROLLOUT_SPLITS,
@@ -96,6 +96,10 @@ class PDEDataConfig:
     """Frames per trajectory (0: the simulator's default)."""
     n_steps_input: int = 4
     """Input frames per window."""
+    time_strides: tuple[int, ...] = (1,)
+    """Frame strides of the training windows: each stride's windows join the system's pool
+    (stride k: frames k apart, the target k frames ahead), so the model sees several time
+    steps. Evaluation and rollouts stay at stride 1."""
     pad_fields: int = PAD_FIELDS
     """Channels every example is padded to (>= the most fields of any system)."""
     seed: int = 1234
@@ -176,6 +180,7 @@ def build_data(
     workdir: str,
     saved: list[dict] | tuple = (),
     progress: bool = True,
+    n_steps_output: int = 1,
 ) -> PDEData:
     """Resolves every source (simulating what is not cached) and builds the lazy sources.
 
@@ -187,6 +192,8 @@ def build_data(
         saved: metadata of checkpoints the run builds on (:func:`saved_meta`); their
             registries are extended (``checkpoint``: where it came from, for messages).
         progress: print progress while indexing folders of many files.
+        n_steps_output: target frames of each training window (the task's ``unroll``);
+            eval windows always have one.
     """
     cache = d.cache_dir or os.path.join(workdir, "pde_cache")
     systems = resolve_sources(d, cache, progress)
@@ -197,14 +204,24 @@ def build_data(
     fields = field_registry(systems, stored("fields"))
     sys_reg = system_registry(systems, stored("system_registry"))
 
-    def windows(trajs):
+    def windows(trajs, stride=1, n_out=1):
         return WindowSource(
-            trajs, d.n_steps_input, 1, fields=fields, systems=sys_reg, check_finite=d.check_finite
+            trajs,
+            d.n_steps_input,
+            n_out,
+            stride,
+            fields=fields,
+            systems=sys_reg,
+            check_finite=d.check_finite and stride == 1,
         )
+
+    def train_windows(trajs):
+        per_stride = [windows(trajs, k, n_steps_output) for k in d.time_strides]
+        return per_stride[0] if len(per_stride) == 1 else ConcatWindows(per_stride)
 
     train, evals, held = [], [], {}
     for s in systems:
-        train.append(windows(s.train))
+        train.append(train_windows(s.train))
         evals.append(windows(s.split("valid")))
         held[s.system] = s.split("valid")
     mix = MixtureWindows(
@@ -277,7 +294,12 @@ def check_field_slots(model: SurrogateTaskConfig, fields: NameRegistry | int = N
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
     data = build_data(
-        cfg.data, cfg.train.batch_size, cfg.train.seed, cfg.workdir, saved=saved_meta(cfg)
+        cfg.data,
+        cfg.train.batch_size,
+        cfg.train.seed,
+        cfg.workdir,
+        saved=saved_meta(cfg),
+        n_steps_output=cfg.model.unroll,
     )
     check_field_slots(cfg.model, data.fields)
     task = surrogate_task(cfg.model, data)

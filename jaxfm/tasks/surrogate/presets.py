@@ -72,7 +72,33 @@ def pretrain_Ti() -> SurrogateExperiment:  # noqa: N802 (MPP's preset name)
     )
 
 
-PRETRAIN_PRESETS = {"smoke": pretrain_smoke, "tiny": pretrain_tiny, "Ti": pretrain_Ti}
+def pretrain_demo() -> SurrogateExperiment:
+    """`make demo`'s pretraining (about 2 minutes on 2 CPU cores): the demo AViT (D 64, depth
+    2, patch 2, delta head) on the 4 pretraining systems at 16x16, 16 trajectories each, 800
+    steps, trained on the increment loss: the lever that helped at this budget without
+    destabilising long rollouts (``experiments.surrogate_ablation demo``)."""
+    return SurrogateExperiment(
+        workdir="runs/surrogate-pretrain-demo",
+        model=SurrogateTaskConfig(avit=avit_config("demo"), loss="increment"),
+        data=PDEDataConfig(n_train=16, n_eval=2, n_rollout=2, resolution=16, epoch_batches=200),
+        train=TrainConfig(
+            steps=800,
+            batch_size=8,
+            lr=2e-3,
+            warmup_steps=40,
+            log_every=50,
+            eval_batches=0,
+        ),
+        ckpt=CkptConfig(every=400),
+    )
+
+
+PRETRAIN_PRESETS = {
+    "smoke": pretrain_smoke,
+    "demo": pretrain_demo,
+    "tiny": pretrain_tiny,
+    "Ti": pretrain_Ti,
+}
 
 
 def pretrain(cfg: SurrogateExperiment) -> dict:
@@ -157,7 +183,39 @@ def finetune_m01() -> SurrogateExperiment:
     )
 
 
-FINETUNE_PRESETS = {"smoke": finetune_smoke, "m1": finetune_m1, "m01": finetune_m01}
+def finetune_demo() -> SurrogateExperiment:
+    """`make demo`'s fine-tuning: compressible Euler M=1.0 at 16x16, 4 training trajectories,
+    100 steps (increment loss, as its pretraining); 4 held-out
+    trajectories (68 windows) scored and rolled out."""
+    return SurrogateExperiment(
+        workdir="runs/surrogate-finetune-demo",
+        model=dataclasses.replace(_task("demo", 4, 16), loss="increment"),
+        data=PDEDataConfig(
+            systems=("compressible_m1",),
+            n_train=4,
+            n_eval=4,
+            n_rollout=4,
+            resolution=16,
+            epoch_batches=200,
+        ),
+        train=TrainConfig(
+            steps=100,
+            batch_size=8,
+            lr=2e-3,
+            warmup_steps=5,
+            log_every=25,
+            eval_batches=0,
+        ),
+        ckpt=CkptConfig(every=100),
+    )
+
+
+FINETUNE_PRESETS = {
+    "smoke": finetune_smoke,
+    "demo": finetune_demo,
+    "m1": finetune_m1,
+    "m01": finetune_m01,
+}
 
 
 def finetune(cfg: SurrogateExperiment) -> dict:

@@ -6,7 +6,8 @@ Batches follow the physics-data contract (``jaxfm.data.windows`` / ``jaxfm.data.
 Boundary conditions come from a per-system table (``periodic[system] = (H periodic, W
 periodic)``), so a batch may mix systems.
 
-Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``mse`` / ``l1``.
+Loss: MPP's normalised MSE per sample and field by default (``nmse``), or ``increment``
+(relative to persistence's), ``mse`` / ``l1``.
 Evaluation reports NRMSE, VRMSE and RMSE of the model and of the persistence baseline
 (copy the last input frame) on the same windows, so every number has its control beside it.
 The engine scores through :meth:`SurrogateTask.eval_examples` (one row per window) and
@@ -60,10 +61,16 @@ class SurrogateTaskConfig:
     """FNO settings (used when arch = fno)."""
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     """U-Net settings (used when arch = unet)."""
-    loss: Literal["nmse", "mse", "l1"] = "nmse"
-    """Training loss: MPP's normalised MSE, plain MSE, or L1."""
+    loss: Literal["nmse", "increment", "mse", "l1"] = "nmse"
+    """Training loss: MPP's normalised MSE, the MSE relative to persistence's (increment),
+    plain MSE, or L1 (jaxfm.tasks.surrogate.metrics.surrogate_loss)."""
     freeze: Literal["none", "middle", "processor"] = "none"
     """Train everything, only embeddings + output head (middle), or also stem/de-stem."""
+    unroll: int = 1
+    """Autoregressive steps of the training loss: 1 scores the next frame (MPP); k > 1 feeds
+    the model's own predictions back for k steps (gradient through them) and averages the
+    k losses, so training sees the errors a rollout feeds back. The training windows then
+    carry k target frames; evaluation is unchanged."""
 
 
 def trainable_filter(freeze: str):
@@ -184,14 +191,26 @@ class SurrogateTask:
         return self.predict(model, batch["x"], self._ids(batch), self._periodic(batch))
 
     def loss(self, model, batch, rngs):
-        """(loss, metrics) of one training micro-batch."""
-        ids = self._ids(batch)
-        pred = self.predict(
-            model, batch["x"], ids, self._periodic(batch), deterministic=False, rngs=rngs
-        )
-        target, valid = batch["y"][:, 0], ids >= 0
-        loss = surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid)
-        return loss, {"nrmse": masked_mean(nrmse(pred, target, eps=1e-7), valid)}
+        """(loss, metrics) of one training micro-batch (``unroll`` steps; ``nrmse``: the
+        first step's)."""
+        ids, periodic = self._ids(batch), self._periodic(batch)
+        steps = self.cfg.unroll
+        if steps < 1 or batch["y"].shape[1] < steps:
+            raise ValueError(
+                f"model.unroll = {steps} needs >= 1 and at most the batch's "
+                f"{batch['y'].shape[1]} target frames"
+            )
+        window, valid, losses = batch["x"], ids >= 0, []
+        for k in range(steps):
+            pred = self.predict(model, window, ids, periodic, deterministic=False, rngs=rngs)
+            target = batch["y"][:, k]
+            losses.append(
+                surrogate_loss(pred, target, kind=self.cfg.loss, valid=valid, last=window[:, -1])
+            )
+            if k == 0:
+                first = masked_mean(nrmse(pred, target, eps=1e-7), valid)
+            window = jnp.concatenate([window[:, 1:], pred[:, None].astype(window.dtype)], axis=1)
+        return sum(losses) / steps, {"nrmse": first}
 
     def eval_metrics(self, model, batch):
         """Model and persistence errors (NRMSE, VRMSE, RMSE) of one batch, averaged over its
@@ -209,7 +228,7 @@ class SurrogateTask:
         ids = self._ids(batch)
         pred = self.predict(model, batch["x"], ids, self._periodic(batch))
         target, last = batch["y"][:, 0], batch["x"][:, -1]
-        out = {"loss": field_loss(pred, target, kind=self.cfg.loss)}
+        out = {"loss": field_loss(pred, target, kind=self.cfg.loss, last=last)}
         for name, fn in (("nrmse", nrmse), ("vrmse", vrmse), ("rmse", rmse)):
             out[name] = fn(pred, target)
             out[f"persistence_{name}"] = fn(last, target)

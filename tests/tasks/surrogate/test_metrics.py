@@ -120,3 +120,20 @@ def test_system_summary_is_the_mean_over_systems_of_per_system_means():
     assert out["nrmse"] == 6.0  # not the mean over windows (or entries): systems weigh alike
     assert out["loss"] == 3.0 and out["loss/ns"] == 5.0
     assert out["windows"] == 4 and out["windows/sw"] == 3 and out["windows/ns"] == 1
+
+
+def test_increment_loss_is_mse_relative_to_persistence(fields):
+    pred, y = fields
+    last = y + 0.3 * np.random.default_rng(1).normal(size=y.shape)
+    f32 = [jnp.asarray(a, jnp.float32) for a in (pred, y, last)]
+    want = (
+        ((pred - y) ** 2).mean(axis=(1, 2)) / (((last - y) ** 2).mean(axis=(1, 2)) + 1e-7)
+    ).mean()
+    got = float(surrogate_loss(f32[0], f32[1], kind="increment", last=f32[2]))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    # persistence scores exactly 1
+    np.testing.assert_allclose(
+        float(surrogate_loss(f32[2], f32[1], kind="increment", last=f32[2])), 1.0, rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="last input frame"):
+        surrogate_loss(f32[0], f32[1], kind="increment")

@@ -353,3 +353,19 @@ def test_indexing_many_files_shows_count_and_eta(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[mhd/train] indexed 1/3 files" in err and "indexed 3/3 files" in err
     assert "ETA" in err
+
+
+def test_time_strides_add_strided_training_windows_only(tmp_path):
+    from jaxfm.data.windows import ConcatWindows
+
+    path = write_well(trajs("heat", ("temperature",), n=10), tmp_path / "heat.hdf5")
+    one = build_data(_cfg(path, n_steps_input=2), 8, 0, str(tmp_path / "a"), progress=False)
+    two = build_data(
+        _cfg(path, n_steps_input=2, time_strides=(1, 2)), 8, 0, str(tmp_path / "b"), progress=False
+    )
+    (src1,), (src2,) = one.train.sources, two.train.sources
+    assert isinstance(src2, ConcatWindows) and [p.stride for p in src2.sources] == [1, 2]
+    # stride 1 keeps its windows; stride 2 adds those that fit (2 inputs + target: 5 frames)
+    n_traj, n_steps = src1.data.n_traj, src1.data.n_steps
+    assert len(src2) == len(src1) + n_traj * (n_steps - 5 + 1)
+    assert len(two.eval) == len(one.eval)  # evaluation stays at stride 1

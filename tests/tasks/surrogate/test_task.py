@@ -1,6 +1,8 @@
 """The surrogate task on the engine: sharded steps (dp, fsdp) equal the single-device step;
 freezing filters select MPP's trainable groups; eval reports persistence beside the model."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,3 +100,30 @@ def test_eval_metrics_report_persistence_and_skip_padding():
     x, y = np.asarray(batch["x"][:, -1, ..., :2], np.float64), np.asarray(batch["y"][:, 0, ..., :2])
     want = np.sqrt(((x - y) ** 2).mean(axis=(1, 2)) / (y**2).mean(axis=(1, 2))).mean()
     np.testing.assert_allclose(float(m["persistence_nrmse"]), want, rtol=1e-4)
+
+
+def test_unrolled_loss_feeds_the_prediction_back():
+    """unroll = 2: the mean of the next-frame loss and the loss of the frame after, predicted
+    from the window that ends with the model's own first prediction (written out by hand)."""
+    from jaxfm.models.fno import FNO, FNOConfig
+    from jaxfm.tasks.surrogate.metrics import surrogate_loss
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 3, 16, 16, 2)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(2, 2, 16, 16, 2)), jnp.float32)
+    batch = {"x": x, "y": y, "field_ids": jnp.array([[0, 1]] * 2), "system": jnp.zeros(2, int)}
+    cfg = SurrogateTaskConfig(
+        arch="fno", fno=FNOConfig(n_channels=2, n_steps_input=3, width=8, modes=4, depth=1)
+    )
+    model = FNO(dataclasses.replace(cfg.fno, delta=False), rngs=nnx.Rngs(0))
+    per = jnp.zeros((2, 2), bool)
+    p1 = model(x, batch["field_ids"], periodic=per)
+    p2 = model(jnp.concatenate([x[:, 1:], p1[:, None]], 1), batch["field_ids"], periodic=per)
+    want = (surrogate_loss(p1, y[:, 0]) + surrogate_loss(p2, y[:, 1])) / 2
+    task = SurrogateTask(dataclasses.replace(cfg, unroll=2))
+    got, metrics = task.loss(model, batch, nnx.Rngs(dropout=0))
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    one, _ = SurrogateTask(cfg).loss(model, batch, nnx.Rngs(dropout=0))
+    np.testing.assert_allclose(float(one), float(surrogate_loss(p1, y[:, 0])), rtol=1e-5)
+    with pytest.raises(ValueError, match="model.unroll = 3"):
+        SurrogateTask(dataclasses.replace(cfg, unroll=3)).loss(model, batch, nnx.Rngs(0))

@@ -92,3 +92,17 @@ def test_report_includes_the_pretraining_eval_per_system(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| b | 0.3000 | 0.6000 | 32 |" in text
     assert "| mean over systems | 0.2500 | 0.5000 | 64 |" in text
+
+
+def test_report_shows_rollout_step_one_beside_the_one_step_mean():
+    from jaxfm.tasks.surrogate.transfer import StudyOptions, report
+
+    runs = _runs()
+    old = report(summarize(runs), StudyOptions(), 60.0, "cmd")
+    assert "| t | 4 | pretrained | 0.8050 ± 0.0050 | 1.0000 ± 0.0000 | — |" in old
+    for r in runs:
+        r["nrmse_roll1"], r["persist_nrmse_roll1"] = r["nrmse_1"] + 0.1, 2.5
+    text = report(summarize(runs), StudyOptions(), 60.0, "cmd")
+    assert "| t | 4 | pretrained | 0.8050 ± 0.0050 | 1.0000 ± 0.0000 | 0.9050 ± 0.0050 |" in text
+    assert "| t | 4 | persistence | 2.0000 ± 0.0000 | 1.0000 ± 0.0000 | 2.5000 ± 0.0000 |" in text
+    assert "first window of each rolled-out trajectory" in text
