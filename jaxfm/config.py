@@ -226,6 +226,8 @@ def override(cfg: C, updates: Mapping[str, Any]) -> C:
                     f"e.g. --{next(k for k in flat if k.startswith(key + '.'))}"
                 )
             raise ConfigError(f"unknown config key {key!r}{_suggest(key, list(flat))}")
+        if isinstance(text, _BareFlag) and not _accepts_bare_flag(flat[key][0]):
+            raise ConfigError(f"--{key} needs a value")
         value = parse_value(text, flat[key][0], key)
         node = nested
         *parents, leaf = key.split(".")
@@ -245,8 +247,26 @@ def _replace_nested(cfg: Any, nested: Mapping[str, Any]) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+class _BareFlag(str):
+    """The value of a flag given without one: reads as ``"true"``, but only bool fields accept it.
+
+    A forgotten value (``--train.steps --debug``) must not become ``true`` and then a confusing
+    "invalid value 'true'" error; ``override`` says which key needs a value instead.
+    """
+
+
+BARE_FLAG = _BareFlag("true")
+
+
+def _accepts_bare_flag(tp: Any) -> bool:
+    return tp is bool or bool in typing.get_args(tp)
+
+
 def parse_args(argv: Sequence[str]) -> dict[str, str]:
-    """``["--a.b", "1", "--c=x"]`` -> ``{"a.b": "1", "c": "x"}``; ``--flag`` alone means true."""
+    """``["--a.b", "1", "--c=x"]`` -> ``{"a.b": "1", "c": "x"}``.
+
+    ``--flag`` alone means true; ``override`` accepts that only for bool fields.
+    """
     out: dict[str, str] = {}
     i = 0
     while i < len(argv):
@@ -261,7 +281,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
             key, value = arg[2:], argv[i + 1]
             i += 1
         else:
-            key, value = arg[2:], "true"
+            key, value = arg[2:], BARE_FLAG
         out[key] = value
         i += 1
     return out
