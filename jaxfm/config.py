@@ -28,6 +28,7 @@ import difflib
 import functools
 import inspect
 import json
+import os
 import sys
 import textwrap
 import types
@@ -350,6 +351,23 @@ def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any, doc
     return "\n".join(lines)
 
 
+def _expand_paths(cfg: C) -> C:
+    """Expands ``~`` and ``$VARS`` in ``workdir``/``init_from`` and refuses an empty workdir.
+
+    The shell does not expand ``~`` inside ``--workdir=~/runs``, and an empty workdir would
+    write checkpoints and metrics into the current directory (usually the repository root).
+    """
+    changes = {}
+    for name in ("workdir", "init_from"):
+        value = getattr(cfg, name, None)
+        if not isinstance(value, str):
+            continue
+        if name == "workdir" and not value.strip():
+            raise ConfigError("workdir is empty; give a directory, e.g. --workdir runs/mine")
+        changes[name] = os.path.expandvars(os.path.expanduser(value))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def cli(
     cls: type[C],
     presets: Mapping[str, Callable[[], C]],
@@ -389,7 +407,7 @@ def cli(
         cfg = presets[name]()
         if not isinstance(cfg, cls):
             raise ConfigError(f"preset {name!r} returned {type(cfg).__name__}, not {cls.__name__}")
-        return override(cfg, parse_args(argv))
+        return _expand_paths(override(cfg, parse_args(argv)))
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

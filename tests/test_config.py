@@ -74,6 +74,13 @@ def test_a_bare_flag_sets_a_bool_field_to_true():
     assert cfg.train.tensorboard is True and cfg.train.steps == 3
 
 
+def test_home_and_env_vars_are_expanded_in_workdir(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("RUNS", "/scratch")
+    cfg = cli(Cfg, PRESETS, ["base", "--workdir", "~/a", "--init-from", "$RUNS/b"])
+    assert cfg.workdir == "/home/me/a" and cfg.init_from == "/scratch/b"
+
+
 def test_dashes_and_underscores_are_the_same_key():
     cfg = cli(Cfg, PRESETS, ["base", "--init-from", "/ckpt", "--ckpt.every", "5"])
     assert cfg.init_from == "/ckpt" and cfg.ckpt.every == 5
@@ -94,6 +101,7 @@ def test_dashes_and_underscores_are_the_same_key():
         (["base", "--train.steps"], "--train.steps needs a value"),
         (["base", "--train.steps", "--model.width", "3"], "--train.steps needs a value"),
         (["base", "--workdir"], "--workdir needs a value"),
+        (["base", "--workdir", ""], "workdir is empty"),
         (["bas"], "unknown preset 'bas' (did you mean 'base'?)"),
         ([], "missing PRESET; choose one of: base, wide"),
     ],
