@@ -28,6 +28,7 @@ import difflib
 import functools
 import inspect
 import json
+import os
 import sys
 import textwrap
 import types
@@ -230,6 +231,8 @@ def override(cfg: C, updates: Mapping[str, Any]) -> C:
                     f"e.g. --{next(k for k in flat if k.startswith(key + '.'))}"
                 )
             raise ConfigError(f"unknown config key {key!r}{_suggest(key, list(flat))}")
+        if isinstance(text, _BareFlag) and not _accepts_bare_flag(flat[key][0]):
+            raise ConfigError(f"--{key} needs a value")
         value = parse_value(text, flat[key][0], key)
         node = nested
         *parents, leaf = key.split(".")
@@ -249,8 +252,26 @@ def _replace_nested(cfg: Any, nested: Mapping[str, Any]) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+class _BareFlag(str):
+    """The value of a flag given without one: reads as ``"true"``, but only bool fields accept it.
+
+    A forgotten value (``--train.steps --debug``) must not become ``true`` and then a confusing
+    "invalid value 'true'" error; ``override`` says which key needs a value instead.
+    """
+
+
+BARE_FLAG = _BareFlag("true")
+
+
+def _accepts_bare_flag(tp: Any) -> bool:
+    return tp is bool or bool in typing.get_args(tp)
+
+
 def parse_args(argv: Sequence[str]) -> dict[str, str]:
-    """``["--a.b", "1", "--c=x"]`` -> ``{"a.b": "1", "c": "x"}``; ``--flag`` alone means true."""
+    """``["--a.b", "1", "--c=x"]`` -> ``{"a.b": "1", "c": "x"}``.
+
+    ``--flag`` alone means true; ``override`` accepts that only for bool fields.
+    """
     out: dict[str, str] = {}
     i = 0
     while i < len(argv):
@@ -265,7 +286,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
             key, value = arg[2:], argv[i + 1]
             i += 1
         else:
-            key, value = arg[2:], "true"
+            key, value = arg[2:], BARE_FLAG
         out[key] = value
         i += 1
     return out
@@ -334,6 +355,23 @@ def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any, doc
     return "\n".join(lines)
 
 
+def _expand_paths(cfg: C) -> C:
+    """Expands ``~`` and ``$VARS`` in ``workdir``/``init_from`` and refuses an empty workdir.
+
+    The shell does not expand ``~`` inside ``--workdir=~/runs``, and an empty workdir would
+    write checkpoints and metrics into the current directory (usually the repository root).
+    """
+    changes = {}
+    for name in ("workdir", "init_from"):
+        value = getattr(cfg, name, None)
+        if not isinstance(value, str):
+            continue
+        if name == "workdir" and not value.strip():
+            raise ConfigError("workdir is empty; give a directory, e.g. --workdir runs/mine")
+        changes[name] = os.path.expandvars(os.path.expanduser(value))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def cli(
     cls: type[C],
     presets: Mapping[str, Callable[[], C]],
@@ -373,7 +411,7 @@ def cli(
         cfg = presets[name]()
         if not isinstance(cfg, cls):
             raise ConfigError(f"preset {name!r} returned {type(cfg).__name__}, not {cls.__name__}")
-        return override(cfg, parse_args(argv))
+        return _expand_paths(override(cfg, parse_args(argv)))
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

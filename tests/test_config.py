@@ -69,6 +69,18 @@ def test_preset_and_overrides_are_typed():
     assert cfg.model.dropout == 0.1 and cfg.train.crash_on_nan is False
 
 
+def test_a_bare_flag_sets_a_bool_field_to_true():
+    cfg = cli(Cfg, PRESETS, ["base", "--train.tensorboard", "--train.steps", "3"])
+    assert cfg.train.tensorboard is True and cfg.train.steps == 3
+
+
+def test_home_and_env_vars_are_expanded_in_workdir(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("RUNS", "/scratch")
+    cfg = cli(Cfg, PRESETS, ["base", "--workdir", "~/a", "--init-from", "$RUNS/b"])
+    assert cfg.workdir == "/home/me/a" and cfg.init_from == "/scratch/b"
+
+
 def test_dashes_and_underscores_are_the_same_key():
     cfg = cli(Cfg, PRESETS, ["base", "--init-from", "/ckpt", "--ckpt.every", "5"])
     assert cfg.init_from == "/ckpt" and cfg.ckpt.every == 5
@@ -86,6 +98,10 @@ def test_dashes_and_underscores_are_the_same_key():
         (["base", "--train.steps", "2.5"], "invalid value '2.5' for train.steps (expected int)"),
         (["base", "--model.kind", "c"], "invalid value 'c' for model.kind (expected one of a, b)"),
         (["base", "--train", "3"], "train is a config section"),
+        (["base", "--train.steps"], "--train.steps needs a value"),
+        (["base", "--train.steps", "--model.width", "3"], "--train.steps needs a value"),
+        (["base", "--workdir"], "--workdir needs a value"),
+        (["base", "--workdir", ""], "workdir is empty"),
         (["bas"], "unknown preset 'bas' (did you mean 'base'?)"),
         ([], "missing PRESET; choose one of: base, wide"),
     ],
