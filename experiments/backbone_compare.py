@@ -40,7 +40,7 @@ from flax import nnx
 
 import jaxfm
 from jaxfm.ckpt import CkptConfig
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.trunk import FFNName, MixerName, count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, write_study
@@ -297,4 +297,4 @@ def main(cfg: BackboneCompare, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(BackboneCompare, PRESETS, doc=__doc__))
+    run_cli(main, BackboneCompare, PRESETS, doc=__doc__)

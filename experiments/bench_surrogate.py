@@ -30,7 +30,7 @@ import optax
 from flax import nnx
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, git_sha, write_study
@@ -255,4 +255,4 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(BenchConfig, PRESETS, doc=__doc__))
+    run_cli(main, BenchConfig, PRESETS, doc=__doc__)

@@ -16,7 +16,7 @@ import dataclasses
 import os
 
 import jaxfm
-from jaxfm.config import cli, load_json
+from jaxfm.config import load_json, run_cli
 from jaxfm.data.galaxies import load_splits
 from jaxfm.tasks.contrastive.experiment import Config as TrainRunConfig
 from jaxfm.tasks.contrastive.experiment import EvalConfig, evaluate_run
@@ -74,4 +74,4 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 
 import jaxfm
 from jaxfm.ckpt import CkptConfig
-from jaxfm.config import ExperimentConfig, cli
+from jaxfm.config import ExperimentConfig, run_cli
 from jaxfm.data.galaxies import GalaxyConfig, load_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.specformer import SpecFormerConfig, chunk_mask, spectrum_tokenize
@@ -201,4 +201,4 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.tasks.contrastive.experiment import Config, default, long, smoke, train_and_evaluate
 
 
@@ -68,4 +68,4 @@ def main(cfg: Config, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -27,7 +27,7 @@ from flax import nnx
 
 import jaxfm
 from jaxfm.ckpt import CkptConfig
-from jaxfm.config import ExperimentConfig, cli
+from jaxfm.config import ExperimentConfig, run_cli
 from jaxfm.data.lorenz import LorenzConfig, flow_map_splits
 from jaxfm.data.sources import ArraySource
 from jaxfm.models.regressor import RegressorConfig
@@ -206,4 +206,4 @@ def main(cfg: Config, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -37,7 +37,7 @@ from flax import nnx
 
 import jaxfm
 from jaxfm.ckpt import CkptConfig
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.models.surrogate import avit_config
 from jaxfm.nn.quantize import dequantize, quantization_report, quantize
 from jaxfm.nn.trunk import count_params
@@ -334,4 +334,4 @@ def main(cfg: Config, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -12,7 +12,7 @@ The result to read: eval/mse against eval/persistence_mse (predicting "no change
 from __future__ import annotations
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.tasks.regression.quickstart import Config, default, run_quickstart, smoke
 
 PRESETS = {"default": default, "smoke": smoke}
@@ -25,4 +25,4 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

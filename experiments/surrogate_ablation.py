@@ -17,7 +17,7 @@ import dataclasses
 import os
 
 import jaxfm
-from jaxfm.config import cli, to_dict
+from jaxfm.config import run_cli, to_dict
 from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.surrogate.ablation import AblationOptions, ablation_table, changes, run_ablation
 from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, PRETRAIN_PRESETS
@@ -112,4 +112,4 @@ def main(cfg: AblationConfig) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(AblationConfig, PRESETS, doc=__doc__))
+    run_cli(main, AblationConfig, PRESETS, doc=__doc__)

@@ -18,7 +18,7 @@ The presets live in ``jaxfm.tasks.surrogate.presets``.
 from __future__ import annotations
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment
 from jaxfm.tasks.surrogate.presets import FINETUNE_PRESETS, finetune
 
@@ -33,4 +33,4 @@ def main(cfg: SurrogateExperiment) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(SurrogateExperiment, PRESETS, doc=__doc__))
+    run_cli(main, SurrogateExperiment, PRESETS, doc=__doc__)

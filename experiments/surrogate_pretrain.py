@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment
 from jaxfm.tasks.surrogate.presets import PRETRAIN_PRESETS, pretrain, pretrain_tiny
 
@@ -71,4 +71,4 @@ def main(cfg: SurrogateExperiment) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(SurrogateExperiment, PRESETS, doc=__doc__))
+    run_cli(main, SurrogateExperiment, PRESETS, doc=__doc__)

@@ -23,7 +23,7 @@ import os
 from typing import Literal
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.parallel.options import ParallelConfig
 from jaxfm.tasks.surrogate.pipeline import evaluate_rollouts, load_run_config
 from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS
@@ -133,4 +133,4 @@ def main(cfg: RolloutConfig) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(RolloutConfig, PRESETS, doc=__doc__))
+    run_cli(main, RolloutConfig, PRESETS, doc=__doc__)

@@ -22,7 +22,7 @@ import glob
 import os
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.provenance import command_line, write_study
 from jaxfm.tasks.surrogate.transfer import (
     StudyOptions,
@@ -148,4 +148,4 @@ def main(cfg: TransferConfig) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(TransferConfig, PRESETS, doc=__doc__))
+    run_cli(main, TransferConfig, PRESETS, doc=__doc__)

@@ -22,7 +22,7 @@ number counts as a miss (and as 0 in the MSE).
 from __future__ import annotations
 
 import jaxfm
-from jaxfm.config import cli
+from jaxfm.config import run_cli
 from jaxfm.provenance import command_line
 from jaxfm.tasks.xval.study import Config, run_study, smoke, study
 
@@ -36,4 +36,4 @@ def main(cfg: Config, command: str | None = None) -> dict:
 
 if __name__ == "__main__":
     jaxfm.configure_cpu()
-    main(cli(Config, PRESETS, doc=__doc__))
+    run_cli(main, Config, PRESETS, doc=__doc__)

@@ -339,14 +339,21 @@ def load_json(cls: type[C], path: str) -> C:
 
 def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any, doc: str = "") -> str:
     """The ``--help`` page: usage, presets, and every field with type, value and docstring."""
-    lines = [f"usage: {prog} PRESET [--section.field VALUE ...]", ""]
+    lines = [f"usage: {prog} PRESET [--section.field VALUE ...] [--debug]", ""]
     if doc:
         lines += [doc.strip(), ""]
     lines.append("presets:")
     for name, fn in presets.items():
         first = (fn.__doc__ or "").strip().splitlines()[:1]
         lines.append(f"  {name:<14} {first[0] if first else ''}")
-    lines += ["", "overrides (value shown: the chosen preset's, or the first preset's):"]
+    lines += [
+        "",
+        "errors: one line on stderr, exit status 2 for bad input (a key, value, file or",
+        "checkpoint that cannot be used), 1 for other faults, 143 after SIGTERM; --debug (or",
+        "JAXFM_DEBUG=1) shows the full traceback instead.",
+        "",
+        "overrides (value shown: the chosen preset's, or the first preset's):",
+    ]
     for key, (tp, value, fdoc) in flat_fields(cfg).items():
         kind = _type_name(tp).upper() if tp in (int, float, str) else _type_name(tp)
         lines.append(f"  --{key} {kind}  [{value!r}]")
@@ -370,6 +377,26 @@ def _expand_paths(cfg: C) -> C:
             raise ConfigError("workdir is empty; give a directory, e.g. --workdir runs/mine")
         changes[name] = os.path.expandvars(os.path.expanduser(value))
     return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Runs the ``validate()`` of ``cfg`` and of every section under it (a method returning
+    ``[(key, problem), ...]``) and raises one :class:`ConfigError` naming the first full key,
+    so a setting that cannot work stops the run before any work starts."""
+    problems = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            try:
+                validate(value, f"{prefix}{f.name}.")
+            except ConfigError as e:
+                problems.append(str(e))
+    check = getattr(cfg, "validate", None)
+    if callable(check):
+        problems += [f"{prefix}{key}: {why}" for key, why in check()]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
 
 
 def cli(
@@ -411,7 +438,54 @@ def cli(
         cfg = presets[name]()
         if not isinstance(cfg, cls):
             raise ConfigError(f"preset {name!r} returned {type(cfg).__name__}, not {cls.__name__}")
-        return _expand_paths(override(cfg, parse_args(argv)))
+        cfg = _expand_paths(override(cfg, parse_args(argv)))
+        validate(cfg)
+        return cfg
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+BAD_INPUT = (
+    ValueError,
+    LookupError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    FileExistsError,
+    PermissionError,
+)
+"""Exceptions a run reports as bad input (exit status 2): jaxfm raises ValueError / KeyError
+subclasses (ConfigError, CheckpointError, DataPathError, ...) for keys, values, files and
+checkpoints it cannot use; a missing or unwritable path is an OSError subclass."""
+
+
+def run_cli(
+    main: Callable[[C], Any],
+    cls: type[C],
+    presets: Mapping[str, Callable[[], C]],
+    argv: Sequence[str] | None = None,
+    *,
+    doc: str = "",
+) -> Any:
+    """An experiment script's whole ``__main__``: :func:`cli`, then ``main(cfg)``.
+
+    A failure prints ``error: <one line>`` on stderr and exits 2 for bad input
+    (:data:`BAD_INPUT`) or 1 for any other fault; ``SystemExit`` from the run (143 after
+    SIGTERM) passes unchanged. ``--debug`` on the command line or ``JAXFM_DEBUG=1`` re-raises
+    with the full traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("JAXFM_DEBUG", "") not in ("", "0")
+    cfg = cli(cls, presets, [a for a in argv if a != "--debug"], doc=doc)
+    try:
+        return main(cfg)
+    except Exception as e:  # SystemExit and KeyboardInterrupt are not Exceptions
+        if debug:
+            raise
+        bad = isinstance(e, BAD_INPUT)
+        text = " ".join(str(e).split()) or type(e).__name__
+        if not bad:
+            text = f"{type(e).__name__}: {text}"
+        print(f"error: {text} (--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(2 if bad else 1) from None

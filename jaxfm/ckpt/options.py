@@ -22,3 +22,11 @@ class CkptConfig:
     """Whether smaller or larger best_metric is better."""
     async_save: bool = True
     """Write checkpoints in a background thread while training continues."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        """(key, problem) of every setting that cannot work."""
+        bad = [(k, f"must be >= 0, got {getattr(self, k)}") for k in ("every", "keep_best")]
+        bad = [b for b in bad if getattr(self, b[0]) < 0]
+        if self.keep < 1:
+            bad.append(("keep", f"must be >= 1, got {self.keep}"))
+        return bad

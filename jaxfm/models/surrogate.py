@@ -168,6 +168,23 @@ class AViTConfig:
         """Patch size = product of the stem strides."""
         return int(np.prod(self.patch_strides))
 
+    def validate(self) -> list[tuple[str, str]]:
+        """(key, problem) of every setting the model cannot be built with."""
+        bad = []
+        if self.dim < 4 or self.dim % 4:
+            bad.append(("dim", f"must be a positive multiple of 4, got {self.dim}"))
+        if self.heads < 1 or self.dim % max(self.heads, 1):
+            bad.append(("heads", f"{self.heads} does not divide dim {self.dim}"))
+        if self.depth < 1:
+            bad.append(("depth", f"must be >= 1, got {self.depth}"))
+        if not self.patch_strides or min(self.patch_strides) < 1:
+            bad.append(("patch_strides", f"must be >= 1 each, got {self.patch_strides}"))
+        if self.input_noise < 0:
+            bad.append(("input_noise", f"must be >= 0, got {self.input_noise}"))
+        if self.delta_scale not in ("window", "increment"):
+            bad.append(("delta_scale", f"choose window or increment, got {self.delta_scale!r}"))
+        return bad
+
 
 def _preset(dim, heads, depth, **kw) -> AViTConfig:
     return AViTConfig(dim=dim, heads=heads, depth=depth, **kw)

@@ -59,3 +59,23 @@ class TrainConfig:
     shuffle: bool = True
     """Shuffle training examples (reseeded each epoch). False keeps the source's order, for
     sources that arrange batches themselves (e.g. one PDE system per micro-batch)."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        """(key, problem) of every setting that cannot work, checked before any work starts."""
+        bad = []
+        for key in ("steps", "batch_size", "grad_accum", "log_every"):
+            if getattr(self, key) < 1:
+                bad.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        for key in ("warmup_steps", "eval_every", "eval_batches", "data_workers"):
+            if getattr(self, key) < 0:
+                bad.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if not self.lr > 0:
+            bad.append(("lr", f"must be > 0, got {self.lr}"))
+        if self.weight_decay < 0:
+            bad.append(("weight_decay", f"must be >= 0, got {self.weight_decay}"))
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            bad.append(("clip_norm", f"must be > 0 or None, got {self.clip_norm}"))
+        if self.batch_size >= 1 and self.grad_accum >= 1 and self.batch_size % self.grad_accum:
+            why = f"{self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            bad.append(("batch_size", why))
+        return bad

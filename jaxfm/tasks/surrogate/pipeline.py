@@ -109,6 +109,19 @@ class PDEDataConfig:
     epoch_batches: int = 2000
     """Micro-batches per epoch of the system mixture (MPP: 2000)."""
 
+    def validate(self) -> list[tuple[str, str]]:
+        """(key, problem) of every setting that cannot work, before anything is simulated."""
+        bad = []
+        for key in ("resolution", "n_steps_input", "pad_fields", "epoch_batches", "n_train"):
+            if getattr(self, key) < 1:
+                bad.append((key, f"must be >= 1, got {getattr(self, key)}"))
+        for key in ("n_eval", "n_rollout", "n_steps"):
+            if getattr(self, key) < 0:
+                bad.append((key, f"must be >= 0, got {getattr(self, key)}"))
+        if not self.time_strides or min(self.time_strides) < 1:
+            bad.append(("time_strides", f"must be >= 1 each, got {self.time_strides}"))
+        return bad
+
 
 @dataclasses.dataclass(frozen=True)
 class SurrogateEvalOptions:
@@ -131,6 +144,19 @@ class SurrogateExperiment(ExperimentConfig):
     """Systems and windows."""
     eval: SurrogateEvalOptions = dataclasses.field(default_factory=SurrogateEvalOptions)
     """Rollout evaluation after training (which checkpoint, how many steps)."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        """Checks across sections: the simulated grid must split into the AViT's patches."""
+        patch = self.model.avit.patch
+        if self.model.arch == "avit" and not self.data.paths and self.data.resolution % patch:
+            return [
+                (
+                    "data.resolution",
+                    f"{self.data.resolution} is not divisible by model.avit.patch_strides "
+                    f"{self.model.avit.patch_strides} (patch {patch})",
+                )
+            ]
+        return []
 
 
 # ----------------------------------------------------------------------------- data
