@@ -20,7 +20,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -51,6 +53,16 @@ class IncompatibleCheckpointError(CheckpointError):
 
 class DiskFullError(CheckpointError):
     """A save ran out of disk space (one line: the workdir and the free space)."""
+
+
+def _saved_process_count(path: str) -> int | None:
+    """N of the ``process_<i>-of-<N>.json`` files Grain wrote into ``path`` (None: unknown)."""
+    counts = {
+        int(m.group(1))
+        for name in os.listdir(path)
+        if (m := re.fullmatch(r"process_\d+-of-(\d+)\.json", name))
+    }
+    return counts.pop() if len(counts) == 1 else None
 
 
 class _Unreadable(Exception):
@@ -275,6 +287,19 @@ class Checkpointer:
         path = os.path.join(self.directory, str(step), DATA_ITER)
         if not os.path.isdir(path):
             raise _Unreadable(f"{path} is missing")
+        saved = _saved_process_count(path)
+        if saved is not None and saved != jax.process_count():
+            # A deliberate change of topology, not damage: the stream cannot be continued
+            # exactly on another number of processes, so it restarts, and the run says so.
+            print(
+                f"warning: checkpoint {step}'s data stream was saved by {saved} process(es) "
+                f"and this run has {jax.process_count()}: parameters and optimizer state are "
+                "restored, the data stream restarts from its beginning (an exact resume needs "
+                "the same number of processes)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         try:
             self._manager.restore(
                 step,
