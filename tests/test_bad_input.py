@@ -55,6 +55,8 @@ CASES = [
     (["--train.stepz", "3"], "train.steps"),
     (["--data.paths", "{bad_h5}"], "bad.h5"),
     (["--data.paths", "{missing}"], "missing.h5"),
+    (["--data.cache_dir", "/proc/no/cache"], "data.cache_dir"),
+    (["--config_json_broken"], "config.json is not valid JSON"),
 ]
 
 
@@ -65,6 +67,9 @@ def test_bad_input_is_one_line_exit_2_and_the_workdir_untouched(tmp_path, args, 
     (work / "checkpoints" / "5" / "state.bin").write_bytes(os.urandom(64))
     (work / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
     (tmp_path / "bad.h5").write_text("not an HDF5 file")
+    if args == ["--config_json_broken"]:  # a hand-edited config.json of a run to resume
+        (work / "config.json").write_text('{"workdir": "run", broken')
+        args = []
     before = _digest(work)
     subs = {"bad_h5": str(tmp_path / "bad.h5"), "missing": str(tmp_path / "missing.h5")}
     res = _run("--workdir", str(work), *(a.format(**subs) for a in args))
@@ -117,3 +122,24 @@ def test_run_cli_exit_codes_and_one_line(capsys):
     with pytest.raises(RuntimeError):
         run_cli(fail(RuntimeError("x")), C, presets, ["p", "--debug"])
     assert run_cli(lambda cfg: cfg.x, C, presets, ["p", "--x", "4"]) == 4
+
+
+def test_generator_param_of_the_wrong_type_names_it(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxfm.data.generate",
+        "navier_stokes",
+        "--param",
+        "frame_dt=abc",
+        "--out",
+        str(tmp_path / "out"),
+        "--n-traj",
+        "1",
+    ]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    lines = _errors(res.stderr)
+    assert res.returncode != 0 and len(lines) == 1, res.stderr
+    assert "frame_dt='abc' is not a number" in lines[0] and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxfm.data.sim.registry import SIMULATORS, SYSTEMS, get_simulator
+from jaxfm.data.sim.registry import SIMULATORS, SYSTEMS, configured, get_simulator
 from jaxfm.data.sim.system import corpus_systems
 from jaxfm.data.trajectories import TrajectorySet, concat
 from jaxfm.data.well import SPLITS, write_dataset
@@ -64,11 +63,7 @@ def simulate_chunked(
         **overrides: config fields (``resolution``, ``n_steps``, ...).
     """
     sim = get_simulator(system)
-    fields = {f.name for f in dataclasses.fields(sim.config)}
-    bad = sorted(set(overrides) - fields)
-    if bad:
-        raise ValueError(f"{system}: unknown config fields {bad}; valid: {sorted(fields)}")
-    config = dataclasses.replace(sim.config, **overrides)
+    config = configured(system, **overrides)
     parts, done, t0 = [], 0, time.perf_counter()
     width = min(chunk, n_traj)
     for c, start in enumerate(range(0, n_traj, width)):

@@ -60,6 +60,19 @@ class ConfigMismatchError(ValueError):
 # ----------------------------------------------------------------------------- helpers
 
 
+def check_resumable(cfg: Any) -> None:
+    """Raises :class:`ConfigMismatchError` when ``cfg.workdir`` holds checkpoints of a run
+    whose model or data config differs from ``cfg`` (or whose config.json is unreadable).
+
+    :func:`run` calls it first; a pipeline that prepares data before ``run`` (simulating,
+    caching into the workdir) calls it before that, so a refused resume writes nothing."""
+    ckpt_dir = os.path.join(cfg.workdir, CKPT_DIR)
+    has_ckpt = os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))
+    config_path = os.path.join(cfg.workdir, "config.json")
+    if has_ckpt and os.path.exists(config_path):
+        _check_same_run(config_path, cfg)
+
+
 def _check_same_run(path: str, cfg: Any) -> None:
     """Refuses to resume a workdir whose model or data sections differ (names the key).
 
@@ -69,7 +82,13 @@ def _check_same_run(path: str, cfg: Any) -> None:
     """
     new = to_dict(cfg)
     with open(path) as f:
-        old = json.load(f)
+        try:
+            old = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigMismatchError(
+                f"{path} is not valid JSON ({e.msg}, line {e.lineno}); restore it, or use a new "
+                "--workdir (nothing in this one was changed)"
+            ) from None
     try:
         old = to_dict(from_dict(type(cfg), old, where=path))
     except (ConfigError, TypeError, ValueError):
@@ -427,11 +446,7 @@ def _run_locked(
     is_main = jax.process_index() == 0
     config = to_dict(cfg)
     config_path = os.path.join(workdir, "config.json")
-    has_ckpt = os.path.isdir(os.path.join(workdir, CKPT_DIR)) and any(
-        d.isdigit() for d in os.listdir(os.path.join(workdir, CKPT_DIR))
-    )
-    if has_ckpt and os.path.exists(config_path):
-        _check_same_run(config_path, cfg)
+    check_resumable(cfg)
 
     mesh = make_mesh(cfg.parallel)
     check_batch(

@@ -77,6 +77,22 @@ def get_simulator(name: str) -> Simulator:
         raise ValueError(f"unknown system {name!r}; choose one of {sorted(SIMULATORS)}") from None
 
 
+def configured(name: str, **overrides):
+    """The default config of simulator ``name`` with ``overrides`` applied; an unknown field
+    or a non-number for a numeric field is a one-line ValueError naming it."""
+    sim = get_simulator(name)
+    fields = {f.name for f in dataclasses.fields(sim.config)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise ValueError(f"{name}: unknown config fields {bad}; valid: {sorted(fields)}")
+    for key, value in overrides.items():
+        default = getattr(sim.config, key)
+        number = isinstance(default, int | float) and not isinstance(default, bool)
+        if number and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{name}: {key}={value!r} is not a number (default {default!r})")
+    return dataclasses.replace(sim.config, **overrides)
+
+
 def simulate(name: str, n_traj: int, seed: int, **overrides) -> TrajectorySet:
     """Run system ``name`` with its default config updated by ``overrides``.
 
@@ -86,10 +102,4 @@ def simulate(name: str, n_traj: int, seed: int, **overrides) -> TrajectorySet:
         seed: random seed of the initial conditions and parameters.
         **overrides: config fields to replace (e.g. ``resolution=32, n_steps=17``).
     """
-    sim = get_simulator(name)
-    fields = {f.name for f in dataclasses.fields(sim.config)}
-    bad = sorted(set(overrides) - fields)
-    if bad:
-        raise ValueError(f"{name}: unknown config fields {bad}; valid: {sorted(fields)}")
-    config = dataclasses.replace(sim.config, **overrides)
-    return sim.simulate(config, n_traj, seed)
+    return get_simulator(name).simulate(configured(name, **overrides), n_traj, seed)

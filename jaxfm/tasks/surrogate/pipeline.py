@@ -56,6 +56,7 @@ from jaxfm.tasks.surrogate.sources import (
 )
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
+from jaxfm.train.loop import check_resumable
 
 PRETRAIN_SYSTEMS = pretrain_systems(SYSTEMS)
 """MPP's pretraining mix without compressible flow: every 2-D system not held out, in
@@ -319,6 +320,7 @@ def check_field_slots(model: SurrogateTaskConfig, fields: NameRegistry | int = N
 
 def train(cfg: SurrogateExperiment) -> dict:
     """Trains the surrogate of ``cfg`` (pretraining, fine-tuning or a baseline); results."""
+    check_resumable(cfg)  # before simulating into the workdir: a refused resume writes nothing
     data = build_data(
         cfg.data,
         cfg.train.batch_size,

@@ -118,6 +118,12 @@ def simulated_file(name: str, n_traj: int, d, cache_dir: str) -> Path:
     tag = f"{name}_r{d.resolution}_t{d.n_steps or 'def'}_n{n_traj}_s{d.seed}.h5"
     path = Path(cache_dir) / tag
     if not path.exists():
+        try:  # before minutes of simulation: a cache that cannot be written fails now
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataPathError(
+                f"data.cache_dir {cache_dir!r}: cannot create it ({e.strerror or e})"
+            ) from None
         ts = simulate(name, n_traj, d.seed, **over)
         ts.check_finite(f"{name} simulation")
         write_well(ts, path)
