@@ -415,7 +415,8 @@ def rewrite_report(root: str) -> dict:
     """Recomputes summary, findings and report.md of a finished study in ``root`` from the
     per-run numbers in its results.json (no training): for a report whose code changed.
     command.txt and config.json stay as the study wrote them; a config.json without
-    ``pretrain_per_seed`` is a study that pretrained once (``root/pretrain``)."""
+    ``pretrain_per_seed`` is a study that pretrained once (``root/pretrain``). Without the
+    pretraining runs on disk, the pretraining summary already in results.json is kept."""
     from jaxfm.config import from_dict
 
     paths = {n: os.path.join(root, n) for n in ("results.json", "config.json", "command.txt")}
@@ -436,7 +437,8 @@ def rewrite_report(root: str) -> dict:
         **out,
         "summary": table,
         "findings": findings(table),
-        "pretrain": pretrain_summary(root, study),
+        # a copied study folder (results/) has no pretraining runs: keep what they said
+        "pretrain": pretrain_summary(root, study) or out.get("pretrain", {}),
     }
     with open(paths["results.json"], "w") as f:
         json.dump(out, f, indent=2)

@@ -222,3 +222,15 @@ def test_rewrite_report_of_a_per_seed_study_shows_the_pretraining_mean_and_error
     assert "mean ± standard error over pretraining seeds [0, 1]" in text
     assert "| a | 0.2500 ± 0.0500 | 0.5000 ± 0.0000 | 32 |" in text
     assert "| mean over systems | 0.2500 ± 0.0500 | 0.5000 ± 0.0000 | 32 |" in text
+
+
+def test_rewrite_report_keeps_the_pretraining_summary_when_its_runs_are_not_there(tmp_path):
+    """A study folder copied without its runs (results/) still reports its pretraining."""
+    pre = {"nrmse": {"mean": 0.25, "a": 0.25}, "persistence_nrmse": {"mean": 0.5, "a": 0.5}}
+    pre["windows"] = {"total": 64.0, "a": 64.0}
+    out = {"runs": _runs(), "wall_time_s": 60.0, "pretrain": pre}
+    (tmp_path / "results.json").write_text(json.dumps(out))
+    (tmp_path / "config.json").write_text(json.dumps({"study": {"seeds": [0, 1]}}))
+    (tmp_path / "command.txt").write_text("cmd\n")
+    assert rewrite_report(str(tmp_path))["pretrain"] == pre
+    assert "| a | 0.2500 | 0.5000 | 64 |" in (tmp_path / "report.md").read_text()
