@@ -4,11 +4,13 @@
     python -m experiments.surrogate_transfer cpu --workdir runs/sur-transfer  # 75-90 min, 2 cores
     python -m experiments.surrogate_transfer gpu --workdir runs/sur-transfer-gpu
 
-Pretrain the AViT once on {shallow water, FitzHugh-Nagumo, incompressible NS, Gray-Scott};
+Pretrain the AViT on {shallow water, FitzHugh-Nagumo, incompressible NS, Gray-Scott}, once
+per seed (WORKDIR/pretrain_s{seed}; --study.pretrain_per_seed false: once, WORKDIR/pretrain);
 then, for each target (compressible Euler M=0.1 and M=1.0), each number of training
-trajectories and each seed, fine-tune it and train the controls from scratch (same AViT, FNO,
-U-Net) with the same budget. Every arm is scored on the same held-out trajectories: one-step
-NRMSE/VRMSE and the 5-step rollout NRMSE, beside persistence (copy the last frame).
+trajectories and each seed, fine-tune that seed's pretrained AViT and train the controls from
+scratch (same AViT, FNO, U-Net) with the same budget. Every arm is scored on the same held-out
+trajectories: one-step NRMSE/VRMSE, the rollout's step 1 and its 5-step mean NRMSE, beside
+persistence (copy the last frame).
 Writes WORKDIR/{command.txt, config.json, results.json (every run and the summary),
 report.md (mean +- standard error over seeds, with the command and wall time)}; the study
 itself is ``jaxfm.tasks.surrogate.transfer``. The ``demo`` preset is the small end-to-end run
@@ -40,7 +42,8 @@ class TransferConfig:
     """Transfer study; each run takes train/ckpt settings from its preset (see StudyOptions)."""
 
     workdir: str = "runs/surrogate-transfer"
-    """Root of the study: pretrain/, one directory per fine-tuning run, report.md."""
+    """Root of the study: pretrain_s{seed}/ (or pretrain/), one directory per fine-tuning run,
+    report.md."""
     study: StudyOptions = dataclasses.field(default_factory=StudyOptions)
     """The grid."""
     headline: str = ""
@@ -125,7 +128,7 @@ def main(cfg: TransferConfig) -> dict:
     runs, wall = run_study(cfg.workdir, cfg.study)
     table = summarize(runs)
     command = command_line()
-    pre = pretrain_summary(cfg.workdir)
+    pre = pretrain_summary(cfg.workdir, cfg.study)
     text = report(table, cfg.study, wall, command, pre)
     if cfg.headline:
         title, rest = text.split("\n", 1)

@@ -24,28 +24,61 @@ def plot_metrics(
     title: str = "",
     filename: str = "metrics.png",
     log_y: bool = True,
+    ylabel: str = "",
 ) -> str | None:
-    """Plots ``keys`` against step into ``WORKDIR/filename``; returns its path (or None)."""
-    records = read_metrics(workdir)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    drawn = 0
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
-        if pts:
-            steps, values = zip(*pts)
-            ax.plot(steps, values, marker="o" if len(pts) < 20 else None, ms=3, label=key)
-            drawn += 1
-    if not drawn:
-        plt.close(fig)
+    """Plots ``keys`` against step into ``WORKDIR/filename``; returns its path (or None).
+
+    See :func:`metrics_figure` for how the curves are drawn."""
+    fig = metrics_figure(read_metrics(workdir), keys, title=title, log_y=log_y, ylabel=ylabel)
+    if fig is None:
         return None
-    ax.set_xlabel("step")
-    if log_y:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
     path = os.path.join(workdir, filename)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+SPARSE = 20
+"""A curve with fewer points than this (or under a quarter of the densest curve's) is an
+eval curve: drawn with markers, on top of the dense training curve."""
+
+
+def metrics_figure(
+    records: list[dict],
+    keys: list[str],
+    *,
+    title: str = "",
+    log_y: bool = True,
+    ylabel: str = "",
+) -> plt.Figure | None:
+    """The figure of :func:`plot_metrics` (None when no key has a number).
+
+    The training curve, logged every few steps, is dense; eval curves have a handful of
+    points and would vanish under it, so they get markers and are drawn above it. The
+    legend sits outside the axes, to the right, where it covers no curve. ``log_y``: a log
+    y axis (losses fall over decades), unless a curve has a value <= 0 (a log axis would drop
+    it silently), then linear. ``ylabel``: default the key when there is one, else "value".
+    """
+    curves = {}
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        if pts:
+            curves[key] = list(zip(*pts))
+    if not curves:
+        return None
+    densest = max(len(steps) for steps, _ in curves.values())
+    fig, ax = plt.subplots(figsize=(7.5, 4.0), layout="constrained")
+    for key, (steps, values) in curves.items():
+        if len(steps) < SPARSE or 4 * len(steps) < densest:
+            ax.plot(steps, values, marker="o", ms=4, lw=1.5, zorder=3, label=key)
+        else:
+            ax.plot(steps, values, lw=1.0, alpha=0.8, zorder=2, label=key)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel or (next(iter(curves)) if len(curves) == 1 else "value"))
+    positive = all(min(values) > 0 for _, values in curves.values())
+    if log_y and positive:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", frameon=False)
+    ax.set_title(title)
+    return fig

@@ -1,4 +1,15 @@
-"""The transfer study: pretrain once, then fine-tune and train controls on unseen targets.
+"""The transfer study: pretrain, then fine-tune and train controls on unseen targets.
+
+Each training seed pretrains its own model (``ROOT/pretrain_s{seed}``, the pretraining
+preset with ``train.seed = seed``; the simulated data are the same for every seed), and the
+``pretrained`` arm of seed ``s`` fine-tunes from ``pretrain_s{s}``: the spread over seeds then
+includes the pretraining's own randomness, not only the fine-tuning's. Studies written
+before this pretrained once (``ROOT/pretrain``, every seed fine-tuning from it);
+``StudyOptions.pretrain_per_seed = False`` keeps that layout, and :func:`rewrite_report`
+reads it for a study whose config.json predates the option.
+
+Every run resumes from its own workdir's checkpoints, so rerunning a study trains only what
+is missing (a finished run is evaluated again and its results.json rewritten).
 
 Used by ``experiments.surrogate_transfer``; the pretraining and fine-tuning runs take their
 settings from ``jaxfm.tasks.surrogate.presets``.
@@ -34,8 +45,12 @@ class StudyOptions:
     """Training trajectories of the target."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds (init and data order; the simulated data are fixed)."""
+    pretrain_per_seed: bool = True
+    """Pretrain once per seed (ROOT/pretrain_s{seed}, train.seed = seed) and fine-tune seed s
+    from pretrain_s{s}; false: pretrain once (ROOT/pretrain) and fine-tune every seed from
+    it, the layout of studies run before this option."""
     arms: tuple[str, ...] = ARMS
-    """pretrained (AViT from the pretraining run), scratch (same AViT), fno, unet."""
+    """pretrained (AViT from its seed's pretraining run), scratch (same AViT), fno, unet."""
     pretrain_steps: int = 0
     """Override the pretraining preset's steps (0: keep)."""
     finetune_steps: int = 0
@@ -63,8 +78,56 @@ def _with(cfg: SurrogateExperiment, workdir: str, steps: int, cache: str, **kw):
     return dataclasses.replace(cfg, workdir=workdir, train=train, data=data, **kw)
 
 
+PRETRAIN_DIR = "pretrain"
+"""The single pretraining run of a study with ``pretrain_per_seed = False``."""
+
+
+def pretrain_dirs(root: str, s: StudyOptions) -> dict[int, str]:
+    """Training seed -> the pretraining run its ``pretrained`` arm fine-tunes from."""
+    if not s.pretrain_per_seed:
+        return {seed: os.path.join(root, PRETRAIN_DIR) for seed in s.seeds}
+    return {seed: os.path.join(root, f"{PRETRAIN_DIR}_s{seed}") for seed in s.seeds}
+
+
+def _check_layout(root: str, s: StudyOptions) -> None:
+    """Refuses to resume a study in the other pretraining layout: its fine-tuning runs
+    resume from their own checkpoints, which started from the other pretraining, so the
+    report would describe runs that were not made."""
+    single = os.path.isdir(os.path.join(root, PRETRAIN_DIR))
+    per_seed = any(
+        os.path.isdir(os.path.join(root, d)) and d.startswith(f"{PRETRAIN_DIR}_s")
+        for d in (os.listdir(root) if os.path.isdir(root) else ())
+    )
+    if s.pretrain_per_seed and single:
+        raise ValueError(
+            f"{os.path.join(root, PRETRAIN_DIR)}: this study pretrained once; resume it with "
+            "--study.pretrain_per_seed false, or use a new --workdir"
+        )
+    if not s.pretrain_per_seed and per_seed:
+        raise ValueError(
+            f"{root}: this study pretrained once per seed ({PRETRAIN_DIR}_s*); resume it with "
+            "--study.pretrain_per_seed true, or use a new --workdir"
+        )
+
+
+def _pretrain_config(s: StudyOptions, workdir: str, seed: int | None) -> SurrogateExperiment:
+    """The pretraining run at ``workdir``: the preset, the study's overrides, then ``seed``
+    (None: the preset's own)."""
+    updates = {**parse_overrides(s.overrides), **parse_overrides(s.pretrain_overrides)}
+    cfg = _with(
+        override(PRETRAIN_PRESETS[s.pretrain_preset](), updates),
+        workdir,
+        s.pretrain_steps,
+        s.cache_dir,
+    )
+    if seed is None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+
+
 def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
-    """Runs (or resumes) every arm of the grid under ``root``; returns the runs and wall time."""
+    """Runs (or resumes) the pretraining and every arm of the grid under ``root``; returns
+    the runs and wall time."""
     for name, presets in (("pretrain", PRETRAIN_PRESETS), ("finetune", FINETUNE_PRESETS)):
         if getattr(s, f"{name}_preset") not in presets:
             raise SystemExit(f"study.{name}_preset: choose one of {', '.join(presets)}")
@@ -72,16 +135,14 @@ def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
         s = dataclasses.replace(s, cache_dir=os.path.join(root, "pde_cache"))
     t0 = time.time()
     updates = parse_overrides(s.overrides)
-    pre = _with(
-        override(
-            PRETRAIN_PRESETS[s.pretrain_preset](),
-            {**updates, **parse_overrides(s.pretrain_overrides)},
-        ),
-        os.path.join(root, "pretrain"),
-        s.pretrain_steps,
-        s.cache_dir,
-    )
-    pretrain(pre)
+    _check_layout(root, s)
+    init_dirs = pretrain_dirs(root, s)
+    pre_cfgs = {
+        seed: _pretrain_config(s, workdir, seed if s.pretrain_per_seed else None)
+        for seed, workdir in init_dirs.items()
+    }
+    for cfg in {c.workdir: c for c in pre_cfgs.values()}.values():  # once per directory
+        pretrain(cfg)
     runs = []
     for target in s.targets:
         for n in s.n_trains:
@@ -97,7 +158,7 @@ def run_study(root: str, s: StudyOptions) -> tuple[list[dict], float]:
                         s.finetune_steps,
                         s.cache_dir,
                         model=model,
-                        init_from=pre.workdir if arm == "pretrained" else None,
+                        init_from=init_dirs[seed] if arm == "pretrained" else None,
                         data={"systems": (target,), "n_train": n},
                     )
                     ft = dataclasses.replace(ft, train=dataclasses.replace(ft.train, seed=seed))
@@ -258,18 +319,19 @@ def _windows_line(table: list[dict]) -> str:
     return f"one-step windows scored per target (held-out windows of the target system): {each}"
 
 
-def pretrain_summary(root: str) -> dict:
-    """One-step eval of the study's pretraining run (``root/pretrain/results.json``): per
-    system and the mean over systems, model and persistence, with the windows scored; empty
-    when the run has not written its results."""
-    path = os.path.join(root, "pretrain", "results.json")
+PRETRAIN_KEYS = ("windows", "nrmse", "persistence_nrmse", "vrmse", "persistence_vrmse")
+"""The pretraining run's one-step eval kept in the study's summary."""
+
+
+def _run_eval(path: str) -> dict:
+    """``key -> {"mean" (or "total" for windows) | system -> value}`` of one pretraining run's
+    results.json; empty when the run has not written it."""
     if not os.path.exists(path):
         return {}
     with open(path) as f:
         res = json.load(f)
-    keys = ("windows", "nrmse", "persistence_nrmse", "vrmse", "persistence_vrmse")
     out = {}
-    for key in keys:
+    for key in PRETRAIN_KEYS:
         head = f"eval/{key}"
         per = {k[len(head) + 1 :]: v for k, v in res.items() if k.startswith(head + "/")}
         per = {k: v for k, v in per.items() if "/" not in k}  # systems, not fields
@@ -278,35 +340,83 @@ def pretrain_summary(root: str) -> dict:
     return out
 
 
+def pretrain_summary(root: str, study: StudyOptions | None = None) -> dict:
+    """One-step eval of the study's pretraining: per system and the mean over systems, model
+    and persistence, with the windows scored; empty when no pretraining run has written its
+    results.
+
+    With one pretraining (``study`` None, or ``pretrain_per_seed`` false: ``root/pretrain``)
+    every value is that run's number. With one per seed (``root/pretrain_s{seed}``), every
+    value is ``[mean, standard error]`` over the seeds whose run has written its results,
+    listed under ``seeds``; the window counts, the same for every seed (the data are
+    fixed), stay plain numbers.
+    """
+    if study is None or not study.pretrain_per_seed:
+        return _run_eval(os.path.join(root, PRETRAIN_DIR, "results.json"))
+    per_seed = {
+        seed: _run_eval(os.path.join(workdir, "results.json"))
+        for seed, workdir in pretrain_dirs(root, study).items()
+    }
+    per_seed = {seed: ev for seed, ev in per_seed.items() if ev}
+    if not per_seed:
+        return {}
+    evals = list(per_seed.values())
+    out: dict = {"seeds": list(per_seed)}
+    for key in PRETRAIN_KEYS:
+        names = [k for k in evals[0].get(key, {}) if all(k in ev.get(key, {}) for ev in evals)]
+        if not names:
+            continue
+        values = {k: [ev[key][k] for ev in evals] for k in names}
+        out[key] = {
+            k: float(np.mean(v)) if key == "windows" else list(_mean_se(v))
+            for k, v in values.items()
+        }
+    return out
+
+
 def _pretrain_lines(pre: dict) -> list[str]:
     if not pre.get("nrmse"):
         return []
     systems = [k for k in pre["nrmse"] if k != "mean"]
     windows = pre.get("windows", {})
+    seeds = pre.get("seeds")
+    over = f"; mean ± standard error over pretraining seeds {seeds}" if seeds else ""
     lines = [
         "",
         "pretraining, one-step NRMSE on held-out windows of each pretraining system "
-        "(model / persistence; windows):",
+        f"(model / persistence; windows{over}):",
         "",
         "| system | model | persistence | windows |",
         "|---|---|---|---|",
     ]
     for name in systems:
         lines.append(
-            f"| {name} | {pre['nrmse'][name]:.4f} | "
-            f"{pre['persistence_nrmse'][name]:.4f} | {windows.get(name, float('nan')):.0f} |"
+            f"| {name} | {_value(pre['nrmse'][name])} | "
+            f"{_value(pre['persistence_nrmse'][name])} | "
+            f"{windows.get(name, float('nan')):.0f} |"
         )
     lines.append(
-        f"| mean over systems | {pre['nrmse']['mean']:.4f} | "
-        f"{pre['persistence_nrmse']['mean']:.4f} | {windows.get('total', float('nan')):.0f} |"
+        f"| mean over systems | {_value(pre['nrmse']['mean'])} | "
+        f"{_value(pre['persistence_nrmse']['mean'])} | "
+        f"{windows.get('total', float('nan')):.0f} |"
     )
     return lines
+
+
+def _value(v) -> str:
+    """One pretraining number (a run's) or ``[mean, se]`` over seeds, as the table shows it."""
+    if isinstance(v, (list, tuple)):
+        mean, se = v
+        return f"{mean:.4f} ± {se:.4f}" if np.isfinite(se) else f"{mean:.4f}"
+    return f"{v:.4f}"
 
 
 def rewrite_report(root: str) -> dict:
     """Recomputes summary, findings and report.md of a finished study in ``root`` from the
     per-run numbers in its results.json (no training): for a report whose code changed.
-    command.txt and config.json stay as the study wrote them."""
+    command.txt and config.json stay as the study wrote them; a config.json without
+    ``pretrain_per_seed`` is a study that pretrained once (``root/pretrain``). Without the
+    pretraining runs on disk, the pretraining summary already in results.json is kept."""
     from jaxfm.config import from_dict
 
     paths = {n: os.path.join(root, n) for n in ("results.json", "config.json", "command.txt")}
@@ -316,11 +426,20 @@ def rewrite_report(root: str) -> dict:
     with open(paths["results.json"]) as f:
         out = json.load(f)
     with open(paths["config.json"]) as f:
-        study = from_dict(StudyOptions, json.load(f).get("study", {}), where=paths["config.json"])
+        raw = dict(json.load(f).get("study", {}))
+    # a study written before the option pretrained once (ROOT/pretrain)
+    raw.setdefault("pretrain_per_seed", False)
+    study = from_dict(StudyOptions, raw, where=paths["config.json"])
     with open(paths["command.txt"]) as f:
         command = f.read().strip()
     table = summarize(out["runs"])
-    out = {**out, "summary": table, "findings": findings(table), "pretrain": pretrain_summary(root)}
+    out = {
+        **out,
+        "summary": table,
+        "findings": findings(table),
+        # a copied study folder (results/) has no pretraining runs: keep what they said
+        "pretrain": pretrain_summary(root, study) or out.get("pretrain", {}),
+    }
     with open(paths["results.json"], "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")

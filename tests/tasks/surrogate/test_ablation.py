@@ -30,7 +30,7 @@ def test_a_bad_override_stops_the_study_before_training(tmp_path):
     study = StudyOptions(pretrain_preset="smoke", overrides=("model.avit.jitter=true",))
     with pytest.raises(ConfigError, match="model.avit.jitter"):
         run_study(str(tmp_path), study)
-    assert not (tmp_path / "pretrain").exists()
+    assert not (tmp_path / "pretrain").exists() and not (tmp_path / "pretrain_s0").exists()
 
 
 def _row(variant, arm, n1, n5):
@@ -78,6 +78,6 @@ def test_smoke_ablation_end_to_end(tmp_path):
     out = surrogate_ablation.main(cfg)
     variants = {r["variant"] for r in out["rows"]}
     assert variants == {"baseline", "increment units"}
-    saved = (tmp_path / "abl" / "increment_units" / "pretrain" / "config.json").read_text()
+    saved = (tmp_path / "abl" / "increment_units" / "pretrain_s0" / "config.json").read_text()
     assert '"delta_scale": "increment"' in saved
     assert "| increment units | pretrained |" in (tmp_path / "abl" / "report.md").read_text()

@@ -98,12 +98,16 @@ def test_smoke_transfer_study_end_to_end(tmp_path):
     # 30 smoke steps on 4 mixed systems are too few and too noisy to demand a falling loss
     # (test_avit_learns_advection_and_beats_persistence proves learning); require that
     # training kept the delta model at least as good as its persistence starting point.
-    pre = json.load(open(tmp_path / "study" / "pretrain" / "results.json"))
+    pre = json.load(open(tmp_path / "study" / "pretrain_s0" / "results.json"))
     assert np.isfinite(pre["train/loss"])
     assert pre["eval/nrmse"] < 1.02 * pre["eval/persistence_nrmse"]
-    # the pretrained arm started from the pretraining checkpoint, the scratch one did not
+    assert json.load(open(tmp_path / "study" / "pretrain_s0" / "config.json"))["train"]["seed"] == 0
+    assert out["pretrain"]["seeds"] == [0] and "pretraining seeds [0]" in report
+    # the pretrained arm started from its seed's pretraining checkpoint, the scratch one did not
     ft = tmp_path / "study" / "compressible_m1_n2_pretrained_s0"
-    assert json.load(open(ft / "config.json"))["init_from"].endswith("pretrain")
+    assert json.load(open(ft / "config.json"))["init_from"].endswith("pretrain_s0")
+    scratch = tmp_path / "study" / "compressible_m1_n2_scratch_s0"
+    assert json.load(open(scratch / "config.json"))["init_from"] is None
     # rollout evaluation of a finished run, with plots and report
     res = surrogate_rollout.main(
         surrogate_rollout.RolloutConfig(

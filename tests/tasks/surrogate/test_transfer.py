@@ -1,6 +1,7 @@
 """The transfer study's summary and findings, on a hand-made grid of runs."""
 
 import json
+import os
 
 import pytest
 
@@ -106,3 +107,130 @@ def test_report_shows_rollout_step_one_beside_the_one_step_mean():
     assert "| t | 4 | pretrained | 0.8050 ± 0.0050 | 1.0000 ± 0.0000 | 0.9050 ± 0.0050 |" in text
     assert "| t | 4 | persistence | 2.0000 ± 0.0000 | 1.0000 ± 0.0000 | 2.5000 ± 0.0000 |" in text
     assert "first window of each rolled-out trajectory" in text
+
+
+def _fake_runs(monkeypatch):
+    """Replaces the study's training by records of the configs it was given: the pretraining
+    writes a results.json whose NRMSE is 0.1 * (seed + 1), every run returns fixed scores."""
+    from jaxfm.tasks.surrogate import transfer
+
+    calls = {"pretrain": [], "finetune": []}
+
+    def pretrain(cfg):
+        calls["pretrain"].append(cfg)
+        os.makedirs(cfg.workdir, exist_ok=True)
+        e = 0.1 * (cfg.train.seed + 1)
+        res = {"eval/nrmse": e, "eval/nrmse/a": e, "eval/persistence_nrmse": 1.0}
+        res |= {"eval/persistence_nrmse/a": 1.0, "eval/windows": 8.0, "eval/windows/a": 8.0}
+        with open(os.path.join(cfg.workdir, "results.json"), "w") as f:
+            json.dump(res, f)
+        return res
+
+    def finetune(cfg):
+        calls["finetune"].append(cfg)
+        (t,) = cfg.data.systems
+        roll = {"nrmse": {"mean_5": 0.5, "per_step": [0.3, 0.6]}}
+        res = {f"eval/{k}/{t}": 0.2 for k in ("nrmse", "vrmse")}
+        res |= {f"eval/persistence_{k}/{t}": 1.0 for k in ("nrmse", "vrmse")}
+        res |= {f"eval/windows/{t}": 12, "rollout": {t: {"model": roll, "persistence": roll}}}
+        res["rollout"][t]["steps"] = 2
+        return res
+
+    monkeypatch.setattr(transfer, "pretrain", pretrain)
+    monkeypatch.setattr(transfer, "finetune", finetune)
+    return calls
+
+
+def _study(**kw):
+    from jaxfm.tasks.surrogate.transfer import StudyOptions
+
+    base = dict(
+        pretrain_preset="smoke",
+        finetune_preset="smoke",
+        targets=("compressible_m1",),
+        n_trains=(2,),
+        seeds=(0, 3),
+        arms=("pretrained", "scratch"),
+    )
+    return StudyOptions(**{**base, **kw})
+
+
+def test_every_seed_pretrains_its_own_model_and_fine_tunes_from_it(tmp_path, monkeypatch):
+    from jaxfm.tasks.surrogate.transfer import pretrain_summary, run_study
+
+    calls = _fake_runs(monkeypatch)
+    study = _study()
+    runs, _ = run_study(str(tmp_path), study)
+    pre = {os.path.basename(c.workdir): c.train.seed for c in calls["pretrain"]}
+    assert pre == {"pretrain_s0": 0, "pretrain_s3": 3}
+    init = {(c.train.seed, c.model.arch, c.init_from) for c in calls["finetune"]}
+    assert init == {
+        (0, "avit", str(tmp_path / "pretrain_s0")),
+        (3, "avit", str(tmp_path / "pretrain_s3")),
+        (0, "avit", None),
+        (3, "avit", None),
+    }
+    assert {r["nrmse_roll1"] for r in runs} == {0.3}
+    summary = pretrain_summary(str(tmp_path), study)
+    assert summary["seeds"] == [0, 3] and summary["windows"] == {"total": 8.0, "a": 8.0}
+    # mean and standard error over the seeds' NRMSE 0.1 and 0.4
+    assert summary["nrmse"]["a"] == pytest.approx([0.25, 0.15])
+    assert summary["persistence_nrmse"]["mean"] == pytest.approx([1.0, 0.0])
+
+
+def test_one_pretraining_for_every_seed_when_asked(tmp_path, monkeypatch):
+    from jaxfm.tasks.surrogate.presets import PRETRAIN_PRESETS
+    from jaxfm.tasks.surrogate.transfer import pretrain_summary, run_study
+
+    calls = _fake_runs(monkeypatch)
+    study = _study(pretrain_per_seed=False)
+    run_study(str(tmp_path), study)
+    (pre,) = calls["pretrain"]
+    assert pre.workdir == str(tmp_path / "pretrain")
+    assert pre.train.seed == PRETRAIN_PRESETS["smoke"]().train.seed  # the preset's own
+    assert {c.init_from for c in calls["finetune"] if c.init_from} == {pre.workdir}
+    assert pretrain_summary(str(tmp_path), study)["nrmse"]["a"] == pytest.approx(0.1)
+    assert pretrain_summary(str(tmp_path))["nrmse"]["a"] == pytest.approx(0.1)
+
+
+def test_a_study_is_not_resumed_in_the_other_pretraining_layout(tmp_path, monkeypatch):
+    from jaxfm.tasks.surrogate.transfer import run_study
+
+    calls = _fake_runs(monkeypatch)
+    (tmp_path / "old" / "pretrain").mkdir(parents=True)
+    with pytest.raises(ValueError, match="pretrained once; resume it with"):
+        run_study(str(tmp_path / "old"), _study())
+    (tmp_path / "new" / "pretrain_s0").mkdir(parents=True)
+    with pytest.raises(ValueError, match="once per seed"):
+        run_study(str(tmp_path / "new"), _study(pretrain_per_seed=False))
+    assert calls == {"pretrain": [], "finetune": []}
+
+
+def test_rewrite_report_of_a_per_seed_study_shows_the_pretraining_mean_and_error(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"runs": _runs(), "wall_time_s": 60.0}))
+    study = {"seeds": [0, 1], "pretrain_per_seed": True}
+    (tmp_path / "config.json").write_text(json.dumps({"study": study}))
+    (tmp_path / "command.txt").write_text("cmd\n")
+    for seed, e in ((0, 0.2), (1, 0.3)):
+        (tmp_path / f"pretrain_s{seed}").mkdir()
+        res = {"eval/nrmse": e, "eval/nrmse/a": e, "eval/persistence_nrmse": 0.5}
+        res |= {"eval/persistence_nrmse/a": 0.5, "eval/windows": 32.0, "eval/windows/a": 32.0}
+        (tmp_path / f"pretrain_s{seed}" / "results.json").write_text(json.dumps(res))
+    out = rewrite_report(str(tmp_path))
+    assert out["pretrain"]["nrmse"]["a"] == pytest.approx([0.25, 0.05])
+    text = (tmp_path / "report.md").read_text()
+    assert "mean ± standard error over pretraining seeds [0, 1]" in text
+    assert "| a | 0.2500 ± 0.0500 | 0.5000 ± 0.0000 | 32 |" in text
+    assert "| mean over systems | 0.2500 ± 0.0500 | 0.5000 ± 0.0000 | 32 |" in text
+
+
+def test_rewrite_report_keeps_the_pretraining_summary_when_its_runs_are_not_there(tmp_path):
+    """A study folder copied without its runs (results/) still reports its pretraining."""
+    pre = {"nrmse": {"mean": 0.25, "a": 0.25}, "persistence_nrmse": {"mean": 0.5, "a": 0.5}}
+    pre["windows"] = {"total": 64.0, "a": 64.0}
+    out = {"runs": _runs(), "wall_time_s": 60.0, "pretrain": pre}
+    (tmp_path / "results.json").write_text(json.dumps(out))
+    (tmp_path / "config.json").write_text(json.dumps({"study": {"seeds": [0, 1]}}))
+    (tmp_path / "command.txt").write_text("cmd\n")
+    assert rewrite_report(str(tmp_path))["pretrain"] == pre
+    assert "| a | 0.2500 | 0.5000 | 64 |" in (tmp_path / "report.md").read_text()
