@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar
 from jaxfm.ckpt.options import CkptConfig
 from jaxfm.parallel.options import ParallelConfig
 from jaxfm.train.options import TrainConfig
+from jaxfm.train.signals import Terminated, exit_on_sigterm
 
 C = TypeVar("C")
 
@@ -472,14 +473,19 @@ def run_cli(
 
     A failure prints ``error: <one line>`` on stderr and exits 2 for bad input
     (:data:`BAD_INPUT`) or 1 for any other fault; ``SystemExit`` from the run (143 after
-    SIGTERM) passes unchanged. ``--debug`` on the command line or ``JAXFM_DEBUG=1`` re-raises
-    with the full traceback instead.
+    SIGTERM in the training loop) passes unchanged, and SIGTERM in any other phase prints what
+    it stopped and exits 143 too (:mod:`jaxfm.train.signals`). ``--debug`` on the command line
+    or ``JAXFM_DEBUG=1`` re-raises with the full traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("JAXFM_DEBUG", "") not in ("", "0")
     cfg = cli(cls, presets, [a for a in argv if a != "--debug"], doc=doc)
     try:
-        return main(cfg)
+        with exit_on_sigterm():
+            return main(cfg)
+    except Terminated as e:  # SIGTERM outside the training loop (which says so itself)
+        print(e.message, file=sys.stderr, flush=True)
+        raise SystemExit(e.code) from None
     except Exception as e:  # SystemExit and KeyboardInterrupt are not Exceptions
         if debug:
             raise

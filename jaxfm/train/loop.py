@@ -13,8 +13,11 @@ Restore order (one place): a checkpoint in WORKDIR (resume: state, data stream, 
 SIGTERM (a scheduler's pre-emption notice) finishes the current step, saves a checkpoint,
 writes ``status = "terminated"`` to results.json and raises :class:`Preempted` (exit status
 143): a script that chains runs (pretrain, then fine-tune from it) must stop there, not go on
-from an unfinished model. SIGKILL loses at most the steps since the last
-checkpoint, and the resumed run then repeats them bit for bit (same data, same RNG).
+from an unfinished model. One that lands during the last step or the final save leaves the
+run finished (``status = "finished"``) and still raises :class:`Preempted`, so nothing after
+it starts; outside the loop :mod:`jaxfm.train.signals` keeps the same contract. SIGKILL loses
+at most the steps since the last checkpoint, and the resumed run then repeats them bit for bit
+(same data, same RNG).
 """
 
 from __future__ import annotations
@@ -564,6 +567,9 @@ def _run_locked(
             if status == "finished" and eval_source is not None:
                 last_eval = evaluate_and_log(step, state)
             save(step, state)
+            # SIGTERM during the last step, the final eval or the final save: the run is
+            # finished and saved, but what follows it (rollouts, a fine-tuning) must not start.
+            stopped_after_last_step = sigterm.received and status == "finished"
     finally:
         ckpt.close()
         writer.close()
@@ -575,6 +581,13 @@ def _run_locked(
             f"same command to resume",
             flush=True,
         )
+    if stopped_after_last_step and is_main:
+        print(
+            f"SIGTERM after the last step: training finished and saved at step {step} in "
+            f"{workdir}/{CKPT_DIR}; stopping before anything else runs (rerun the same "
+            f"command to continue)",
+            flush=True,
+        )
     results = {
         "status": status,
         "step": step,
@@ -584,7 +597,7 @@ def _run_locked(
         **last_eval,
     }
     results = write_results(workdir, results)
-    if status == "terminated":
+    if status == "terminated" or stopped_after_last_step:
         raise Preempted(workdir, step)
     return results
 

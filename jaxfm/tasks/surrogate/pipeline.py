@@ -57,6 +57,7 @@ from jaxfm.tasks.surrogate.sources import (
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
 from jaxfm.train.loop import check_resumable
+from jaxfm.train.signals import stage
 
 PRETRAIN_SYSTEMS = pretrain_systems(SYSTEMS)
 """MPP's pretraining mix without compressible flow: every 2-D system not held out, in
@@ -334,9 +335,10 @@ def train(cfg: SurrogateExperiment) -> dict:
     results = run(cfg, task, data.train, data.eval, meta=registry_meta(data))
     # Rollout plots (truth / prediction / error over time; error vs step) for every held-out
     # system, next to the run's other outputs.
-    roll = evaluate_rollouts(
-        cfg, task=task, data=data, max_steps=cfg.eval.rollout_steps, plot_dir=cfg.workdir
-    )
+    with stage("while evaluating rollouts", saved=f"the trained model is saved in {cfg.workdir}"):
+        roll = evaluate_rollouts(
+            cfg, task=task, data=data, max_steps=cfg.eval.rollout_steps, plot_dir=cfg.workdir
+        )
     return write_results(cfg.workdir, {"rollout": roll, **results})
 
 
