@@ -46,7 +46,7 @@ from kernels.timing import (
     time_ms,
 )
 
-__all__ = ["IMPLS", "attention_fn", "environment", "main", "run"]
+__all__ = ["IMPLS", "attention_fn", "environment", "execution_mode", "main", "run"]
 
 
 def _git_sha() -> str:
