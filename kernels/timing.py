@@ -4,7 +4,8 @@ The lowest layer of the measuring code: it imports the kernels lazily (inside
 ``attention_fn``) and nothing that imports it back, so ``kernels.bench`` and
 ``kernels.flash_attention.autotune`` both build on it without importing each other.
 
-* :func:`attention_fn`: a jittable ``f(q, k, v)`` per implementation name;
+* :func:`attention_fn`: a jittable ``f(q, k, v)`` per implementation name, and
+  :func:`execution_mode`: whether that function runs compiled or under the Pallas interpreter;
 * :func:`random_inputs`, :func:`fwd_bwd`: the inputs and the forward+backward closure timed;
 * :func:`time_ms`: median/p20/p80 milliseconds (CUPTI device timer where
   ``jax.experimental.mosaic.gpu.profiler`` works, else wall clock around
@@ -55,6 +56,13 @@ def time_ms(fn, args, repeats: int, warmup: int) -> tuple[float, float, float, s
     return quantiles(sorted(times)) + ("wall",)
 
 
+def execution_mode(impl: str) -> str:
+    """``"interpret"`` for the Pallas kernels off a GPU (``attention_fn`` builds them with
+    ``interpret=True`` there), else ``"compiled"``. Interpret-mode timings measure the Pallas
+    interpreter, not the kernel."""
+    return "interpret" if impl == "pallas" and jax.default_backend() != "gpu" else "compiled"
+
+
 def attention_fn(impl: str, causal: bool, block_sizes=None):
     """A jittable ``f(q, k, v) -> out`` for ``impl`` (raises RuntimeError if unavailable)."""
     if impl in ("xla", "cudnn"):
@@ -70,7 +78,12 @@ def attention_fn(impl: str, causal: bool, block_sizes=None):
     if impl == "pallas":
         from kernels.flash_attention.pallas import flash_attention_pallas
 
-        return functools.partial(flash_attention_pallas, causal=causal, block_sizes=block_sizes)
+        return functools.partial(
+            flash_attention_pallas,
+            causal=causal,
+            block_sizes=block_sizes,
+            interpret=execution_mode(impl) == "interpret",
+        )
     if impl == "triton":
         from kernels.flash_attention.ops import fallback_reason
         from kernels.flash_attention.triton import flash_attention_triton
