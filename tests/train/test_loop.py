@@ -321,3 +321,60 @@ def test_best_checkpoint_is_loaded_on_request(make_cfg, task, lorenz):
     assert load_state(cfg.workdir, task, cfg)[2] == 8
     with pytest.raises(ValueError, match="choose one of last, best"):
         load_state(cfg.workdir, task, cfg, checkpoint="newest")
+
+
+def _metric_lines(workdir):
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            return sum(1 for line in f if '"loss"' in line)
+    except FileNotFoundError:
+        return 0
+
+
+def _saving(workdir):
+    """True while Orbax writes a checkpoint (its temporary folder exists)."""
+    try:
+        return any("tmp" in name for name in os.listdir(os.path.join(workdir, "checkpoints")))
+    except FileNotFoundError:
+        return False
+
+
+def _kill_when(proc, ready, timeout=120):
+    t0 = time.time()
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before its kill point:\n{proc.stdout.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"kill point not reached after {timeout}s")
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_ten_random_sigkills_some_during_a_save_resume_identically(tmp_path):
+    """One workdir killed at 10 seeded random points (every other one while a checkpoint is
+    being written), then run to the end: every step's loss equals the uninterrupted run's."""
+    common = ["--train.steps", "150", "--ckpt.every", "5", "--train.eval_every", "0"]
+    ref = tmp_path / "ref"
+    p = _start(str(ref), *common)
+    assert p.wait(timeout=300) == 0, p.stdout.read()
+    wd = str(tmp_path / "killed")
+    rng = np.random.default_rng(0)
+    during_save = 0
+    for i in range(10):
+        p = _start(wd, *common)
+        if i % 2:  # after a random number of further steps
+            target = _metric_lines(wd) + int(rng.integers(1, 12))
+            _kill_when(p, lambda n=target: _metric_lines(wd) >= n)
+        else:  # as soon as a save is under way, after a random number of steps
+            target = _metric_lines(wd) + int(rng.integers(0, 8))
+            _kill_when(p, lambda n=target: _metric_lines(wd) >= n and _saving(wd))
+            during_save += _saving(wd)  # the half-written checkpoint is still there
+    assert not os.path.exists(os.path.join(wd, "results.json"))
+    assert during_save >= 3, f"only {during_save} of 5 kills landed during a save"
+    p = _start(wd, *common)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    assert _losses(wd) == _losses(str(ref))  # bit for bit, step for step
