@@ -363,20 +363,44 @@ def help_text(prog: str, presets: Mapping[str, Callable[[], Any]], cfg: Any, doc
     return "\n".join(lines)
 
 
-def _expand_paths(cfg: C) -> C:
-    """Expands ``~`` and ``$VARS`` in ``workdir``/``init_from`` and refuses an empty workdir.
+def is_path_key(name: str) -> bool:
+    """Config fields that hold file or directory paths (``~`` and ``$VARS`` expanded)."""
+    return name in ("workdir", "init_from", "path", "paths") or name.endswith(
+        ("_dir", "_workdir", "_path", "_paths", "_python")
+    )
 
-    The shell does not expand ``~`` inside ``--workdir=~/runs``, and an empty workdir would
-    write checkpoints and metrics into the current directory (usually the repository root).
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, str):
+        return os.path.expandvars(os.path.expanduser(value))
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return tuple(_expand(v) for v in value)
+    return value
+
+
+def _expand_paths(cfg: C, top: bool = True) -> C:
+    """Expands ``~`` and ``$VARS`` in every path field (:func:`is_path_key`, in every section)
+    and refuses an empty workdir.
+
+    The shell does not expand ``~`` inside ``--workdir=~/runs`` (nor in a preset's default),
+    and an empty workdir would write checkpoints and metrics into the current directory
+    (usually the repository root).
     """
     changes = {}
-    for name in ("workdir", "init_from"):
-        value = getattr(cfg, name, None)
-        if not isinstance(value, str):
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            new = _expand_paths(value, top=False)
+        elif is_path_key(f.name):
+            if top and f.name == "workdir" and isinstance(value, str) and not value.strip():
+                raise ConfigError("workdir is empty; give a directory, e.g. --workdir runs/mine")
+            new = _expand(value)
+            if top and f.name == "workdir" and os.path.exists(new) and not os.path.isdir(new):
+                raise ConfigError(f"workdir {new} is a file, not a directory; give a directory")
+        else:
             continue
-        if name == "workdir" and not value.strip():
-            raise ConfigError("workdir is empty; give a directory, e.g. --workdir runs/mine")
-        changes[name] = os.path.expandvars(os.path.expanduser(value))
+        if new is not value and new != value:
+            changes[f.name] = new
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 

@@ -57,6 +57,7 @@ CASES = [
     (["--data.paths", "{missing}"], "missing.h5"),
     (["--data.cache_dir", "/proc/no/cache"], "data.cache_dir"),
     (["--config_json_broken"], "config.json is not valid JSON"),
+    (["--workdir", "{bad_h5}"], "bad.h5 is a file, not a directory"),
 ]
 
 

@@ -81,6 +81,19 @@ def test_home_and_env_vars_are_expanded_in_workdir(monkeypatch):
     assert cfg.workdir == "/home/me/a" and cfg.init_from == "/scratch/b"
 
 
+def test_home_and_env_vars_are_expanded_in_every_path_field(monkeypatch):
+    from jaxfm.tasks.surrogate.pipeline import SurrogateExperiment
+    from jaxfm.tasks.surrogate.presets import PRETRAIN_PRESETS
+
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("DATA", "/scratch/well")
+    argv = ["smoke", "--data.cache_dir", "~/cache", "--data.paths", "~/a.h5,$DATA/b"]
+    cfg = cli(SurrogateExperiment, PRETRAIN_PRESETS, argv)
+    assert cfg.data.cache_dir == "/home/me/cache"
+    assert cfg.data.paths == ("/home/me/a.h5", "/scratch/well/b")
+    assert cfg.train == PRETRAIN_PRESETS["smoke"]().train  # other sections untouched
+
+
 def test_dashes_and_underscores_are_the_same_key():
     cfg = cli(Cfg, PRESETS, ["base", "--init-from", "/ckpt", "--ckpt.every", "5"])
     assert cfg.init_from == "/ckpt" and cfg.ckpt.every == 5

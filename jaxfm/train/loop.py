@@ -433,6 +433,8 @@ def run(
     """
     initialize(cfg.parallel.distributed)
     workdir = os.path.abspath(cfg.workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory")
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() != 0:  # one lock per run: process 0 holds it for all
         return _run_locked(cfg, task, train_source, eval_source, meta=meta)

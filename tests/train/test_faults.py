@@ -204,3 +204,11 @@ def test_disk_full_at_a_save_is_one_line_and_the_previous_checkpoint_resumes(
     monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
     results = run(make_cfg(**{"ckpt.every": 3}), task, *lorenz)
     assert results["step"] == 6 and older == _hashes(_ckpt(cfg.workdir, 3))
+
+
+def test_a_workdir_that_is_a_file_is_refused_by_name(make_cfg, task, lorenz, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("keep me")
+    with pytest.raises(NotADirectoryError, match="notes.txt is a file, not a directory"):
+        run(make_cfg(workdir="notes.txt"), task, *lorenz)
+    assert path.read_text() == "keep me"
