@@ -7,6 +7,8 @@ import os
 
 import matplotlib.pyplot as plt
 
+from jaxfm.atomic import atomic_path
+
 
 def read_metrics(workdir: str) -> list[dict]:
     """All records of ``WORKDIR/metrics.jsonl`` in file order."""
@@ -33,7 +35,8 @@ def plot_metrics(
     if fig is None:
         return None
     path = os.path.join(workdir, filename)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1][1:] or "png")
     plt.close(fig)
     return path
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxfm.atomic import atomic_path
 from jaxfm.ckpt.manager import CKPT_DIR, read_meta
 from jaxfm.config import ExperimentConfig, load_json
 from jaxfm.data.eval_windows import StratifiedWindows, pad_example  # noqa: F401 (re-export)
@@ -485,8 +486,9 @@ def evaluate_rollouts(
                 os.path.join(plot_dir, f"error_vs_step{tag}_{name}.png"), res, title=name
             )
     if jax.process_index() == 0:
-        with open(os.path.join(cfg.workdir, f"rollout{tag}.json"), "w") as f:
-            json.dump(out, f, indent=1)
+        with atomic_path(os.path.join(cfg.workdir, f"rollout{tag}.json")) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(out, f, indent=1)
     return out
 
 

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from jaxfm.atomic import atomic_path
+
 AS_STORED = "physical units (as stored)"
 """Colourbar label of a field without known units: the simulated fields carry no units
 metadata, and the rollout plots show them as read from disk (not normalised)."""
@@ -156,6 +158,7 @@ def _y_scale(values) -> str:
 
 def _save(fig: plt.Figure, path: str) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=os.path.splitext(path)[1][1:] or "png")
     plt.close(fig)
     return path
