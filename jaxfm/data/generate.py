@@ -26,6 +26,7 @@ from jaxfm.data.sim.registry import SIMULATORS, SYSTEMS, configured, get_simulat
 from jaxfm.data.sim.system import corpus_systems
 from jaxfm.data.trajectories import TrajectorySet, concat
 from jaxfm.data.well import SPLITS, write_dataset
+from jaxfm.train.signals import Terminated, exit_on_sigterm, stage
 
 CORPUS_SYSTEMS = corpus_systems(SYSTEMS)
 """Systems of the default corpus: every 2-D system, in declaration order (the held-out transfer
@@ -216,35 +217,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
+    """CLI entry point: exit 2 with one line for bad input, 143 with one line on SIGTERM."""
     args = build_parser().parse_args(argv)
     try:
-        if args.system == "corpus":
-            generate_corpus(
-                args.out,
-                n_traj=args.n_traj,
-                resolution=args.resolution or 32,
-                steps=args.steps,
-                seed=args.seed,
-                overwrite=args.overwrite,
-            )
-        else:
-            paths = generate_system(
-                args.system,
-                args.out,
-                args.n_traj,
-                args.resolution,
-                args.steps,
-                args.seed,
-                args.chunk,
-                args.overwrite,
-                **dict(args.param),
-            )
-            for k, v in paths.items():
-                print(f"{k}: {v}")
+        with exit_on_sigterm(), stage("while generating data", "finished files are complete"):
+            return _generate(args)
+    except Terminated as e:
+        print(e.message, file=sys.stderr, flush=True)
+        return e.code
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _generate(args) -> int:
+    if args.system == "corpus":
+        generate_corpus(
+            args.out,
+            n_traj=args.n_traj,
+            resolution=args.resolution or 32,
+            steps=args.steps,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        return 0
+    paths = generate_system(
+        args.system,
+        args.out,
+        args.n_traj,
+        args.resolution,
+        args.steps,
+        args.seed,
+        args.chunk,
+        args.overwrite,
+        **dict(args.param),
+    )
+    for k, v in paths.items():
+        print(f"{k}: {v}")
     return 0
 
 

@@ -112,3 +112,12 @@ def test_sigterm_while_evaluating_rollouts_keeps_the_model_and_reruns(
     out = run_cli(pipeline.train, pipeline.SurrogateExperiment, PRETRAIN_PRESETS, argv)
     assert out["step"] == results["step"] and "rollout" in out
     assert "resumed from step" in capsys.readouterr().out
+
+
+def test_sigterm_while_generating_data_exits_143(tmp_path, monkeypatch, capsys):
+    from jaxfm.data import generate
+
+    monkeypatch.setattr(generate, "generate_system", lambda *a, **k: _sigterm_self())
+    assert generate.main(["heat", "--out", str(tmp_path)]) == 143
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("SIGTERM while generating data: stopped (finished files are complete")
