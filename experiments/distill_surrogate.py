@@ -3,10 +3,10 @@
     python -m experiments.distill_surrogate smoke --workdir runs/distill-surrogate-smoke
     python -m experiments.distill_surrogate default --workdir runs/distill-surrogate
     python -m experiments.distill_surrogate default --workdir runs/distill-surrogate \\
-        --distill.teacher_workdir runs/surrogate-transfer/pretrain   # reuse a pretrained AViT
+        --distill.teacher_workdir runs/surrogate-transfer/pretrain_s0   # reuse a pretrained AViT
 
 The teacher is a multi-physics AViT. With ``distill.teacher_workdir`` naming a finished
-surrogate run (``experiments/surrogate_pretrain.py``, or the transfer study's ``pretrain/``)
+surrogate run (``experiments/surrogate_pretrain.py``, or a transfer study's ``pretrain_s{seed}/``)
 that run is reused as it is, and the students learn on its corpus (its data config). Otherwise
 the ``distill.teacher`` architecture is pretrained first in WORKDIR/teacher on ``data``
 (resumed, not retrained, when it is there).

@@ -1,7 +1,7 @@
 """The transfer study: does multi-physics pretraining help on unseen compressible flow?
 
     python -m experiments.surrogate_transfer smoke --workdir runs/sur-transfer-smoke
-    python -m experiments.surrogate_transfer cpu --workdir runs/sur-transfer  # 75-90 min, 2 cores
+    python -m experiments.surrogate_transfer cpu --workdir runs/sur-transfer  # hours on 2 cores
     python -m experiments.surrogate_transfer gpu --workdir runs/sur-transfer-gpu
 
 Pretrain the AViT on {shallow water, FitzHugh-Nagumo, incompressible NS, Gray-Scott}, once
@@ -69,8 +69,10 @@ def smoke() -> TransferConfig:
 
 
 def cpu() -> TransferConfig:
-    """The CPU study (sized for 2 CPU cores): 127 min measured on 2 shared cores,
-    75-90 min estimated on idle ones (docs/surrogate.md, "Transfer study")."""
+    """The CPU study (sized for 2 CPU cores). With one pretraining shared by the seeds
+    (``--study.pretrain_per_seed false``) it took 116-127 min on 2 shared cores; the default
+    pretrains once per seed, which adds two more 3,000-step pretrainings to that (not yet
+    timed here; docs/surrogate.md, "Transfer study")."""
     return TransferConfig(
         workdir="runs/surrogate-transfer",
         # 600 fine-tuning steps per run made the 48 runs about two hours here; 300 keeps the
