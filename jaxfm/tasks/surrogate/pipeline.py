@@ -410,6 +410,10 @@ def rollout_predictions(
     return np.asarray(go(state, jnp.asarray(traj[:, :n_in])))
 
 
+MAX_PLOTTED_FIELDS = 4
+"""Rollout plots show every field of a system up to this many (three rows each)."""
+
+
 def evaluate_rollouts(
     cfg: SurrogateExperiment,
     *,
@@ -480,6 +484,7 @@ def evaluate_rollouts(
                 truth[0],
                 pred[0],
                 ts.field_names,
+                fields=range(min(len(ts.field_names), MAX_PLOTTED_FIELDS)),
                 title=f"{name} ({split})",
             )
             plot_error_vs_step(
