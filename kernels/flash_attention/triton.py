@@ -32,6 +32,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kernels.flash_attention.reference import check_segment_ids, check_shapes
 from kernels.flash_attention.tuning import BlockSizes, get_block_sizes
@@ -260,5 +261,7 @@ def flash_attention_triton(
         return jnp.zeros_like(q)  # nothing to tile; a row that sees no key is 0
     d = q.shape[-1]
     bs = block_sizes or get_block_sizes("triton", d)
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    # np.float32, not a Python float: jax-triton 0.3.1 types a Python float as fp64, which
+    # turns the kernel's loop-carried running max into fp64 and fails compilation.
+    scale = np.float32(1.0 / math.sqrt(d) if scale is None else scale)
     return _flash(q, k, v, q_segment_ids, kv_segment_ids, bool(causal), scale, bs)

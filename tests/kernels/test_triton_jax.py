@@ -50,6 +50,30 @@ def test_triton_call_shim_picks_the_output_keyword(monkeypatch, keyword):
     assert out is spec and calls == [(keyword, spec, {"BLOCK": 16})]
 
 
+def test_scalars_reach_triton_as_float32(monkeypatch):
+    """jax-triton 0.3.1 types a Python float as fp64, which makes the kernel's loop-carried
+    statistics fp64 and fails to compile: the scale must arrive as np.float32."""
+    seen = []
+
+    def triton_call(*args, kernel, out_type, grid, num_warps=None, num_stages=None, **kw):
+        seen.append(args)
+        return tuple(jnp.zeros(s.shape, s.dtype) for s in out_type)
+
+    kernels = types.SimpleNamespace(  # the triton kernels themselves are not needed here
+        flash_fwd_kernel=None, head_dim_tile=lambda d: d, dot_precision=lambda dtype: "ieee"
+    )
+    monkeypatch.setattr(fa_triton, "_tk", lambda: kernels)
+    monkeypatch.setattr(
+        fa_triton, "_jax_triton", lambda: types.SimpleNamespace(triton_call=triton_call)
+    )
+    q = jnp.ones((1, 32, 2, 64), jnp.bfloat16)
+    fa_triton.flash_attention_triton(q, q, q, scale=0.125)
+    (args,) = seen
+    floats = [a for a in args if not hasattr(a, "shape") or np.ndim(a) == 0]
+    scale = [a for a in floats if isinstance(a, (float, np.floating))]
+    assert len(scale) == 1 and type(scale[0]) is np.float32 and scale[0] == 0.125
+
+
 def test_dce_rule_patch_adapts_two_argument_rules():
     prim = jax.extend.core.Primitive("fake_triton_kernel_call")
     seen = []
