@@ -17,9 +17,13 @@ results/bench_surrogate`` refreshes the committed folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import platform
+import subprocess
+import tempfile
 import time
 
 import flax
@@ -63,6 +67,16 @@ class BenchOptions:
     """Timed steps per preset (median reported)."""
     peak_tflops: float = 0.0
     """Device peak TFLOP/s for MFU (0: from the GPU table, none on CPU)."""
+    compare: tuple[str, ...] = ()
+    """Side-by-side configs with PyTorch MPP (keys of COMPARE: a, b, c, tiny); empty: none."""
+    torch_python: str = ""
+    """A Python with torch and einops for MPP's side ($JAXFM_MPP_SRC); empty: jax side only."""
+    compare_warmup: int = 3
+    """Untimed steps per side after compilation / the first step."""
+    compare_steps: int = 10
+    """Timed steps per side (median reported)."""
+    compare_block: int = 2
+    """Steps per turn: torch and jax alternate in blocks of this many until compare_steps."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +119,15 @@ def gpu() -> BenchConfig:
     )
 
 
-PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu}
+def compare() -> BenchConfig:
+    """Side by side with PyTorch MPP: configs a, b, c (see COMPARE), float32."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-compare",
+        bench=BenchOptions(presets=(), compare=("a", "b", "c")),
+    )
+
+
+PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu, "compare": compare}
 
 
 def _peak(opts: BenchOptions, dtype: str) -> float | None:
@@ -181,6 +203,333 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class CompareSpec:
+    """One side-by-side configuration (float32, MPP's patch 16)."""
+
+    preset: str
+    batch: int
+    n_steps_input: int
+    n_fields: int
+    grid: int
+    periodic: bool
+    dim: int = 0
+    """Width, heads and depth; 0: the preset's (tests shrink them to run in seconds)."""
+    heads: int = 0
+    depth: int = 0
+
+
+COMPARE = {
+    "a": CompareSpec("Ti", batch=4, n_steps_input=8, n_fields=4, grid=128, periodic=True),
+    "b": CompareSpec("Ti", batch=8, n_steps_input=4, n_fields=2, grid=64, periodic=False),
+    "c": CompareSpec("S", batch=2, n_steps_input=8, n_fields=4, grid=128, periodic=True),
+    "tiny": CompareSpec(
+        "Ti", batch=1, n_steps_input=2, n_fields=2, grid=32, periodic=True, dim=32, heads=2, depth=1
+    ),
+}
+GOAL = 1.5
+"""The goal: jaxfm's train step at least this many times faster than MPP's (torch / jax)."""
+TORCH_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpp_torch_bench.py")
+
+
+def mpp_source() -> str:
+    """The MPP checkout named by JAXFM_MPP_SRC (never downloaded); exits with one line if not."""
+    src = os.environ.get("JAXFM_MPP_SRC", "")
+    if not src or not os.path.isfile(os.path.join(src, "models", "avit.py")):
+        raise SystemExit(
+            "--bench.torch_python needs JAXFM_MPP_SRC set to a checkout of "
+            f"github.com/PolymathicAI/multiple_physics_pretraining (no models/avit.py in {src!r})"
+        )
+    return src
+
+
+def cpu_threads() -> int:
+    """Cores this process may use: XLA's CPU thread pool uses them all, so torch gets as many."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def machine() -> str:
+    """CPU model (or platform) and core count, for the report."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
+
+
+class TorchWorker:
+    """MPP's PyTorch AViT in a long-lived subprocess (experiments/mpp_torch_bench.py), so
+    torch and jax steps can take turns without restarting torch between them."""
+
+    def __init__(self, python: str, src: str):
+        self._err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [python, TORCH_WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            env={**os.environ, "JAXFM_MPP_SRC": src},
+        )
+
+    def ask(self, **req) -> dict:
+        """Sends one command, returns the worker's JSON answer."""
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self._err.seek(0)
+            raise RuntimeError(f"the torch worker stopped:\n{self._err.read()[-3000:]}")
+        out = json.loads(line)
+        if "error" in out:
+            raise RuntimeError(f"torch worker: {out['error']}")
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._err.close()
+
+
+def _compare_model(spec: CompareSpec):
+    sizes = {k: getattr(spec, k) for k in ("dim", "heads", "depth") if getattr(spec, k)}
+    return avit_config(spec.preset, **sizes)
+
+
+def _jax_side(spec: CompareSpec):
+    """Compiled train step and forward of the AViT of ``spec`` (float32, open or periodic)."""
+    cfg = _compare_model(spec)
+    model = AViT(cfg, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(
+        model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)), wrt=nnx.Param
+    )
+    graph, state = nnx.split((model, opt))
+    key = jax.random.key(0)
+    g = spec.grid
+    x = jax.random.normal(key, (spec.batch, spec.n_steps_input, g, g, spec.n_fields))
+    y = jax.random.normal(key, (spec.batch, g, g, spec.n_fields))
+    ids = jnp.arange(spec.n_fields, dtype=jnp.int32)
+    periodic = jnp.asarray([spec.periodic, spec.periodic])
+
+    def step(state, x, y):
+        model, opt = nnx.merge(graph, state)
+        loss, grads = nnx.value_and_grad(lambda m: surrogate_loss(m(x, ids, periodic=periodic), y))(
+            model
+        )
+        opt.update(model, grads)
+        return nnx.state((model, opt)), loss
+
+    def fwd(state, x):
+        model, _ = nnx.merge(graph, state)
+        return model(x, ids, periodic=periodic)
+
+    t0 = time.perf_counter()
+    step_c = jax.jit(step, donate_argnums=0).lower(state, x, y).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fwd_c = jax.jit(fwd).lower(state, x).compile()
+    fwd_compile_s = time.perf_counter() - t0
+    box = {"state": state, "loss": None}
+
+    def train(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            box["state"], loss = step_c(box["state"], x, y)
+            loss.block_until_ready()
+            times.append(time.perf_counter() - t)
+            box["loss"] = loss
+        return times
+
+    def forward(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fwd_c(box["state"], x).block_until_ready()
+            times.append(time.perf_counter() - t)
+        return times
+
+    return cfg, count_params(model), compile_s, fwd_compile_s, train, forward, box
+
+
+def _turns(jax_fn, torch_fn, opts: BenchOptions) -> tuple[list[float], list[float]]:
+    """compare_steps timed steps per side, torch and jax alternating in blocks."""
+    jt, tt = [], []
+    while len(jt) < opts.compare_steps:
+        k = min(opts.compare_block, opts.compare_steps - len(jt))
+        if torch_fn is not None:
+            tt += torch_fn(k)
+        jt += jax_fn(k)
+    return jt, tt
+
+
+def _ratio(num: float | None, den: float) -> float | None:
+    return None if num is None else num / den
+
+
+def compare_config(name: str, opts: BenchOptions, worker: TorchWorker | None) -> dict:
+    """Times config ``name`` on both sides, interleaved; medians, ratios torch / jax."""
+    spec = COMPARE[name]
+    threads = cpu_threads()
+    cfg, params, compile_s, fwd_compile_s, jax_train, jax_fwd, box = _jax_side(spec)
+    torch_train = torch_fwd = None
+    tinfo = {}
+    if worker is not None:
+        tinfo = worker.ask(
+            cmd="setup",
+            dim=cfg.dim,
+            heads=cfg.heads,
+            depth=cfg.depth,
+            n_states=cfg.n_fields,
+            batch=spec.batch,
+            t=spec.n_steps_input,
+            fields=spec.n_fields,
+            grid=spec.grid,
+            periodic=spec.periodic,
+            threads=threads,
+        )
+        worker.ask(cmd="train", n=opts.compare_warmup)
+        worker.ask(cmd="fwd", n=opts.compare_warmup)
+
+        def torch_train(n):
+            out = worker.ask(cmd="train", n=n)
+            tinfo["loss"] = out["loss"]
+            return out["times"]
+
+        def torch_fwd(n):
+            return worker.ask(cmd="fwd", n=n)["times"]
+
+    jax_train(opts.compare_warmup)
+    jax_fwd(opts.compare_warmup)
+    jt, tt = _turns(jax_train, torch_train, opts)
+    jf, tf = _turns(jax_fwd, torch_fwd, opts)
+    med = lambda v: float(np.median(v)) if v else None  # noqa: E731
+    jax_step, jax_f, torch_step, torch_f = med(jt), med(jf), med(tt), med(tf)
+    step_ratio = _ratio(torch_step, jax_step)
+    return {
+        "config": name,
+        **dataclasses.asdict(spec),
+        "dim": cfg.dim,
+        "heads": cfg.heads,
+        "depth": cfg.depth,
+        "dtype": "float32",
+        "threads": threads,
+        "torch_threads": tinfo.get("threads"),
+        "params_jax": params,
+        "params_torch": tinfo.get("params"),
+        "jax_compile_s": compile_s,
+        "jax_fwd_compile_s": fwd_compile_s,
+        "jax_step_s": jax_step,
+        "jax_fwd_s": jax_f,
+        "torch_first_step_s": tinfo.get("first_step_s"),
+        "torch_first_fwd_s": tinfo.get("first_fwd_s"),
+        "torch_step_s": torch_step,
+        "torch_fwd_s": torch_f,
+        "step_ratio": step_ratio,
+        "fwd_ratio": _ratio(torch_f, jax_f),
+        "goal_met": None if step_ratio is None else step_ratio >= GOAL,
+        "jax_step_times": jt,
+        "torch_step_times": tt,
+        "jax_fwd_times": jf,
+        "torch_fwd_times": tf,
+        "jax_loss": float(box["loss"]),
+        "torch_loss": tinfo.get("loss"),
+        "torch": tinfo.get("torch"),
+    }
+
+
+def run_compare(opts: BenchOptions) -> list[dict]:
+    """Every config of ``opts.compare``; the torch worker lives across all of them."""
+    unknown = [n for n in opts.compare if n not in COMPARE]
+    if unknown:
+        raise SystemExit(f"unknown --bench.compare {unknown}; choose from {sorted(COMPARE)}")
+    worker = TorchWorker(opts.torch_python, mpp_source()) if opts.torch_python else None
+    rows = []
+    try:
+        for name in opts.compare:
+            r = compare_config(name, opts, worker)
+            rows.append(r)
+            print(_compare_line(r), flush=True)
+    finally:
+        if worker is not None:
+            worker.close()
+    return rows
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{1e3 * v:.1f}"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _compare_line(r: dict) -> str:
+    return (
+        f"compare {r['config']:4s} {r['preset']} | jax compile {r['jax_compile_s']:.1f} s, step "
+        f"{_ms(r['jax_step_s'])} ms, fwd {_ms(r['jax_fwd_s'])} ms | torch step "
+        f"{_ms(r['torch_step_s'])} ms, fwd {_ms(r['torch_fwd_s'])} ms | ratio step "
+        f"{_x(r['step_ratio'])}, fwd {_x(r['fwd_ratio'])} | {r['threads']} threads"
+    )
+
+
+def compare_report(out: dict, command: str) -> list[str]:
+    """The side-by-side table (times are medians; ratio = torch / jax, >1: jaxfm faster)."""
+    lines = [
+        "",
+        "## Side by side with PyTorch MPP",
+        "",
+        f"Command: `{command}`. Machine: {out['machine']}. jax `{out['jax']}`, torch "
+        f"`{out.get('torch') or '-'}`. float32, AdamW, clip 1.0, NMSE; median of "
+        f"{out['options']['compare_steps']} steps after {out['options']['compare_warmup']} "
+        f"warm-ups, torch and jax alternating in blocks of {out['options']['compare_block']}; "
+        "jax compile = lower + compile, torch's first step reported as `torch first s`. "
+        f"Goal: step ratio >= {GOAL}.",
+        "",
+        "| config | preset | batch x T x fields x grid | bc | jax compile s | torch first s "
+        "| jax step ms | torch step ms | step ratio | jax fwd ms | torch fwd ms | fwd ratio "
+        "| goal | threads |",
+        "|" + "---|" * 14,
+    ]
+    for r in out["compare"]:
+        goal = "-" if r["goal_met"] is None else ("yes" if r["goal_met"] else "no")
+        first = r["torch_first_step_s"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["config"],
+                    r["preset"],
+                    f"{r['batch']} x {r['n_steps_input']} x {r['n_fields']} x {r['grid']}²",
+                    "periodic" if r["periodic"] else "open",
+                    f"{r['jax_compile_s']:.1f}",
+                    "-" if first is None else f"{first:.2f}",
+                    _ms(r["jax_step_s"]),
+                    _ms(r["torch_step_s"]),
+                    _x(r["step_ratio"]),
+                    _ms(r["jax_fwd_s"]),
+                    _ms(r["torch_fwd_s"]),
+                    _x(r["fwd_ratio"]),
+                    goal,
+                    str(r["threads"]),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
 def report(out: dict, command: str) -> str:
     """report.md: one table row per preset and dtype (an MFU column where a peak is known)."""
     rows = out["results"]
@@ -196,6 +545,8 @@ def report(out: dict, command: str) -> str:
         + "peak MiB | compile s |",
         "|" + "---|" * (9 if mfu else 8),
     ]
+    if not rows:
+        lines = lines[:3]
     for r in rows:
         cells = [
             r["preset"],
@@ -210,11 +561,16 @@ def report(out: dict, command: str) -> str:
         mem = r["peak_memory_bytes"]
         cells += ["-" if not mem else f"{mem / 2**20:.0f}", f"{r['compile_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if out.get("compare"):
+        lines += compare_report(out, command)
     return "\n".join(lines) + "\n"
 
 
 def main(cfg: BenchConfig, command: str | None = None) -> dict:
-    """Measures every preset and dtype; writes WORKDIR/bench.json and the study folder."""
+    """Measures every preset and dtype, then the side-by-side configs; writes
+    WORKDIR/bench.json and the study folder."""
+    if cfg.bench.torch_python:
+        mpp_source()  # fail in one line before compiling anything
     dev = jax.devices()[0]
     out = {
         "device": dev.device_kind,
@@ -239,6 +595,11 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
                 f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
                 flush=True,
             )
+    if cfg.bench.compare:
+        out["machine"] = machine()
+        out["threads"] = cpu_threads()
+        out["compare"] = run_compare(cfg.bench)
+        out["torch"] = next((r["torch"] for r in out["compare"] if r.get("torch")), None)
     os.makedirs(cfg.workdir, exist_ok=True)
     with open(os.path.join(cfg.workdir, "bench.json"), "w") as f:
         json.dump(out, f, indent=1)

@@ -1,12 +1,17 @@
 """experiments.bench_surrogate: the benchmark writes bench.json and its study folder (the
-real smoke measurement compiles an AViT step, tens of seconds on 2 cores: slow)."""
+real smoke measurement compiles an AViT step, tens of seconds on 2 cores: slow); the side by
+side with PyTorch MPP at a tiny size (``torch``: needs JAXFM_MPP_SRC and a Python with torch)."""
 
 import json
+import os
+import sys
 
+import numpy as np
 import pytest
 
 from experiments import bench_surrogate as bs
 from jaxfm.config import override
+from jaxfm.models.surrogate import mpp_unused_params
 from tests.study_check import assert_study
 
 
@@ -52,3 +57,93 @@ def test_smoke_writes_bench_json_and_the_study_folder(tmp_path):
     report = open(tmp_path / "study" / "report.md").read()
     assert f"{results['results'][0]['params']:,}" in report
     assert json.load(open(tmp_path / "study" / "config.json"))["bench"]["batch"] == 1
+
+
+# ------------------------------------------------------------- side by side with PyTorch MPP
+
+MPP_SRC = os.environ.get("JAXFM_MPP_SRC", "")
+TORCH_PYTHON = os.environ.get("JAXFM_TORCH_PYTHON", sys.executable)
+
+
+def test_torch_side_without_mpp_checkout_exits_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXFM_MPP_SRC", str(tmp_path / "no-mpp"))
+    cfg = override(
+        bs.compare(), {"workdir": str(tmp_path / "run"), "bench.torch_python": sys.executable}
+    )
+    with pytest.raises(SystemExit, match="JAXFM_MPP_SRC") as err:
+        bs.main(cfg, command="x")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()  # nothing compiled or written
+    monkeypatch.delenv("JAXFM_MPP_SRC")
+    with pytest.raises(SystemExit, match="JAXFM_MPP_SRC"):
+        bs.main(cfg, command="x")
+
+
+def test_compare_preset_names_configs_a_to_c():
+    cfg = bs.compare()
+    assert cfg.bench.compare == ("a", "b", "c") and cfg.bench.presets == ()
+    a, b, c = (bs.COMPARE[k] for k in "abc")
+    assert (a.preset, a.batch, a.n_steps_input, a.n_fields, a.grid, a.periodic) == (
+        "Ti",
+        4,
+        8,
+        4,
+        128,
+        True,
+    )
+    assert (b.preset, b.batch, b.n_steps_input, b.n_fields, b.grid, b.periodic) == (
+        "Ti",
+        8,
+        4,
+        2,
+        64,
+        False,
+    )
+    assert (c.preset, c.batch, c.n_steps_input, c.n_fields, c.grid) == ("S", 2, 8, 4, 128)
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(
+    not os.path.isfile(os.path.join(MPP_SRC, "models", "avit.py")),
+    reason="set JAXFM_MPP_SRC to an MPP checkout (and JAXFM_TORCH_PYTHON to a python with "
+    "torch and einops if this one lacks them)",
+)
+def test_compare_tiny_runs_both_sides_interleaved(tmp_path):
+    cfg = override(
+        bs.compare(),
+        {
+            "workdir": str(tmp_path / "run"),
+            "bench.compare": ("tiny",),
+            "bench.torch_python": TORCH_PYTHON,
+            "bench.compare_warmup": 1,
+            "bench.compare_steps": 3,
+            "bench.compare_block": 2,
+        },
+    )
+    bs.main(cfg, command="python -m experiments.bench_surrogate compare")
+    out = json.load(open(tmp_path / "run" / "bench.json"))
+    assert out["torch"] and out["threads"] == bs.cpu_threads() and out["machine"]
+    (r,) = out["compare"]
+    assert (r["config"], r["dim"], r["heads"], r["depth"], r["periodic"]) == (
+        "tiny",
+        32,
+        2,
+        1,
+        True,
+    )
+    assert r["torch_threads"] == r["threads"]
+    for side in ("jax_step", "torch_step", "jax_fwd", "torch_fwd"):
+        times = r[f"{side}_times"]
+        assert len(times) == 3 and r[f"{side}_s"] == pytest.approx(float(np.median(times)))
+    assert r["step_ratio"] == pytest.approx(r["torch_step_s"] / r["jax_step_s"])
+    assert r["fwd_ratio"] == pytest.approx(r["torch_fwd_s"] / r["jax_fwd_s"])
+    assert r["goal_met"] == (r["step_ratio"] >= bs.GOAL)
+    assert r["jax_compile_s"] > 0 and r["torch_first_step_s"] > 0
+    assert np.isfinite(r["jax_loss"]) and np.isfinite(r["torch_loss"])
+    # MPP stores RMSInstanceNorm biases it never uses; jaxfm does not
+    assert r["params_torch"] - r["params_jax"] == mpp_unused_params(
+        bs._compare_model(bs.COMPARE["tiny"])
+    )
+    report = open(tmp_path / "run" / "report.md").read()
+    assert f"| tiny | Ti | 1 x 2 x 2 x 32² | periodic | {r['jax_compile_s']:.1f} |" in report
+    assert f"{r['step_ratio']:.2f}x" in report and out["torch"] in report
