@@ -13,6 +13,21 @@ Writes WORKDIR/bench.json with device, versions and git SHA, prints one line per
 writes the study folder ``--results_dir`` (default: WORKDIR): command.txt, config.json,
 results.json (what bench.json holds) and report.md (the table). ``--results_dir
 results/bench_surrogate`` refreshes the committed folder.
+
+Side by side with PyTorch MPP (``compare`` preset: configs a, b, c of ``COMPARE``)::
+
+    JAXFM_MPP_SRC=/path/to/mpp python -m experiments.bench_surrogate compare \\
+        --bench.torch_python /path/to/torch/python
+
+MPP's own AViT comes from the unchanged checkout at ``$JAXFM_MPP_SRC`` (never downloaded:
+the comparison is only meaningful against MPP's code as published) and runs in a long-lived
+worker, ``experiments/mpp_torch_bench.py``, under ``--bench.torch_python`` (torch may live in
+another interpreter than jax). Both sides build the same sizes and train step (float32,
+AdamW, clip 1.0, NMSE, drop path off) on as many threads as this process may use. Steps
+alternate between torch and jax in blocks of ``compare_block`` so that machine noise hits
+both; medians of ``compare_steps`` after ``compare_warmup``, for the train step and the
+forward (no gradient), jax's compile time and torch's first step apart, ratios torch / jax
+(> 1: jaxfm faster; the goal is ``GOAL``). Without ``torch_python`` only the jax side runs.
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ import optax
 from flax import nnx
 
 import jaxfm
-from jaxfm.config import run_cli
+from jaxfm.config import ConfigError, run_cli
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, git_sha, write_study
@@ -233,10 +248,10 @@ TORCH_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpp_tor
 
 
 def mpp_source() -> str:
-    """The MPP checkout named by JAXFM_MPP_SRC (never downloaded); exits with one line if not."""
+    """The MPP checkout named by JAXFM_MPP_SRC (never downloaded); a one-line error if not."""
     src = os.environ.get("JAXFM_MPP_SRC", "")
     if not src or not os.path.isfile(os.path.join(src, "models", "avit.py")):
-        raise SystemExit(
+        raise ConfigError(
             "--bench.torch_python needs JAXFM_MPP_SRC set to a checkout of "
             f"github.com/PolymathicAI/multiple_physics_pretraining (no models/avit.py in {src!r})"
         )
@@ -449,11 +464,17 @@ def compare_config(name: str, opts: BenchOptions, worker: TorchWorker | None) ->
     }
 
 
-def run_compare(opts: BenchOptions) -> list[dict]:
-    """Every config of ``opts.compare``; the torch worker lives across all of them."""
+def _check_compare(opts: BenchOptions) -> None:
     unknown = [n for n in opts.compare if n not in COMPARE]
     if unknown:
-        raise SystemExit(f"unknown --bench.compare {unknown}; choose from {sorted(COMPARE)}")
+        raise ConfigError(f"unknown --bench.compare {unknown}; choose from {sorted(COMPARE)}")
+    if opts.torch_python:
+        mpp_source()
+
+
+def run_compare(opts: BenchOptions) -> list[dict]:
+    """Every config of ``opts.compare``; the torch worker lives across all of them."""
+    _check_compare(opts)
     worker = TorchWorker(opts.torch_python, mpp_source()) if opts.torch_python else None
     rows = []
     try:
@@ -569,8 +590,7 @@ def report(out: dict, command: str) -> str:
 def main(cfg: BenchConfig, command: str | None = None) -> dict:
     """Measures every preset and dtype, then the side-by-side configs; writes
     WORKDIR/bench.json and the study folder."""
-    if cfg.bench.torch_python:
-        mpp_source()  # fail in one line before compiling anything
+    _check_compare(cfg.bench)  # fail in one line before compiling anything
     dev = jax.devices()[0]
     out = {
         "device": dev.device_kind,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import bench_surrogate as bs
-from jaxfm.config import override
+from jaxfm.config import ConfigError, override
 from jaxfm.models.surrogate import mpp_unused_params
 from tests.study_check import assert_study
 
@@ -65,18 +65,22 @@ MPP_SRC = os.environ.get("JAXFM_MPP_SRC", "")
 TORCH_PYTHON = os.environ.get("JAXFM_TORCH_PYTHON", sys.executable)
 
 
-def test_torch_side_without_mpp_checkout_exits_in_one_line(tmp_path, monkeypatch):
+def test_torch_side_without_mpp_checkout_fails_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXFM_MPP_SRC", str(tmp_path / "no-mpp"))
     cfg = override(
         bs.compare(), {"workdir": str(tmp_path / "run"), "bench.torch_python": sys.executable}
     )
-    with pytest.raises(SystemExit, match="JAXFM_MPP_SRC") as err:
+    with pytest.raises(ConfigError, match="JAXFM_MPP_SRC") as err:
         bs.main(cfg, command="x")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()  # nothing compiled or written
     monkeypatch.delenv("JAXFM_MPP_SRC")
-    with pytest.raises(SystemExit, match="JAXFM_MPP_SRC"):
+    with pytest.raises(ConfigError, match="JAXFM_MPP_SRC"):
         bs.main(cfg, command="x")
+    bad = override(bs.cpu(), {"workdir": str(tmp_path / "run"), "bench.compare": ("a", "zz")})
+    with pytest.raises(ConfigError, match="zz"):
+        bs.main(bad, command="x")  # before the presets are measured
+    assert not (tmp_path / "run").exists()
 
 
 def test_compare_preset_names_configs_a_to_c():
