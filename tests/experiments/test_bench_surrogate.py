@@ -151,3 +151,32 @@ def test_compare_tiny_runs_both_sides_interleaved(tmp_path):
     report = open(tmp_path / "run" / "report.md").read()
     assert f"| tiny | Ti | 1 x 2 x 2 x 32² | periodic | {r['jax_compile_s']:.1f} |" in report
     assert f"{r['step_ratio']:.2f}x" in report and out["torch"] in report
+
+
+def test_compare_without_torch_times_the_jax_side_only(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_side(spec):
+        def train(n):
+            calls.append(("train", n))
+            return [0.02] * n
+
+        def forward(n):
+            calls.append(("fwd", n))
+            return [0.01] * n
+
+        cfg = bs._compare_model(spec)
+        return cfg, 1234, 5.0, 2.0, train, forward, {"loss": 0.5}
+
+    monkeypatch.setattr(bs, "_jax_side", fake_side)
+    cfg = override(bs.compare(), {"workdir": str(tmp_path / "run"), "bench.compare": ("b",)})
+    bs.main(cfg, command="python -m experiments.bench_surrogate compare")
+    # 3 warm-ups, then 10 timed steps in turns of 2
+    assert calls == [("train", 3), ("fwd", 3)] + [("train", 2)] * 5 + [("fwd", 2)] * 5
+    (r,) = json.load(open(tmp_path / "run" / "bench.json"))["compare"]
+    assert (r["dim"], r["heads"], r["depth"], r["batch"], r["grid"]) == (192, 3, 12, 8, 64)
+    assert r["jax_step_s"] == 0.02 and r["torch_step_s"] is None and r["step_ratio"] is None
+    assert r["goal_met"] is None and len(r["jax_fwd_times"]) == 10
+    report = open(tmp_path / "run" / "report.md").read()
+    row = "| b | Ti | 8 x 4 x 2 x 64² | open | 5.0 | - | 20.0 | - | - | 10.0 | - | - | - | "
+    assert row in report
