@@ -38,8 +38,8 @@ from typing import Any, Literal, TypeVar
 
 from jaxfm.ckpt.options import CkptConfig
 from jaxfm.parallel.options import ParallelConfig
+from jaxfm.signals import Terminated, exit_on_sigterm
 from jaxfm.train.options import TrainConfig
-from jaxfm.train.signals import Terminated, exit_on_sigterm
 
 C = TypeVar("C")
 
@@ -498,7 +498,7 @@ def run_cli(
     A failure prints ``error: <one line>`` on stderr and exits 2 for bad input
     (:data:`BAD_INPUT`) or 1 for any other fault; ``SystemExit`` from the run (143 after
     SIGTERM in the training loop) passes unchanged, and SIGTERM in any other phase prints what
-    it stopped and exits 143 too (:mod:`jaxfm.train.signals`). ``--debug`` on the command line
+    it stopped and exits 143 too (:mod:`jaxfm.signals`). ``--debug`` on the command line
     or ``JAXFM_DEBUG=1`` re-raises with the full traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)

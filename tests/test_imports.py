@@ -19,8 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Floors, top to bottom: a module may import its own floor and those below it.
 FLOORS = ("tasks", "train", "ckpt", "data", "models", "nn", "parallel")
-#: Importable from any floor: configs and options import nothing heavy.
-LIGHT = {"jaxfm", "jaxfm._lazy", "jaxfm.config", "jaxfm.provenance"}
+#: Importable from any floor: configs, options and the standard-library-only helpers (atomic
+#: writes, SIGTERM handling) import nothing heavy.
+LIGHT = {
+    "jaxfm",
+    "jaxfm._lazy",
+    "jaxfm.atomic",
+    "jaxfm.config",
+    "jaxfm.provenance",
+    "jaxfm.signals",
+}
 #: What the engine may use outside itself: checkpoints, the mesh, the generic input pipeline,
 #: and the two parameter/aux conventions every model follows.
 ENGINE_MAY_USE = (

@@ -26,7 +26,7 @@ from jaxfm.data.sim.registry import SIMULATORS, SYSTEMS, configured, get_simulat
 from jaxfm.data.sim.system import corpus_systems
 from jaxfm.data.trajectories import TrajectorySet, concat
 from jaxfm.data.well import SPLITS, write_dataset
-from jaxfm.train.signals import Terminated, exit_on_sigterm, stage
+from jaxfm.signals import Terminated, exit_on_sigterm, stage
 
 CORPUS_SYSTEMS = corpus_systems(SYSTEMS)
 """Systems of the default corpus: every 2-D system, in declaration order (the held-out transfer

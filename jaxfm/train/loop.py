@@ -15,7 +15,7 @@ writes ``status = "terminated"`` to results.json and raises :class:`Preempted` (
 143): a script that chains runs (pretrain, then fine-tune from it) must stop there, not go on
 from an unfinished model. One that lands during the last step or the final save leaves the
 run finished (``status = "finished"``) and still raises :class:`Preempted`, so nothing after
-it starts; outside the loop :mod:`jaxfm.train.signals` keeps the same contract. SIGKILL loses
+it starts; outside the loop :mod:`jaxfm.signals` keeps the same contract. SIGKILL loses
 at most the steps since the last checkpoint, and the resumed run then repeats them bit for bit
 (same data, same RNG).
 """

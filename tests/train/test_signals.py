@@ -15,8 +15,8 @@ import pytest
 
 from jaxfm.ckpt import Checkpointer
 from jaxfm.config import run_cli
+from jaxfm.signals import EXIT_STATUS, stage
 from jaxfm.train import Preempted, run
-from jaxfm.train.signals import EXIT_STATUS, stage
 
 
 def _sigterm_self():
@@ -77,7 +77,7 @@ def test_sigterm_during_the_final_save_finishes_and_stops(make_cfg, task, lorenz
 
 
 def test_loop_restores_the_outer_handler(make_cfg, task, lorenz):
-    from jaxfm.train.signals import exit_on_sigterm
+    from jaxfm.signals import exit_on_sigterm
 
     with exit_on_sigterm():
         outer = signal.getsignal(signal.SIGTERM)

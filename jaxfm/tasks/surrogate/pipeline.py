@@ -47,6 +47,7 @@ from jaxfm.data.mixture import MixtureWindows
 from jaxfm.data.sim.registry import SYSTEMS
 from jaxfm.data.sim.system import finetune_systems, pad_width, pretrain_systems
 from jaxfm.data.windows import ConcatWindows, WindowSource
+from jaxfm.signals import stage
 from jaxfm.tasks.surrogate.rollout import ROLLOUT_STEPS, per_step_errors, rollout, window_means
 from jaxfm.tasks.surrogate.sources import (
     ROLLOUT_SPLITS,
@@ -58,7 +59,6 @@ from jaxfm.tasks.surrogate.sources import (
 from jaxfm.tasks.surrogate.task import SurrogateTask, SurrogateTaskConfig
 from jaxfm.train import load_model, run, write_results
 from jaxfm.train.loop import check_resumable
-from jaxfm.train.signals import stage
 
 PRETRAIN_SYSTEMS = pretrain_systems(SYSTEMS)
 """MPP's pretraining mix without compressible flow: every 2-D system not held out, in
