@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxfm.atomic import atomic_path
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -103,7 +105,7 @@ def write_study(
     paths = {}
     for name, text in texts.items():
         paths[name] = os.path.join(directory, name)
-        with open(paths[name], "w") as f:
+        with atomic_path(paths[name]) as tmp, open(tmp, "w") as f:
             f.write(text)
     return paths
 
