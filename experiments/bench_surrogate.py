@@ -21,7 +21,7 @@ Side by side with PyTorch MPP (``compare`` preset: configs a, b, c of ``COMPARE`
 
 MPP's own AViT comes from the unchanged checkout at ``$JAXFM_MPP_SRC`` (never downloaded:
 the comparison is only meaningful against MPP's code as published) and runs in a long-lived
-worker, ``experiments/mpp_torch_bench.py``, under ``--bench.torch_python`` (torch may live in
+worker, ``experiments/_mpp_torch_worker.py``, under ``--bench.torch_python`` (torch may live in
 another interpreter than jax). Both sides build the same sizes and train step (float32,
 AdamW, clip 1.0, NMSE, drop path off) on as many threads as this process may use. Steps
 alternate between torch and jax in blocks of ``compare_block`` so that machine noise hits
@@ -244,7 +244,7 @@ COMPARE = {
 }
 GOAL = 1.5
 """The goal: jaxfm's train step at least this many times faster than MPP's (torch / jax)."""
-TORCH_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpp_torch_bench.py")
+TORCH_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mpp_torch_worker.py")
 
 
 def mpp_source() -> str:
@@ -278,7 +278,7 @@ def machine() -> str:
 
 
 class TorchWorker:
-    """MPP's PyTorch AViT in a long-lived subprocess (experiments/mpp_torch_bench.py), so
+    """MPP's PyTorch AViT in a long-lived subprocess (experiments/_mpp_torch_worker.py), so
     torch and jax steps can take turns without restarting torch between them."""
 
     def __init__(self, python: str, src: str):

@@ -1,6 +1,6 @@
 """Times MPP's own PyTorch AViT (forward, AdamW train step) for ``experiments.bench_surrogate``.
 
-    JAXFM_MPP_SRC=/path/to/mpp python experiments/mpp_torch_bench.py   # JSON lines on stdin
+    JAXFM_MPP_SRC=/path/to/mpp python experiments/_mpp_torch_worker.py   # JSON lines on stdin
 
 Imports only numpy, torch and einops (never jax): the benchmark starts it under another
 interpreter (``--bench.torch_python``) and keeps it alive, sending one JSON command per line
