@@ -51,6 +51,7 @@ from flax import nnx
 import jaxfm
 from jaxfm.config import ConfigError, run_cli
 from jaxfm.models.surrogate import AViT, avit_config
+from jaxfm.nn.layer_stack import REMAT_POLICIES
 from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
@@ -78,6 +79,9 @@ class BenchOptions:
     """Fields per sample."""
     dtypes: tuple[str, ...] = ("float32",)
     """Compute dtypes to measure (float32, bfloat16)."""
+    layers: tuple[str, ...] = ("scan",)
+    """How the blocks run, one row each: scan or unroll, optionally +REMAT (a policy of
+    jaxfm.nn.layer_stack: full, dots, dots_no_batch), e.g. scan+full."""
     repeats: int = 5
     """Timed steps per preset (median reported)."""
     peak_tflops: float = 0.0
@@ -134,6 +138,19 @@ def gpu() -> BenchConfig:
     )
 
 
+def layers() -> BenchConfig:
+    """Compile and step time of Ti, S and B with the blocks scanned vs unrolled, and with
+    remat, at 64x64, T 4, batch 2 (CPU sizes)."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-layers",
+        bench=BenchOptions(
+            presets=("Ti", "S", "B"),
+            batch=2,
+            layers=("unroll", "scan", "scan+full", "scan+dots_no_batch"),
+        ),
+    )
+
+
 def compare() -> BenchConfig:
     """Side by side with PyTorch MPP: configs a, b, c (see COMPARE), float32."""
     return BenchConfig(
@@ -142,7 +159,19 @@ def compare() -> BenchConfig:
     )
 
 
-PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu, "compare": compare}
+PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu, "layers": layers, "compare": compare}
+
+
+def parse_layers(mode: str) -> tuple[bool, str]:
+    """``scan`` / ``unroll`` [+ remat policy] -> (scan_layers, remat)."""
+    how, _, remat = mode.partition("+")
+    remat = remat or "none"
+    if how not in ("scan", "unroll") or remat not in REMAT_POLICIES:
+        raise ConfigError(
+            f"bench.layers: {mode!r} is not scan or unroll[+REMAT] with REMAT one of "
+            f"{sorted(REMAT_POLICIES)}"
+        )
+    return how == "scan", remat
 
 
 def _peak(opts: BenchOptions, dtype: str) -> float | None:
@@ -155,9 +184,11 @@ def _peak(opts: BenchOptions, dtype: str) -> float | None:
     return None
 
 
-def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
-    """Compiles and times one training step of preset ``name``."""
-    cfg = avit_config(name)
+def bench_preset(name: str, dtype: str, opts: BenchOptions, layers: str = "scan") -> dict:
+    """Compiles and times one training step of preset ``name``, its blocks run as
+    ``layers`` says (:func:`parse_layers`)."""
+    scan_layers, remat = parse_layers(layers)
+    cfg = avit_config(name, scan_layers=scan_layers, remat=remat)
     model = AViT(cfg, rngs=nnx.Rngs(0))
     opt = nnx.Optimizer(
         model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)), wrt=nnx.Param
@@ -202,6 +233,7 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions) -> dict:
     return {
         "preset": name,
         "dtype": dtype,
+        "layers": layers,
         "params": count_params(model),
         "batch": opts.batch,
         "grid": opts.grid,
@@ -561,10 +593,10 @@ def report(out: dict, command: str) -> str:
         f"Command: `{command}` (device {out['device']}, {out['n_devices']} device(s), jax "
         f"`{out['jax']}`). Options: `{json.dumps(out['options'])}`.",
         "",
-        "| preset | dtype | params | step s | tokens/s | TFLOP/s | "
+        "| preset | dtype | layers | params | step s | tokens/s | TFLOP/s | "
         + ("MFU | " if mfu else "")
         + "peak MiB | compile s |",
-        "|" + "---|" * (9 if mfu else 8),
+        "|" + "---|" * (10 if mfu else 9),
     ]
     if not rows:
         lines = lines[:3]
@@ -572,6 +604,7 @@ def report(out: dict, command: str) -> str:
         cells = [
             r["preset"],
             r["dtype"],
+            r.get("layers", "unroll"),  # rows measured before scanning existed
             f"{r['params']:,}",
             f"{r['step_s']:.4f}",
             f"{r['tokens_per_s']:,.0f}",
@@ -591,6 +624,8 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
     """Measures every preset and dtype, then the side-by-side configs; writes
     WORKDIR/bench.json and the study folder."""
     _check_compare(cfg.bench)  # fail in one line before compiling anything
+    for mode in cfg.bench.layers:
+        parse_layers(mode)
     dev = jax.devices()[0]
     out = {
         "device": dev.device_kind,
@@ -603,18 +638,24 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
         "options": dataclasses.asdict(cfg.bench),
         "results": [],
     }
-    for name in cfg.bench.presets:
-        for dtype in cfg.bench.dtypes:
-            r = bench_preset(name, dtype, cfg.bench)
-            out["results"].append(r)
-            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-            mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
-            print(
-                f"{name:6s} {dtype:8s} {r['params']:>12,d} params | step {r['step_s']:.4f} s | "
-                f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
-                f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
-                flush=True,
-            )
+    runs = [
+        (name, dtype, mode)
+        for name in cfg.bench.presets
+        for dtype in cfg.bench.dtypes
+        for mode in cfg.bench.layers
+    ]
+    for name, dtype, mode in runs:
+        r = bench_preset(name, dtype, cfg.bench, mode)
+        out["results"].append(r)
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
+        print(
+            f"{name:6s} {dtype:8s} {mode:18s} {r['params']:>12,d} params | "
+            f"step {r['step_s']:.4f} s | "
+            f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
+            f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
+            flush=True,
+        )
     if cfg.bench.compare:
         out["machine"] = machine()
         out["threads"] = cpu_threads()

@@ -51,6 +51,7 @@ from jaxtyping import Array, Float
 
 from jaxfm.nn.field_embed import FieldEmbedding, PatchDestem, PatchStem
 from jaxfm.nn.instance_norm import InstanceNorm, RMSInstanceNorm
+from jaxfm.nn.layer_stack import REMAT_POLICIES, RematName, block_inputs, block_rngs, run_stack
 from jaxfm.nn.mlp import dense
 from jaxfm.nn.norms import LayerNorm
 from jaxfm.nn.position_bias import RelativePositionBias
@@ -128,6 +129,13 @@ class AViTConfig:
     """Causal mask along time (MPP: bidirectional)."""
     attn_impl: str = "auto"
     """Attention implementation passed to jaxfm.nn.attention (auto, xla, cudnn, ...)."""
+    scan_layers: bool = True
+    """Run the space-time blocks as one scanned loop (compiled once, so compile time does not
+    grow with depth) instead of unrolled; same parameters and checkpoints either way
+    (jaxfm.nn.layer_stack)."""
+    remat: RematName = "none"
+    """Rematerialisation of each block in the backward pass: none, full, dots or
+    dots_no_batch (jaxfm.nn.layer_stack)."""
     mlp: MLPConfig = MLPConfig()
     """Dense feed-forward of the space blocks (ffn = mlp; MPP: ratio 4, GELU)."""
     moe: MoEConfig = MoEConfig()
@@ -181,6 +189,8 @@ class AViTConfig:
             bad.append(("patch_strides", f"must be >= 1 each, got {self.patch_strides}"))
         if self.input_noise < 0:
             bad.append(("input_noise", f"must be >= 0, got {self.input_noise}"))
+        if self.remat not in REMAT_POLICIES:
+            bad.append(("remat", f"choose one of {sorted(REMAT_POLICIES)}, got {self.remat!r}"))
         if self.delta_scale not in ("window", "increment"):
             bad.append(("delta_scale", f"choose window or increment, got {self.delta_scale!r}"))
         return bad
@@ -306,7 +316,12 @@ class TimeBlock(nnx.Module):
         self.ls = LayerScale(cfg.dim, cfg.layer_scale)
         self.drop_rate = drop_rate
 
-    def __call__(self, x, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+    def __call__(
+        self, x, *, deterministic: bool = True, rngs: nnx.Rngs | None = None, drop_rate=None
+    ):
+        """``drop_rate`` overrides the stored stochastic-depth rate (a scanned stack passes it
+        per block)."""
+        rate = self.drop_rate if drop_rate is None else drop_rate
         b, t, h, w, d = x.shape
         y = self.norm1(x.reshape(b * t, h, w, d)).reshape(b, t, h, w, d)
         y = jnp.moveaxis(y, 1, 3).reshape(b * h * w, t, d)
@@ -314,7 +329,7 @@ class TimeBlock(nnx.Module):
         y = self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
         y = jnp.moveaxis(y.reshape(b, h, w, t, d), 3, 1).reshape(b * t, h, w, d)
         y = self.ls(self.proj(self.norm2(y))).reshape(b, t, h, w, d)
-        return x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+        return x + drop_path(y, rate, deterministic=deterministic, rngs=rngs)
 
 
 class SpaceBlock(nnx.Module):
@@ -343,7 +358,17 @@ class SpaceBlock(nnx.Module):
             kw["bias"] = jnp.repeat(bias, y.shape[0] // bias.shape[0], axis=0)
         return self.mixer(y, deterministic=deterministic, rngs=rngs, **kw)
 
-    def __call__(self, x, periodic, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+    def __call__(
+        self,
+        x,
+        periodic,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        drop_rate=None,
+    ):
+        """``drop_rate`` overrides the stored stochastic-depth rate."""
+        rate = self.drop_rate if drop_rate is None else drop_rate
         n, h, w, d = x.shape
         y = self.norm1(x)
         along_w = self._mix(y.reshape(n * h, w, d), w, periodic[..., 1], deterministic, rngs)
@@ -351,11 +376,11 @@ class SpaceBlock(nnx.Module):
         along_h = self._mix(yt, h, periodic[..., 0], deterministic, rngs)
         mixed = along_w.reshape(n, h, w, d) + jnp.swapaxes(along_h.reshape(n, w, h, d), 1, 2)
         y = self.ls_mix(self.proj(self.norm2(mixed / 2)))
-        x = x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+        x = x + drop_path(y, rate, deterministic=deterministic, rngs=rngs)
         if self.mlp is None:
             return x
         y = self.ls_mlp(self.mlp_norm(self.mlp(x)))
-        return x + drop_path(y, self.drop_rate, deterministic=deterministic, rngs=rngs)
+        return x + drop_path(y, rate, deterministic=deterministic, rngs=rngs)
 
 
 class SpaceTimeBlock(nnx.Module):
@@ -365,10 +390,20 @@ class SpaceTimeBlock(nnx.Module):
         self.time = TimeBlock(cfg, drop_rate, index=index, rngs=rngs)
         self.space = SpaceBlock(cfg, drop_rate, index=index, rngs=rngs)
 
-    def __call__(self, x, periodic, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-        x = self.time(x, deterministic=deterministic, rngs=rngs)
+    def __call__(
+        self,
+        x,
+        periodic,
+        *,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        drop_rate=None,
+    ):
+        """``drop_rate`` overrides the stored stochastic-depth rate of both halves."""
+        kw = dict(deterministic=deterministic, rngs=rngs, drop_rate=drop_rate)
+        x = self.time(x, **kw)
         b, t, h, w, d = x.shape
-        x = self.space(x.reshape(b * t, h, w, d), periodic, deterministic=deterministic, rngs=rngs)
+        x = self.space(x.reshape(b * t, h, w, d), periodic, **kw)
         return x.reshape(b, t, h, w, d)
 
 
@@ -382,9 +417,11 @@ class AViT(nnx.Module):
         self.cfg = cfg
         self.fields = FieldEmbedding(cfg.n_fields, cfg.dim // 4, rngs=rngs)
         self.stem = PatchStem(cfg.dim, strides=cfg.patch_strides, rngs=rngs)
-        rates = np.linspace(0.0, cfg.drop_path, cfg.depth)
+        # Stochastic depth linear from 0 to cfg.drop_path, passed to the blocks as data at
+        # call time, so their static settings match and the stack can scan.
+        self.drop_rates = tuple(float(r) for r in np.linspace(0.0, cfg.drop_path, cfg.depth))
         self.blocks = nnx.List(
-            [SpaceTimeBlock(cfg, float(r), index=i, rngs=rngs) for i, r in enumerate(rates)]
+            [SpaceTimeBlock(cfg, 0.0, index=i, rngs=rngs) for i in range(cfg.depth)]
         )
         self.destem = PatchDestem(
             cfg.dim, cfg.n_fields, strides=cfg.patch_strides, zero_init_output=cfg.delta, rngs=rngs
@@ -440,8 +477,22 @@ class AViT(nnx.Module):
         e = self.fields(xin, field_ids)  # (B, T, H, W, D/4)
         tok = self.stem(e.reshape(b * t, hh, ww, e.shape[-1]))
         tok = tok.reshape(b, t, *tok.shape[1:])
-        for block in self.blocks:
-            tok = block(tok, periodic, deterministic=deterministic, rngs=rngs)
+
+        def step(block, h, extra):
+            return block(
+                h,
+                periodic,
+                deterministic=deterministic,
+                rngs=block_rngs(extra),
+                drop_rate=extra["drop_rate"],
+            )
+
+        per_block = block_inputs(
+            self.blocks, self.drop_rates, deterministic=deterministic, rngs=rngs
+        )
+        tok = run_stack(
+            self.blocks, tok, step, per_block, scan=self.cfg.scan_layers, remat=self.cfg.remat
+        )
         out = self.destem(tok[:, -1], field_ids)  # (B, H, W, C) in RevIN units
         if shift is not None:
             out = roll_grid(out, -shift)

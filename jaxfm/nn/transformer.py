@@ -111,13 +111,15 @@ class LayerScale(nnx.Module):
 
 
 def drop_path(
-    x: jax.Array, rate: float, *, deterministic: bool, rngs: nnx.Rngs | None
+    x: jax.Array, rate: float | jax.Array, *, deterministic: bool, rngs: nnx.Rngs | None
 ) -> jax.Array:
-    """Stochastic depth: zero the whole residual branch per sample with prob ``rate``."""
-    if deterministic or rate == 0.0 or rngs is None:
+    """Stochastic depth: zero the whole residual branch per sample with prob ``rate``.
+
+    ``rate`` may be a traced scalar (a scanned stack passes each block's rate as data)."""
+    if deterministic or rngs is None or (isinstance(rate, (int, float)) and rate == 0.0):
         return x
     keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
 
 
 class Block(nnx.Module):
@@ -151,17 +153,21 @@ class Block(nnx.Module):
         mask: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
+        drop_rate: float | jax.Array | None = None,
         **mixer_kwargs,
     ) -> jax.Array:
+        """``drop_rate`` overrides the stored stochastic-depth rate (a scanned stack passes
+        it per block)."""
+        rate = self.drop_path if drop_rate is None else drop_rate
         h = self.mixer(
             self.norm1(x), mask=mask, deterministic=deterministic, rngs=rngs, **mixer_kwargs
         )
         if self.ls1 is not None:
             h = self.ls1(h)
-        x = x + drop_path(h, self.drop_path, deterministic=deterministic, rngs=rngs)
+        x = x + drop_path(h, rate, deterministic=deterministic, rngs=rngs)
         if self.ffn is not None:
             h = self.ffn(self.norm2(x), deterministic=deterministic, rngs=rngs)
             if self.ls2 is not None:
                 h = self.ls2(h)
-            x = x + drop_path(h, self.drop_path, deterministic=deterministic, rngs=rngs)
+            x = x + drop_path(h, rate, deterministic=deterministic, rngs=rngs)
         return x

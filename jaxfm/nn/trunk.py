@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jaxfm.nn.bidirectional import Bidirectional
+from jaxfm.nn.layer_stack import REMAT_POLICIES, RematName, block_inputs, block_rngs, run_stack
 from jaxfm.nn.mamba import Mamba
 from jaxfm.nn.mlp import MLP
 from jaxfm.nn.moe import MoE
@@ -213,6 +214,13 @@ class TrunkConfig:
     """Initial LayerScale value (None: no LayerScale)."""
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block (linearly increasing from 0)."""
+    scan_layers: bool = True
+    """Run the blocks as one scanned loop (compiled once, so compile time does not grow with
+    depth) instead of unrolled; same parameters and checkpoints either way
+    (jaxfm.nn.layer_stack)."""
+    remat: RematName = "none"
+    """Rematerialisation of each block in the backward pass: none, full, dots or
+    dots_no_batch (jaxfm.nn.layer_stack)."""
     attention: AttentionConfig = AttentionConfig()
     """Attention mixer settings."""
     mamba: MambaConfig = MambaConfig()
@@ -358,8 +366,9 @@ def build_block(cfg: TrunkConfig, index: int, rngs: nnx.Rngs) -> Block:
     _lookup(FFNS, "ffn", cfg.ffn)
     if cfg.norm not in _NORMS:
         raise ValueError(f"unknown norm {cfg.norm!r}; choose one of {sorted(_NORMS)}")
+    if cfg.remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat {cfg.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
     layer = Layer(index, cfg.depth)
-    rate = cfg.drop_path * index / max(cfg.depth - 1, 1)
     mixer = build_mixer(cfg, layer, rngs)
     return Block(
         cfg.dim,
@@ -367,8 +376,13 @@ def build_block(cfg: TrunkConfig, index: int, rngs: nnx.Rngs) -> Block:
         build_ffn(cfg, layer, rngs),
         norm=_NORMS[cfg.norm],
         layer_scale=cfg.layer_scale,
-        drop_path=rate,
+        drop_path=drop_rates(cfg)[index],
     )
+
+
+def drop_rates(cfg: TrunkConfig) -> tuple[float, ...]:
+    """Stochastic-depth rate of each block: linear from 0 to ``cfg.drop_path``."""
+    return tuple(cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth))
 
 
 class Trunk(nnx.Module):
@@ -377,6 +391,8 @@ class Trunk(nnx.Module):
     def __init__(self, cfg: TrunkConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         self.blocks = nnx.List([build_block(cfg, i, rngs) for i in range(cfg.depth)])
+        for block in self.blocks:  # the rates travel as data (``drop_rates``), so the
+            block.drop_path = 0.0  # blocks' static settings match and the stack can scan
         self.norm = _NORMS[cfg.norm](cfg.dim)
 
     def __call__(
@@ -387,8 +403,21 @@ class Trunk(nnx.Module):
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
     ) -> jax.Array:
-        for block in self.blocks:
-            x = block(x, mask=mask, deterministic=deterministic, rngs=rngs)
+        def step(block, h, extra):
+            return block(
+                h,
+                mask=mask,
+                deterministic=deterministic,
+                rngs=block_rngs(extra),
+                drop_rate=extra["drop_rate"],
+            )
+
+        per_block = block_inputs(
+            self.blocks, drop_rates(self.cfg), deterministic=deterministic, rngs=rngs
+        )
+        x = run_stack(
+            self.blocks, x, step, per_block, scan=self.cfg.scan_layers, remat=self.cfg.remat
+        )
         return self.norm(x)
 
 

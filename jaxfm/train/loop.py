@@ -63,6 +63,11 @@ class ConfigMismatchError(ValueError):
 # ----------------------------------------------------------------------------- helpers
 
 
+#: Model settings that change how the model runs, not its parameters or what it computes:
+#: a run may resume with them changed (e.g. scanned after unrolled, with remat to fit memory).
+EXECUTION_ONLY_KEYS = frozenset({"scan_layers", "remat"})
+
+
 def check_resumable(cfg: Any) -> None:
     """Raises :class:`ConfigMismatchError` when ``cfg.workdir`` holds checkpoints of a run
     whose model or data config differs from ``cfg`` (or whose config.json is unreadable).
@@ -102,7 +107,7 @@ def _check_same_run(path: str, cfg: Any) -> None:
             va, vb = a.get(k, "<missing>"), b.get(k, "<missing>")
             if isinstance(va, dict) and isinstance(vb, dict):
                 yield from diff(va, vb, f"{prefix}{k}.")
-            elif va != vb:
+            elif va != vb and k not in EXECUTION_ONLY_KEYS:
                 yield f"{prefix}{k}", va, vb
 
     for section in ("model", "data"):

@@ -28,8 +28,10 @@ def test_consumer_rate_is_the_measured_step_and_the_study_is_written(tmp_path, c
     report = (tmp_path / "study" / "report.md").read_text()
     assert f"{lo['headroom']:.1f}x the 8.00 samples/s a Ti AViT training step" in report
     assert "| advection |" in report
-    assert (tmp_path / "study" / "command.txt").read_text().startswith(
-        "python -m jaxfm.data.bench --resolution 16"
+    assert (
+        (tmp_path / "study" / "command.txt")
+        .read_text()
+        .startswith("python -m jaxfm.data.bench --resolution 16")
     )
 
 

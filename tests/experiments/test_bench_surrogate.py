@@ -4,6 +4,7 @@ side with PyTorch MPP at a tiny size (``torch``: needs JAXFM_MPP_SRC and a Pytho
 
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -16,10 +17,11 @@ from tests.study_check import assert_study
 
 
 def test_study_folder_holds_the_table(tmp_path, monkeypatch):
-    def fake(name, dtype, opts):
+    def fake(name, dtype, opts, layers):
         return dict(
             preset=name,
             dtype=dtype,
+            layers=layers,
             params=20756,
             compile_s=12.63,
             step_s=0.06186,
@@ -34,7 +36,25 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
     bs.main(cfg, command="python -m experiments.bench_surrogate cpu --workdir x")
     assert_study(tmp_path / "run", "python -m experiments.bench_surrogate cpu")
     report = open(tmp_path / "run" / "report.md").read()
-    assert "| tiny | float32 | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |" in report
+    assert "| tiny | float32 | scan | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |" in report
+    # the layers preset: one row per preset and way of running the blocks
+    cfg = override(bs.layers(), {"workdir": str(tmp_path / "layers")})
+    out = bs.main(cfg, command="python -m experiments.bench_surrogate layers")
+    rows = [(r["preset"], r["layers"]) for r in out["results"]]
+    assert rows == [(p, m) for p in ("Ti", "S", "B") for m in cfg.bench.layers]
+    assert "| B | float32 | scan+dots_no_batch |" in open(tmp_path / "layers" / "report.md").read()
+
+
+def test_layers_modes_parse_and_a_bad_one_fails_before_compiling(tmp_path):
+    assert bs.parse_layers("scan") == (True, "none")
+    assert bs.parse_layers("unroll+full") == (False, "full")
+    for bad in ("scanned", "scan+everything"):
+        with pytest.raises(ConfigError, match=re.escape(f"bench.layers: '{bad}'")):
+            bs.parse_layers(bad)
+    cfg = override(bs.smoke(), {"workdir": str(tmp_path / "w"), "bench.layers": ("scan", "unrol")})
+    with pytest.raises(ConfigError, match="'unrol'"):
+        bs.main(cfg)
+    assert not os.path.exists(tmp_path / "w")
 
 
 @pytest.mark.slow
