@@ -50,6 +50,7 @@ from flax import nnx
 
 import jaxfm
 from jaxfm.config import ConfigError, run_cli
+from jaxfm.models.surrogate import PRESETS as AVIT_PRESETS
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.layer_stack import REMAT_POLICIES
 from jaxfm.nn.trunk import count_params
@@ -79,9 +80,11 @@ class BenchOptions:
     """Fields per sample."""
     dtypes: tuple[str, ...] = ("float32",)
     """Compute dtypes to measure (float32, bfloat16)."""
-    layers: tuple[str, ...] = ("scan",)
+    layers: tuple[str, ...] = ("unroll",)
     """How the blocks run, one row each: scan or unroll, optionally +REMAT (a policy of
     jaxfm.nn.layer_stack: full, dots, dots_no_batch), e.g. scan+full."""
+    depths: tuple[int, ...] = (0,)
+    """Block counts to measure, one row each (0: the preset's depth)."""
     repeats: int = 5
     """Timed steps per preset (median reported)."""
     peak_tflops: float = 0.0
@@ -140,13 +143,24 @@ def gpu() -> BenchConfig:
 
 def layers() -> BenchConfig:
     """Compile and step time of Ti, S and B with the blocks scanned vs unrolled, and with
-    remat, at 64x64, T 4, batch 2 (CPU sizes)."""
+    remat, at 64x64, T 4, batch 2 (CPU sizes); the ``depth`` preset does the same for Ti at
+    12 and 24 blocks."""
     return BenchConfig(
         workdir="runs/bench-surrogate-layers",
         bench=BenchOptions(
             presets=("Ti", "S", "B"),
             batch=2,
             layers=("unroll", "scan", "scan+full", "scan+dots_no_batch"),
+        ),
+    )
+
+
+def depth() -> BenchConfig:
+    """How compile time grows with depth: Ti with 12 and 24 blocks, scanned vs unrolled."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-depth",
+        bench=BenchOptions(
+            presets=("Ti",), batch=2, depths=(12, 24), layers=("unroll", "scan", "scan+full")
         ),
     )
 
@@ -159,7 +173,14 @@ def compare() -> BenchConfig:
     )
 
 
-PRESETS = {"cpu": cpu, "smoke": smoke, "gpu": gpu, "layers": layers, "compare": compare}
+PRESETS = {
+    "cpu": cpu,
+    "smoke": smoke,
+    "gpu": gpu,
+    "layers": layers,
+    "depth": depth,
+    "compare": compare,
+}
 
 
 def parse_layers(mode: str) -> tuple[bool, str]:
@@ -184,11 +205,17 @@ def _peak(opts: BenchOptions, dtype: str) -> float | None:
     return None
 
 
-def bench_preset(name: str, dtype: str, opts: BenchOptions, layers: str = "scan") -> dict:
-    """Compiles and times one training step of preset ``name``, its blocks run as
-    ``layers`` says (:func:`parse_layers`)."""
+def bench_preset(
+    name: str, dtype: str, opts: BenchOptions, layers: str = "unroll", depth: int = 0
+) -> dict:
+    """Compiles and times one training step of preset ``name`` (with ``depth`` blocks, 0:
+    the preset's), its blocks run as ``layers`` says (:func:`parse_layers`).
+
+    A scanned stack's FLOPs are not reported: XLA's cost analysis counts a loop body once."""
     scan_layers, remat = parse_layers(layers)
     cfg = avit_config(name, scan_layers=scan_layers, remat=remat)
+    if depth:
+        cfg = dataclasses.replace(cfg, depth=depth)
     model = AViT(cfg, rngs=nnx.Rngs(0))
     opt = nnx.Optimizer(
         model, optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-4)), wrt=nnx.Param
@@ -219,6 +246,8 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions, layers: str = "scan"
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    if scan_layers and cfg.depth > 1:
+        flops = 0.0  # the loop body is counted once, not once per block
     peak_bytes = compiled_peak_bytes(compiled)
     times = []
     for i in range(opts.repeats + 2):
@@ -234,6 +263,7 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions, layers: str = "scan"
         "preset": name,
         "dtype": dtype,
         "layers": layers,
+        "depth": cfg.depth,
         "params": count_params(model),
         "batch": opts.batch,
         "grid": opts.grid,
@@ -243,7 +273,7 @@ def bench_preset(name: str, dtype: str, opts: BenchOptions, layers: str = "scan"
         "step_s": step_s,
         "tokens_per_s": tokens / step_s,
         "flops_per_step": flops,
-        "achieved_tflops": flops / step_s / 1e12,
+        "achieved_tflops": (flops / step_s / 1e12) if flops else None,
         "mfu": (flops / step_s / peak) if peak and flops else None,
         "peak_memory_bytes": peak_bytes,
         "loss": float(loss),
@@ -583,6 +613,12 @@ def compare_report(out: dict, command: str) -> list[str]:
     return lines
 
 
+def _tflops(r: dict) -> str:
+    if r.get("layers", "unroll").startswith("scan") and r.get("depth", 2) > 1:
+        return "-"  # XLA's cost analysis counts a scanned loop body once
+    return "-" if r["achieved_tflops"] is None else f"{r['achieved_tflops']:.3f}"
+
+
 def report(out: dict, command: str) -> str:
     """report.md: one table row per preset and dtype (an MFU column where a peak is known)."""
     rows = out["results"]
@@ -593,22 +629,23 @@ def report(out: dict, command: str) -> str:
         f"Command: `{command}` (device {out['device']}, {out['n_devices']} device(s), jax "
         f"`{out['jax']}`). Options: `{json.dumps(out['options'])}`.",
         "",
-        "| preset | dtype | layers | params | step s | tokens/s | TFLOP/s | "
+        "| preset | depth | dtype | layers | params | step s | tokens/s | TFLOP/s | "
         + ("MFU | " if mfu else "")
         + "peak MiB | compile s |",
-        "|" + "---|" * (10 if mfu else 9),
+        "|" + "---|" * (11 if mfu else 10),
     ]
     if not rows:
         lines = lines[:3]
     for r in rows:
         cells = [
             r["preset"],
+            str(r.get("depth", AVIT_PRESETS[r["preset"]].depth)),  # rows saved before depth
             r["dtype"],
             r.get("layers", "unroll"),  # rows measured before scanning existed
             f"{r['params']:,}",
             f"{r['step_s']:.4f}",
             f"{r['tokens_per_s']:,.0f}",
-            f"{r['achieved_tflops']:.3f}",
+            _tflops(r),
         ]
         if mfu:
             cells.append("-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%")
@@ -639,20 +676,22 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
         "results": [],
     }
     runs = [
-        (name, dtype, mode)
+        (name, depth, dtype, mode)
         for name in cfg.bench.presets
+        for depth in cfg.bench.depths
         for dtype in cfg.bench.dtypes
         for mode in cfg.bench.layers
     ]
-    for name, dtype, mode in runs:
-        r = bench_preset(name, dtype, cfg.bench, mode)
+    for name, depth, dtype, mode in runs:
+        r = bench_preset(name, dtype, cfg.bench, mode, depth)
         out["results"].append(r)
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
         print(
-            f"{name:6s} {dtype:8s} {mode:18s} {r['params']:>12,d} params | "
+            f"{name:6s} depth {r['depth']:2d} {dtype:8s} {mode:18s} "
+            f"{r['params']:>12,d} params | "
             f"step {r['step_s']:.4f} s | "
-            f"{r['tokens_per_s']:,.0f} tok/s | {r['achieved_tflops']:.3f} TFLOP/s | "
+            f"{r['tokens_per_s']:,.0f} tok/s | {_tflops(r)} TFLOP/s | "
             f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
             flush=True,
         )

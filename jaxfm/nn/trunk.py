@@ -214,10 +214,11 @@ class TrunkConfig:
     """Initial LayerScale value (None: no LayerScale)."""
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block (linearly increasing from 0)."""
-    scan_layers: bool = True
-    """Run the blocks as one scanned loop (compiled once, so compile time does not grow with
-    depth) instead of unrolled; same parameters and checkpoints either way
-    (jaxfm.nn.layer_stack)."""
+    scan_layers: bool = False
+    """Run the blocks as one scanned loop, traced and compiled once, instead of unrolled; same
+    parameters and checkpoints either way (jaxfm.nn.layer_stack). Off by default: on CPU it
+    shortens the compile of deep stacks (depth 24) but slows the step and adds two copies of
+    the blocks' parameters (results/bench_surrogate_layers)."""
     remat: RematName = "none"
     """Rematerialisation of each block in the backward pass: none, full, dots or
     dots_no_batch (jaxfm.nn.layer_stack)."""

@@ -17,11 +17,12 @@ from tests.study_check import assert_study
 
 
 def test_study_folder_holds_the_table(tmp_path, monkeypatch):
-    def fake(name, dtype, opts, layers):
+    def fake(name, dtype, opts, layers, depth):
         return dict(
             preset=name,
             dtype=dtype,
             layers=layers,
+            depth=depth or bs.AVIT_PRESETS[name].depth,
             params=20756,
             compile_s=12.63,
             step_s=0.06186,
@@ -36,13 +37,26 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
     bs.main(cfg, command="python -m experiments.bench_surrogate cpu --workdir x")
     assert_study(tmp_path / "run", "python -m experiments.bench_surrogate cpu")
     report = open(tmp_path / "run" / "report.md").read()
-    assert "| tiny | float32 | scan | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |" in report
+    assert (
+        "| tiny | 4 | float32 | unroll | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |" in report
+    )
     # the layers preset: one row per preset and way of running the blocks
     cfg = override(bs.layers(), {"workdir": str(tmp_path / "layers")})
     out = bs.main(cfg, command="python -m experiments.bench_surrogate layers")
     rows = [(r["preset"], r["layers"]) for r in out["results"]]
     assert rows == [(p, m) for p in ("Ti", "S", "B") for m in cfg.bench.layers]
-    assert "| B | float32 | scan+dots_no_batch |" in open(tmp_path / "layers" / "report.md").read()
+    layers_report = open(tmp_path / "layers" / "report.md").read()
+    # a scanned row has no TFLOP/s: XLA's cost analysis counts the loop body once
+    assert "| B | 12 | float32 | scan+dots_no_batch | 20,756 | 0.0619 | 16,552 | - |" in (
+        layers_report
+    )
+    assert "| B | 12 | float32 | unroll | 20,756 | 0.0619 | 16,552 | 0.004 |" in layers_report
+    cfg = override(bs.depth(), {"workdir": str(tmp_path / "depth")})
+    out = bs.main(cfg, command="python -m experiments.bench_surrogate depth")
+    assert [(r["depth"], r["layers"]) for r in out["results"]] == [
+        (d, m) for d in (12, 24) for m in ("unroll", "scan", "scan+full")
+    ]
+    assert "| Ti | 24 | float32 | scan+full |" in open(tmp_path / "depth" / "report.md").read()
 
 
 def test_layers_modes_parse_and_a_bad_one_fails_before_compiling(tmp_path):
