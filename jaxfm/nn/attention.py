@@ -18,6 +18,15 @@ Every model calls attention through :func:`dot_product_attention`, so fused kern
 An impl that cannot take a call falls back to ``xla`` and logs the reason once per distinct
 reason (never per call, never an error).
 
+The kernel is chosen for the platform the call is *lowered* for, not the machine it is traced
+on: a named kernel (or the one ``auto`` picks on a GPU) goes into one branch of
+``jax.lax.platform_dependent`` and XLA (Pallas: its interpreter) into the other, so
+``jax.export(..., platforms=("cuda",))`` on a CPU machine holds the fused call, and the same
+function run on the CPU takes XLA. What decides the fallback is then what holds on CUDA:
+dtypes, head dim, bias and masks (cuDNN also needs ``jax.nn``'s cuDNN path to be traceable,
+i.e. the CUDA plugin installed). ``auto`` looks at the default backend: on a CPU machine it is
+XLA without a second branch, so CPU users trace nothing extra.
+
 float64 (with ``jax_enable_x64``): ``jax.nn.dot_product_attention`` computes its softmax in
 float32 whatever the input dtype, so float64 calls run the plain-``jnp`` reference of
 ``kernels/flash_attention`` in float64 instead (bias and mask included); the kernels and cuDNN
@@ -36,6 +45,7 @@ keys j <= i), as in ``jax.nn``. Rows that see no key return 0 on every path.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import jax
@@ -98,21 +108,32 @@ def _reject_negative_ids(name: str, ids) -> None:
         raise ValueError(f"attention: {name} must be >= 0, got a minimum of {low}")
 
 
-def _cudnn_reason(q: jax.Array) -> str | None:
-    if jax.default_backend() != "gpu":
-        return f"cudnn needs a GPU (backend is {jax.default_backend()!r})"
-    if q.dtype not in (jnp.bfloat16, jnp.float16):
-        return f"cudnn takes bf16/fp16 only (got {q.dtype})"
-    d = q.shape[-1]
-    cc = getattr(jax.devices()[0], "compute_capability", "0")
-    max_d = 256 if float(cc) >= 9.0 else 128
-    if d % 8 or d > max_d:
-        return f"cudnn needs head_dim % 8 == 0 and <= {max_d} on this GPU (got {d})"
+@functools.cache
+def _cudnn_untraceable() -> str | None:
+    """Why ``jax.nn``'s cuDNN attention cannot even be traced in this process (no CUDA plugin:
+    "cuDNN is not detected"), or None. Cached: it is a property of the installation."""
+    x = jax.ShapeDtypeStruct((1, 8, 1, 16), jnp.bfloat16)
+    try:
+        jax.eval_shape(lambda q: jax.nn.dot_product_attention(q, q, q, implementation="cudnn"), x)
+    except Exception as e:  # RuntimeError from the cuDNN version check, or ImportError
+        return f"cudnn cannot be traced here ({type(e).__name__}: {str(e)[:80]})"
     return None
 
 
+def _cudnn_reason(q: jax.Array) -> str | None:
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        return f"cudnn takes bf16/fp16 only (got {q.dtype})"
+    d = q.shape[-1]
+    gpu = jax.default_backend() == "gpu"
+    cc = getattr(jax.devices()[0], "compute_capability", "0") if gpu else "0"
+    max_d = 256 if float(cc) >= 9.0 else 128  # without a GPU to ask: the limit of every GPU
+    if d % 8 or d > max_d:
+        return f"cudnn needs head_dim % 8 == 0 and <= {max_d} on this GPU (got {d})"
+    return None if gpu else _cudnn_untraceable()
+
+
 def _reason(impl, q, k, v, bias, mask) -> str | None:
-    """Why ``impl`` cannot run this call, or None."""
+    """Why ``impl`` cannot serve this call when it is lowered for CUDA, or None."""
     if impl == "xla":
         return None
     if impl == "cudnn":
@@ -121,7 +142,7 @@ def _reason(impl, q, k, v, bias, mask) -> str | None:
         return f"{impl} takes no additive bias"
     if mask is not None:
         return f"{impl} takes no arbitrary mask (use segment_ids or key_padding_mask)"
-    return fallback_reason(impl, q, k, v)
+    return fallback_reason(impl, q, k, v, backend="gpu")
 
 
 def _as_4d(x, name: str):
@@ -212,34 +233,57 @@ def dot_product_attention(
     if kv_ids is not q_ids:
         _reject_negative_ids("segment_ids", kv_ids)
     q_seg, kv_seg = segments_from_padding(key_padding_mask, q_ids, kv_ids, q_len=q.shape[1])
+    on_gpu = jax.default_backend() == "gpu"
     if impl == "auto":
-        order = ("cudnn", "pallas") if jax.default_backend() == "gpu" else ()
+        order = ("cudnn", "pallas") if on_gpu else ()
     else:
         order = () if impl == "xla" else (impl,)
-    chosen = "xla"
+    # What runs when the call is lowered for CUDA (whatever the host: an export for CUDA
+    # from a CPU machine gets the kernel), and what runs on every other platform.
+    on_cuda = "xla"
     for cand in order:
         reason = _reason(cand, q, k, v, bias, mask)
         if reason is None:
-            chosen = cand
+            on_cuda = cand
             break
         level = logging.INFO if impl == "auto" else logging.WARNING
         log_once(_logger, f"attention impl={cand} unavailable: {reason}; falling back", level)
-    if chosen in ("pallas", "triton"):
-        from kernels.flash_attention.ops import flash_attention
-
-        out = flash_attention(
-            q,
-            k,
-            v,
-            causal=causal,
-            scale=scale,
-            q_segment_ids=q_seg,
-            kv_segment_ids=kv_seg,
-            impl=chosen,
+    elsewhere = "pallas" if on_cuda == "pallas" else "xla"  # Pallas interprets off the GPU
+    if on_cuda in ("cudnn", "triton") and not on_gpu:
+        log_once(
+            _logger,
+            f"attention impl={on_cuda} runs where the call is lowered for CUDA; "
+            f"xla on {jax.default_backend()!r}",
+            logging.INFO,
         )
+
+    def run(chosen: str, backend: str | None):
+        def attend(q, k, v):
+            if chosen in ("pallas", "triton"):
+                from kernels.flash_attention.ops import flash_attention
+
+                return flash_attention(
+                    q,
+                    k,
+                    v,
+                    causal=causal,
+                    scale=scale,
+                    q_segment_ids=q_seg,
+                    kv_segment_ids=kv_seg,
+                    impl=chosen,
+                    backend=backend,
+                )
+            full_mask = _combined_mask(mask, q_seg, kv_seg)
+            return _jax_nn(q, k, v, bias, full_mask, causal, scale, chosen).astype(q.dtype)
+
+        return attend
+
+    if on_cuda == "xla":
+        out = run("xla", None)(q, k, v)
     else:
-        full_mask = _combined_mask(mask, q_seg, kv_seg)
-        out = _jax_nn(q, k, v, bias, full_mask, causal, scale, chosen)
+        out = jax.lax.platform_dependent(
+            q, k, v, cuda=run(on_cuda, "gpu"), default=run(elsewhere, "interpret")
+        )
     return out.astype(q.dtype)
 
 

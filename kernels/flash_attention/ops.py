@@ -50,13 +50,18 @@ def _triton_import_error() -> str | None:
     return None
 
 
-def fallback_reason(impl: str, q: jax.Array, k: jax.Array, v: jax.Array) -> str | None:
+def fallback_reason(
+    impl: str, q: jax.Array, k: jax.Array, v: jax.Array, *, backend: str | None = None
+) -> str | None:
     """Why kernel ``impl`` cannot run these inputs here, or None if it can.
 
     Args:
       impl: ``"pallas"`` or ``"triton"``.
       q, k, v: the attention inputs (only shapes, dtypes and the backend matter).
+      backend: the backend the call is lowered for (default: ``jax.default_backend()``);
+        ``"gpu"`` asks whether the kernel can serve a lowering for CUDA from any host.
     """
+    backend = backend or jax.default_backend()
     check_shapes(q, k, v)
     dtypes = {str(x.dtype) for x in (q, k, v)}
     if len(dtypes) != 1 or dtypes.pop() not in ("bfloat16", "float16", "float32"):
@@ -67,8 +72,8 @@ def fallback_reason(impl: str, q: jax.Array, k: jax.Array, v: jax.Array) -> str 
     if impl == "pallas":
         return None
     if impl == "triton":
-        if jax.default_backend() != "gpu":
-            return f"triton has no lowering for backend {jax.default_backend()!r}"
+        if backend != "gpu":
+            return f"triton has no lowering for backend {backend!r}"
         return _triton_import_error()
     raise ValueError(f"fallback_reason: unknown kernel impl {impl!r}; choose pallas or triton")
 
@@ -83,6 +88,7 @@ def flash_attention(
     q_segment_ids: jax.Array | None = None,
     kv_segment_ids: jax.Array | None = None,
     impl: str = "auto",
+    backend: str | None = None,
 ) -> jax.Array:
     """Flash attention through the best available kernel (see module docstring).
 
@@ -93,6 +99,9 @@ def flash_attention(
       q_segment_ids, kv_segment_ids: optional (B, Lq), (B, Lk) int ids; equal ids attend.
       impl: ``auto`` (pallas on a GPU, the reference elsewhere), ``pallas``, ``triton``
         or ``reference``.
+      backend: the backend the call is lowered for (default: ``jax.default_backend()``);
+        ``"gpu"`` builds the GPU kernels whatever the host (a branch of
+        ``lax.platform_dependent``, an export for CUDA), anything else interprets Pallas.
 
     Returns:
       (B, Lq, H, D) in ``q.dtype``.
@@ -110,13 +119,14 @@ def flash_attention(
         order = ()
     else:
         order = (impl,)
+    interpret = None if backend is None else backend != "gpu"
     for cand in order:
-        reason = fallback_reason(cand, q, k, v)
+        reason = fallback_reason(cand, q, k, v, backend=backend)
         if reason is None:
             if cand == "pallas":
                 from kernels.flash_attention.pallas import flash_attention_pallas
 
-                return flash_attention_pallas(q, k, v, **kwargs)
+                return flash_attention_pallas(q, k, v, interpret=interpret, **kwargs)
             from kernels.flash_attention.triton import flash_attention_triton
 
             return flash_attention_triton(q, k, v, **kwargs)

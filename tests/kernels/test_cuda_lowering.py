@@ -1,0 +1,96 @@
+"""The GPU paths of attention, lowered for CUDA on this CPU machine, hold the fused calls.
+
+A kernel that silently falls back to XLA still runs and still gives the right numbers, so
+these tests read the lowered program (``kernels.cuda_lowering``): a named kernel must be
+there when the call is lowered for CUDA, and absent (XLA, or Pallas' interpreter) when the
+same function runs here.
+"""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxfm.nn import attention as attn
+from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls, lower_for_cuda
+from kernels.flash_attention import ops
+
+Q = jax.ShapeDtypeStruct((2, 128, 4, 64), jnp.bfloat16)
+
+
+@pytest.fixture
+def fresh_log_once(monkeypatch):
+    """Forget the reasons earlier tests in this process logged, so this test sees them all."""
+    monkeypatch.setattr(ops, "_logged", set())
+
+
+def _fwd(impl, **kw):
+    return lambda q, k, v: attn.dot_product_attention(q, k, v, impl=impl, **kw)
+
+
+def _grad(impl, **kw):
+    f = _fwd(impl, **kw)
+    return jax.grad(lambda q, k, v: jnp.sum(f(q, k, v).astype(jnp.float32)), argnums=(0, 1, 2))
+
+
+def test_pallas_is_the_kernel_when_lowered_for_cuda_forward_and_backward():
+    fwd = custom_calls(lower_for_cuda(_fwd("pallas", causal=True), Q, Q, Q))
+    assert fwd[PALLAS_TRITON] == 1, fwd
+    # the backward: forward (for the residuals) + the dK/dV and dQ kernels
+    bwd = custom_calls(lower_for_cuda(_grad("pallas", causal=True), Q, Q, Q))
+    assert bwd[PALLAS_TRITON] == 3, bwd
+    # key padding reaches the kernel too (as segment ids), no XLA fallback
+    mask = jax.ShapeDtypeStruct((2, 128), jnp.bool_)
+    padded = custom_calls(
+        lower_for_cuda(
+            lambda q, k, v, m: attn.dot_product_attention(
+                q, k, v, impl="pallas", key_padding_mask=m
+            ),
+            Q,
+            Q,
+            Q,
+            mask,
+        )
+    )
+    assert padded[PALLAS_TRITON] == 1, padded
+
+
+def test_the_same_function_run_here_takes_no_gpu_call():
+    for impl in ("pallas", "cudnn", "auto", "xla"):
+        text = jax.jit(_grad(impl)).lower(Q, Q, Q).as_text()
+        assert not set(custom_calls(text)) & {PALLAS_TRITON, *CUDNN_ATTENTION}, impl
+
+
+def test_what_pallas_cannot_take_falls_back_to_xla_for_cuda_too():
+    bias = jax.ShapeDtypeStruct((1, 4, 128, 128), jnp.float32)
+    text = lower_for_cuda(
+        lambda q, k, v, b: attn.dot_product_attention(q, k, v, bias=b, impl="pallas"),
+        Q,
+        Q,
+        Q,
+        bias,
+    )
+    assert PALLAS_TRITON not in custom_calls(text)
+
+
+def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):
+    """cuDNN's path can be traced only where jax's CUDA plugin is installed; without it the
+    fallback is logged with that reason (never silent)."""
+    with caplog.at_level(logging.INFO, logger=attn.__name__):
+        calls = custom_calls(lower_for_cuda(_grad("cudnn"), Q, Q, Q))
+    untraceable = attn._cudnn_untraceable()
+    if untraceable is None:
+        assert calls["__cudnn$fmhaSoftmax"] >= 1 and calls["__cudnn$fmhaSoftmaxBackward"] == 1
+    else:
+        assert not set(calls) & set(CUDNN_ATTENTION)
+        messages = [r.getMessage() for r in caplog.records]
+        assert f"attention impl=cudnn unavailable: {untraceable}; falling back" in messages
+
+
+def test_float32_cudnn_and_long_head_dims_fall_back_for_cuda_too():
+    f32 = jax.ShapeDtypeStruct((1, 64, 2, 64), jnp.float32)  # cuDNN: bf16/fp16 only
+    wide = jax.ShapeDtypeStruct((1, 64, 2, 512), jnp.bfloat16)  # the kernels: D <= 256
+    for impl, q in (("cudnn", f32), ("pallas", wide)):
+        calls = custom_calls(lower_for_cuda(_fwd(impl), q, q, q))
+        assert not set(calls) & {PALLAS_TRITON, *CUDNN_ATTENTION}, (impl, calls)
