@@ -9,8 +9,10 @@ Every model calls attention through :func:`dot_product_attention`, so fused kern
   head_dim % 8 == 0 and <= 128 (<= 256 from compute capability 9.0 on).
 * ``pallas`` / ``triton``: the flash-attention kernels of ``kernels/flash_attention``
   (FlashAttention-2, arXiv:2307.08691): causal or not, GQA, ``segment_ids`` and
-  ``key_padding_mask``, but no additive ``bias`` and no arbitrary ``mask``. ``pallas`` asked for
-  by name on CPU runs in interpret mode (slow; for tests); ``triton`` needs a GPU.
+  ``key_padding_mask``, no arbitrary ``mask``. ``pallas`` also takes an additive ``bias``
+  broadcast over batch and/or heads (the AViT's relative-position bias), with its gradient;
+  ``triton`` does not. ``pallas`` asked for by name on CPU runs in interpret mode (slow; for
+  tests); ``triton`` needs a GPU.
 * ``auto``: on a GPU the first of cuDNN, Pallas, XLA that supports the call (cuDNN is the
   fastest published baseline for fused attention; ``kernels.bench`` measures ours against it);
   on CPU, XLA.
@@ -138,11 +140,23 @@ def _reason(impl, q, k, v, bias, mask) -> str | None:
         return None
     if impl == "cudnn":
         return _cudnn_reason(q)
-    if bias is not None:
+    if bias is not None and impl != "pallas":
         return f"{impl} takes no additive bias"
+    if bias is not None and (
+        bias.shape[0] not in (1, q.shape[0]) or bias.shape[1] not in (1, q.shape[2])
+    ):
+        return f"pallas takes a bias of shape (1|B, 1|H, Lq, Lk), got {tuple(bias.shape)}"
     if mask is not None:
         return f"{impl} takes no arbitrary mask (use segment_ids or key_padding_mask)"
     return fallback_reason(impl, q, k, v, backend="gpu")
+
+
+def _kernel_bias(bias, q, k):
+    """``bias`` broadcast to the (1|B, 1|H, Lq, Lk) the Pallas kernel reads (None stays)."""
+    if bias is None:
+        return None
+    shape = (bias.shape[0], bias.shape[1], q.shape[1], k.shape[1])
+    return jnp.broadcast_to(bias, shape)
 
 
 def _as_4d(x, name: str):
@@ -205,7 +219,7 @@ def dot_product_attention(
 
     Args:
       q, k, v: queries, keys and values (H % Hkv == 0).
-      bias: additive logits bias broadcastable to (B, H, Lq, Lk) (xla/cudnn only).
+      bias: additive logits bias broadcastable to (B, H, Lq, Lk) (xla, cudnn, pallas).
       mask: boolean, True where attention is allowed, broadcastable to (B, H, Lq, Lk)
         (xla/cudnn only; prefer ``segment_ids``/``key_padding_mask``, which every impl takes).
       causal: mask keys after each query (top-left aligned).
@@ -272,6 +286,7 @@ def dot_product_attention(
                     kv_segment_ids=kv_seg,
                     impl=chosen,
                     backend=backend,
+                    bias=_kernel_bias(bias, q, k),
                 )
             full_mask = _combined_mask(mask, q_seg, kv_seg)
             return _jax_nn(q, k, v, bias, full_mask, causal, scale, chosen).astype(q.dtype)

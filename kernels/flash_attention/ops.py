@@ -89,6 +89,7 @@ def flash_attention(
     kv_segment_ids: jax.Array | None = None,
     impl: str = "auto",
     backend: str | None = None,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
     """Flash attention through the best available kernel (see module docstring).
 
@@ -102,6 +103,8 @@ def flash_attention(
       backend: the backend the call is lowered for (default: ``jax.default_backend()``);
         ``"gpu"`` builds the GPU kernels whatever the host (a branch of
         ``lax.platform_dependent``, an export for CUDA), anything else interprets Pallas.
+      bias: additive logits bias (1|B, 1|H, Lq, Lk): Pallas and the reference take it, the
+        Triton kernel does not (it falls back to the reference).
 
     Returns:
       (B, Lq, H, D) in ``q.dtype``.
@@ -122,13 +125,15 @@ def flash_attention(
     interpret = None if backend is None else backend != "gpu"
     for cand in order:
         reason = fallback_reason(cand, q, k, v, backend=backend)
+        if reason is None and bias is not None and cand == "triton":
+            reason = "triton takes no additive bias"
         if reason is None:
             if cand == "pallas":
                 from kernels.flash_attention.pallas import flash_attention_pallas
 
-                return flash_attention_pallas(q, k, v, interpret=interpret, **kwargs)
+                return flash_attention_pallas(q, k, v, interpret=interpret, bias=bias, **kwargs)
             from kernels.flash_attention.triton import flash_attention_triton
 
             return flash_attention_triton(q, k, v, **kwargs)
         log_once(_logger, f"flash_attention: {cand} unavailable: {reason}; using the reference")
-    return attention_reference(q, k, v, **kwargs)
+    return attention_reference(q, k, v, bias=bias, **kwargs)

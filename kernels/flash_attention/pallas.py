@@ -4,7 +4,7 @@ Algorithm (Dao, "FlashAttention-2", arXiv:2307.08691). Forward, one program per
 (query block i, batch b, head h): keep a running row max ``m``, denominator ``l`` and unnormalised
 output ``acc`` in float32; for each key block j (only j up to the diagonal when causal)::
 
-    s = q_i k_j^T * scale            (masked entries -> -inf)
+    s = q_i k_j^T * scale (+ bias_ij) (masked entries -> -inf)
     m' = max(m, rowmax s);  p = exp(s - m');  alpha = exp(m - m')
     l = alpha * l + rowsum p;  acc = alpha * acc + p v_j
     out_i = acc / l;  lse_i = m + log l     (natural log, saved for the backward)
@@ -28,6 +28,11 @@ Design choices:
   ``group`` x the dk/dv memory).
 * Masked logits are ``-inf`` with a guarded max (``m`` -> 0 while a row has seen no key), so a
   fully masked row gives ``out = 0`` and ``lse = +inf`` rather than NaN or the mean of V.
+* Additive bias (``bias``, (1|B, 1|H, Lq, Lk), e.g. a relative-position bias): added to the
+  scaled logits in all three kernels through a BlockSpec that maps broadcast axes to block 0.
+  Its gradient is ``ds`` itself, which the dk/dv kernel writes out per (batch, head) in float32
+  and the wrapper sums over the broadcast axes: O(B H Lq Lk) memory in the backward, the price
+  of a learned bias (no atomics).
 * On GPU the kernels are lowered through Pallas' Triton backend (``compiler_params`` from
   ``jax.experimental.pallas.triton``); on CPU they run with ``interpret=True``.
 """
@@ -117,12 +122,21 @@ def _poisoned(shapes, n_inputs: int):
 # ----------------------------------------------------------------------------------------------
 
 
-def _fwd_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
+def _split_refs(refs, n_fixed: int, has_bias: bool, has_seg: bool):
+    """(the n_fixed leading refs, bias ref or None, (q seg, kv seg) refs or Nones, the rest)."""
+    fixed, rest = list(refs[:n_fixed]), list(refs[n_fixed:])
+    bias_ref = rest.pop(0) if has_bias else None
     if has_seg:
-        q_ref, k_ref, v_ref, qs_ref, ks_ref, *rest = refs
+        qs_ref, ks_ref = rest.pop(0), rest.pop(0)
     else:
-        q_ref, k_ref, v_ref, *rest = refs
         qs_ref = ks_ref = None
+    return fixed, bias_ref, (qs_ref, ks_ref), rest
+
+
+def _fwd_kernel(*refs, st: _Static, has_bias: bool, has_seg: bool, n_out_alias: int):
+    (q_ref, k_ref, v_ref), bias_ref, (qs_ref, ks_ref), rest = _split_refs(
+        refs, 3, has_bias, has_seg
+    )
     o_ref, lse_ref = rest[n_out_alias:]
     bq, bk = st.block_q, st.block_k
     kv_len_padded = k_ref.shape[0]
@@ -139,6 +153,8 @@ def _fwd_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
         kv_slice = pl.ds(k_start, bk)
         k = k_ref[kv_slice, :]
         s = _dot(q, k, _NT, prec) * st.scale
+        if has_bias:
+            s = s + bias_ref[:, kv_slice].astype(jnp.float32)
         k_seg = ks_ref[kv_slice] if has_seg else None
         mask = _mask(st, q_start, k_start, bq, bk, q_seg, k_seg, padded_k)
         if mask is not None:
@@ -170,11 +186,17 @@ def _fwd_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
     lse_ref[...] = jnp.where(empty, jnp.inf, m + jnp.log(l_safe))
 
 
-def _forward(q, k, v, q_seg, kv_seg, st: _Static):
+def _bias_index(bias, bi, hi):
+    """(batch, head) block index into a (1|B, 1|H, Lq, Lk) bias."""
+    return (bi if bias.shape[0] > 1 else 0), (hi if bias.shape[1] > 1 else 0)
+
+
+def _forward(q, k, v, bias, q_seg, kv_seg, st: _Static):
     b, lq, h, d = q.shape
     _, lk, hkv, _ = k.shape
     group = h // hkv
     has_seg = q_seg is not None
+    has_bias = bias is not None
     bq = st.block_q
     grid = (lq // bq, b, h)
     in_specs = [
@@ -183,6 +205,11 @@ def _forward(q, k, v, q_seg, kv_seg, st: _Static):
         pl.BlockSpec((None, lk, None, d), lambda i, bi, hi: (bi, 0, hi // group, 0)),
     ]
     args = [q, k, v]
+    if has_bias:
+        in_specs.append(
+            pl.BlockSpec((None, None, bq, lk), lambda i, bi, hi: (*_bias_index(bias, bi, hi), i, 0))
+        )
+        args.append(bias)
     if has_seg:
         in_specs += [
             pl.BlockSpec((None, bq), lambda i, bi, hi: (bi, i)),
@@ -203,7 +230,9 @@ def _forward(q, k, v, q_seg, kv_seg, st: _Static):
         in_specs += out_specs
         args += extra
     out, lse = pl.pallas_call(
-        functools.partial(_fwd_kernel, st=st, has_seg=has_seg, n_out_alias=len(aliases)),
+        functools.partial(
+            _fwd_kernel, st=st, has_bias=has_bias, has_seg=has_seg, n_out_alias=len(aliases)
+        ),
         grid=grid,
         in_specs=in_specs,
         out_specs=out_specs,
@@ -221,12 +250,10 @@ def _forward(q, k, v, q_seg, kv_seg, st: _Static):
 # ----------------------------------------------------------------------------------------------
 
 
-def _dq_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
-    if has_seg:
-        q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qs_ref, ks_ref, *rest = refs
-    else:
-        q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, *rest = refs
-        qs_ref = ks_ref = None
+def _dq_kernel(*refs, st: _Static, has_bias: bool, has_seg: bool, n_out_alias: int):
+    (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), bias_ref, (qs_ref, ks_ref), rest = (
+        _split_refs(refs, 6, has_bias, has_seg)
+    )
     (dq_ref,) = rest[n_out_alias:]
     bq, bk = st.block_q, st.block_k
     kv_len_padded = k_ref.shape[0]
@@ -245,6 +272,8 @@ def _dq_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
         k = k_ref[kv_slice, :]
         v = v_ref[kv_slice, :]
         s = _dot(q, k, _NT, prec) * st.scale
+        if has_bias:
+            s = s + bias_ref[:, kv_slice].astype(jnp.float32)
         k_seg = ks_ref[kv_slice] if has_seg else None
         mask = _mask(st, q_start, k_start, bq, bk, q_seg, k_seg, padded_k)
         if mask is not None:
@@ -263,13 +292,12 @@ def _dq_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
     dq_ref[...] = (dq * st.scale).astype(dq_ref.dtype)
 
 
-def _dkdv_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
-    if has_seg:
-        q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, qs_ref, ks_ref, *rest = refs
-    else:
-        q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, *rest = refs
-        qs_ref = ks_ref = None
-    dk_ref, dv_ref = rest[n_out_alias:]
+def _dkdv_kernel(*refs, st: _Static, has_bias: bool, has_seg: bool, n_out_alias: int):
+    (q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref), bias_ref, (qs_ref, ks_ref), rest = (
+        _split_refs(refs, 6, has_bias, has_seg)
+    )
+    dk_ref, dv_ref, *ds_out = rest[n_out_alias:]
+    ds_ref = ds_out[0] if has_bias else None
     bq, bk = st.block_q_bwd, st.block_k_bwd
     q_len_padded = q_ref.shape[0]
     k_start = pl.program_id(0) * bk
@@ -288,6 +316,8 @@ def _dkdv_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
         lse = lse_ref[q_slice]
         delta = delta_ref[q_slice]
         s = _dot(q, k, _NT, prec) * st.scale
+        if has_bias:
+            s = s + bias_ref[q_slice, :].astype(jnp.float32)
         q_seg = qs_ref[q_slice] if has_seg else None
         mask = _mask(st, q_start, k_start, bq, bk, q_seg, k_seg, padded_k)
         if mask is not None:
@@ -296,23 +326,28 @@ def _dkdv_kernel(*refs, st: _Static, has_seg: bool, n_out_alias: int):
         dv = dv + _dot(p.astype(do.dtype), do, _TN, prec)
         dp = _dot(do, v, _NT, prec)
         ds = p * (dp - delta[:, None])
+        if has_bias:
+            ds_ref[q_slice, :] = ds  # d loss / d logits = d loss / d bias (float32)
         dk = dk + _dot(ds.astype(q.dtype), q, _TN, prec)
         return dk, dv
 
     n_blocks = q_len_padded // bq
     # Causal: query blocks that end before this key block starts see none of it.
     lower = lax.div(k_start, bq) if st.causal else 0
+    if has_bias:
+        ds_ref[...] = jnp.zeros(ds_ref.shape, ds_ref.dtype)  # query blocks the loop skips
     zeros = jnp.zeros(k.shape, jnp.float32)
     dk, dv = lax.fori_loop(lower, n_blocks, body, (zeros, zeros))
     dk_ref[...] = (dk * st.scale).astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
-def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
+def _backward(q, k, v, bias, q_seg, kv_seg, out, lse, do, st: _Static):
     b, lq, h, d = q.shape
     _, lk, hkv, _ = k.shape
     group = h // hkv
     has_seg = q_seg is not None
+    has_bias = bias is not None
     # delta = rowsum(dO * O): a cheap elementwise-reduce that XLA fuses; (B, H, Lq) float32.
     delta = jnp.einsum("bqhd,bqhd->bhq", do.astype(jnp.float32), out.astype(jnp.float32))
     q_full = pl.BlockSpec((None, lq, None, d), lambda j, bi, hi: (bi, 0, hi, 0))
@@ -330,6 +365,11 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
         pl.BlockSpec((None, None, bq), lambda i, bi, hi: (bi, hi, i)),
     ]
     dq_args = list(args)
+    if has_bias:
+        in_specs.append(
+            pl.BlockSpec((None, None, bq, lk), lambda i, bi, hi: (*_bias_index(bias, bi, hi), i, 0))
+        )
+        dq_args.append(bias)
     if has_seg:
         in_specs += [
             pl.BlockSpec((None, bq), lambda i, bi, hi: (bi, i)),
@@ -344,7 +384,9 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
         in_specs += out_specs
         dq_args += extra
     (dq,) = pl.pallas_call(
-        functools.partial(_dq_kernel, st=st, has_seg=has_seg, n_out_alias=len(aliases)),
+        functools.partial(
+            _dq_kernel, st=st, has_bias=has_bias, has_seg=has_seg, n_out_alias=len(aliases)
+        ),
         grid=(lq // bq, b, h),
         in_specs=in_specs,
         out_specs=out_specs,
@@ -366,6 +408,11 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
         pl.BlockSpec((None, None, lq), lambda j, bi, hi: (bi, hi, 0)),
     ]
     kv_args = list(args)
+    if has_bias:
+        in_specs.append(
+            pl.BlockSpec((None, None, lq, bk), lambda j, bi, hi: (*_bias_index(bias, bi, hi), 0, j))
+        )
+        kv_args.append(bias)
     if has_seg:
         in_specs += [
             pl.BlockSpec((None, lq), lambda j, bi, hi: (bi, 0)),
@@ -376,13 +423,19 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
     out_dtype = jnp.float32 if group > 1 else k.dtype
     out_shape = [jax.ShapeDtypeStruct((b, lk, h, d), out_dtype)] * 2
     out_specs = [pl.BlockSpec((None, bk, None, d), lambda j, bi, hi: (bi, j, hi, 0))] * 2
+    if has_bias:
+        # d logits for every (batch, head): the O(B H Lq Lk) price of a differentiable bias.
+        out_shape.append(jax.ShapeDtypeStruct((b, h, lq, lk), jnp.float32))
+        out_specs.append(pl.BlockSpec((None, None, lq, bk), lambda j, bi, hi: (bi, hi, 0, j)))
     aliases = {}
     if st.poison:
         extra, aliases = _poisoned(out_shape, len(kv_args))
         in_specs += out_specs
         kv_args += extra
-    dk, dv = pl.pallas_call(
-        functools.partial(_dkdv_kernel, st=st, has_seg=has_seg, n_out_alias=len(aliases)),
+    dk, dv, *ds = pl.pallas_call(
+        functools.partial(
+            _dkdv_kernel, st=st, has_bias=has_bias, has_seg=has_seg, n_out_alias=len(aliases)
+        ),
         grid=(lk // bk, b, h),
         in_specs=in_specs,
         out_specs=out_specs,
@@ -395,7 +448,11 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
     if group > 1:
         dk = dk.reshape(b, lk, hkv, group, d).sum(axis=3).astype(k.dtype)
         dv = dv.reshape(b, lk, hkv, group, d).sum(axis=3).astype(v.dtype)
-    return dq, dk, dv
+    dbias = None
+    if has_bias:
+        axes = tuple(i for i in (0, 1) if bias.shape[i] == 1 and ds[0].shape[i] != 1)
+        dbias = ds[0].sum(axis=axes, keepdims=True).astype(bias.dtype)
+    return dq, dk, dv, dbias
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,21 +460,21 @@ def _backward(q, k, v, q_seg, kv_seg, out, lse, do, st: _Static):
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _flash_padded(q, k, v, q_seg, kv_seg, st: _Static):
-    return _forward(q, k, v, q_seg, kv_seg, st)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _flash_padded(q, k, v, bias, q_seg, kv_seg, st: _Static):
+    return _forward(q, k, v, bias, q_seg, kv_seg, st)
 
 
-def _flash_padded_fwd(q, k, v, q_seg, kv_seg, st: _Static):
-    out, lse = _forward(q, k, v, q_seg, kv_seg, st)
-    return (out, lse), (q, k, v, q_seg, kv_seg, out, lse)
+def _flash_padded_fwd(q, k, v, bias, q_seg, kv_seg, st: _Static):
+    out, lse = _forward(q, k, v, bias, q_seg, kv_seg, st)
+    return (out, lse), (q, k, v, bias, q_seg, kv_seg, out, lse)
 
 
 def _flash_padded_bwd(st: _Static, res, cts):
-    q, k, v, q_seg, kv_seg, out, lse = res
+    q, k, v, bias, q_seg, kv_seg, out, lse = res
     do, _ = cts  # the lse output is not differentiated (it is a residual, not a model output)
-    dq, dk, dv = _backward(q, k, v, q_seg, kv_seg, out, lse, do, st)
-    return dq, dk, dv, None, None
+    dq, dk, dv, dbias = _backward(q, k, v, bias, q_seg, kv_seg, out, lse, do, st)
+    return dq, dk, dv, dbias, None, None
 
 
 _flash_padded.defvjp(_flash_padded_fwd, _flash_padded_bwd)
@@ -458,6 +515,7 @@ def flash_attention_pallas(
     scale: float | None = None,
     q_segment_ids: jax.Array | None = None,
     kv_segment_ids: jax.Array | None = None,
+    bias: jax.Array | None = None,
     block_sizes: BlockSizes | None = None,
     interpret: bool | None = None,
     poison: bool = False,
@@ -470,6 +528,9 @@ def flash_attention_pallas(
       causal: top-left causal mask.
       scale: logits scale, default ``1/sqrt(D)``.
       q_segment_ids, kv_segment_ids: optional (B, Lq), (B, Lk) int ids; equal ids attend.
+      bias: optional additive logits bias of shape (1 or B, 1 or H, Lq, Lk), added after the
+        scale (as ``jax.nn``); differentiable (its gradient costs one float32 (B, H, Lq, Lk)
+        array in the backward pass).
       block_sizes: tiles; default from the tuning table for this device kind and D.
       interpret: run the Pallas interpreter; default: True unless the backend is a GPU.
       poison: fill the kernels' output buffers with NaN before they run (tests: any element
@@ -485,6 +546,16 @@ def flash_attention_pallas(
     check_segment_ids(q, k, q_segment_ids, kv_segment_ids)
     b, lq, h, d = q.shape
     lk = k.shape[1]
+    if bias is not None and (
+        bias.ndim != 4
+        or bias.shape[0] not in (1, b)
+        or bias.shape[1] not in (1, h)
+        or tuple(bias.shape[2:]) != (lq, lk)
+    ):
+        raise ValueError(
+            f"flash_attention_pallas: bias has shape {tuple(bias.shape)}; it must be "
+            f"(1 or {b}, 1 or {h}, {lq}, {lk})"
+        )
     if 0 in (b, lq, h, lk):
         return _empty_attention(q, lk, return_lse)
     if interpret is None:
@@ -519,7 +590,11 @@ def flash_attention_pallas(
         # Padded keys are masked by position already; padded queries are sliced away.
         q_seg = jnp.pad(q_segment_ids.astype(jnp.int32), ((0, 0), (0, lq_pad - lq)))
         kv_seg = jnp.pad(kv_segment_ids.astype(jnp.int32), ((0, 0), (0, lk_pad - lk)))
-    out, lse = _flash_padded(qp, kp, vp, q_seg, kv_seg, st)
+    bias_p = None
+    if bias is not None:
+        # Padded keys are masked by position and padded queries sliced away: pad with 0.
+        bias_p = jnp.pad(bias, ((0, 0), (0, 0), (0, lq_pad - lq), (0, lk_pad - lk)))
+    out, lse = _flash_padded(qp, kp, vp, bias_p, q_seg, kv_seg, st)
     out = out[:, :lq, :, :d]
     if return_lse:
         return out, lse[:, :, :lq]

@@ -23,7 +23,7 @@ def _visible(b, lq, lk, causal, q_seg, kv_seg):
     return vis
 
 
-def _probs(q, k, v, causal, scale, q_seg, kv_seg):
+def _probs(q, k, v, causal, scale, q_seg, kv_seg, bias=None):
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     b, lq, h, d = q.shape
     lk, hkv = k.shape[1], k.shape[2]
@@ -31,6 +31,8 @@ def _probs(q, k, v, causal, scale, q_seg, kv_seg):
     kr = np.repeat(k, h // hkv, axis=2)
     vr = np.repeat(v, h // hkv, axis=2)
     s = np.einsum("bqhd,bkhd->bhqk", q, kr) * scale
+    if bias is not None:  # additive logits bias, broadcast to (B, H, Lq, Lk)
+        s = s + np.asarray(bias, np.float64)
     vis = np.broadcast_to(_visible(b, lq, lk, causal, q_seg, kv_seg), s.shape)
     s = np.where(vis, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)
@@ -42,16 +44,19 @@ def _probs(q, k, v, causal, scale, q_seg, kv_seg):
     return q, kr, vr, p, lse, scale
 
 
-def attention_forward(q, k, v, *, causal=False, scale=None, q_seg=None, kv_seg=None):
+def attention_forward(q, k, v, *, causal=False, scale=None, q_seg=None, kv_seg=None, bias=None):
     """Return ``(out (B, Lq, H, D), lse (B, H, Lq))`` in float64."""
-    _, _, vr, p, lse, _ = _probs(q, k, v, causal, scale, q_seg, kv_seg)
+    _, _, vr, p, lse, _ = _probs(q, k, v, causal, scale, q_seg, kv_seg, bias)
     return np.einsum("bhqk,bkhd->bqhd", p, vr), lse
 
 
-def attention_backward(q, k, v, do, *, causal=False, scale=None, q_seg=None, kv_seg=None):
-    """Return ``(dq, dk, dv)`` in float64 for the cotangent ``do`` of the output."""
+def attention_backward(
+    q, k, v, do, *, causal=False, scale=None, q_seg=None, kv_seg=None, bias=None
+):
+    """Return ``(dq, dk, dv)`` in float64 for the cotangent ``do`` of the output, and
+    ``dbias`` (summed over the axes ``bias`` broadcasts) when a bias is given."""
     hkv = k.shape[2]
-    q64, kr, vr, p, _, scale = _probs(q, k, v, causal, scale, q_seg, kv_seg)
+    q64, kr, vr, p, _, scale = _probs(q, k, v, causal, scale, q_seg, kv_seg, bias)
     do = np.asarray(do, np.float64)
     dv_r = np.einsum("bhqk,bqhd->bkhd", p, do)
     dp = np.einsum("bqhd,bkhd->bhqk", do, vr)
@@ -63,7 +68,12 @@ def attention_backward(q, k, v, do, *, causal=False, scale=None, q_seg=None, kv_
     group = h // hkv
     dk = dk_r.reshape(b, lk, hkv, group, d).sum(axis=3)
     dv = dv_r.reshape(b, lk, hkv, group, d).sum(axis=3)
-    return dq, dk, dv
+    if bias is None:
+        return dq, dk, dv
+    # d logits / d bias = 1: dbias is ds, summed over the axes the bias broadcasts along.
+    shape = np.shape(bias)
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and ds.shape[i] != 1)
+    return dq, dk, dv, ds.sum(axis=axes, keepdims=True)
 
 
 # Error floors per dtype, added to the "2x naive same-precision attention" rule (FlashAttention's

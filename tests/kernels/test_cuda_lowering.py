@@ -62,16 +62,54 @@ def test_the_same_function_run_here_takes_no_gpu_call():
         assert not set(custom_calls(text)) & {PALLAS_TRITON, *CUDNN_ATTENTION}, impl
 
 
-def test_what_pallas_cannot_take_falls_back_to_xla_for_cuda_too():
+def test_pallas_takes_the_additive_bias_and_its_gradient_for_cuda():
     bias = jax.ShapeDtypeStruct((1, 4, 128, 128), jnp.float32)
+
+    def f(q, k, v, b):
+        return attn.dot_product_attention(q, k, v, bias=b, impl="pallas")
+
+    def g(q, k, v, b):
+        return jax.grad(lambda *a: jnp.sum(f(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3))(
+            q, k, v, b
+        )
+
+    assert custom_calls(lower_for_cuda(f, Q, Q, Q, bias))[PALLAS_TRITON] == 1
+    assert custom_calls(lower_for_cuda(g, Q, Q, Q, bias))[PALLAS_TRITON] == 3
+
+
+def test_what_pallas_cannot_take_falls_back_to_xla_for_cuda_too():
+    mask = jax.ShapeDtypeStruct((1, 1, 128, 128), jnp.bool_)
     text = lower_for_cuda(
-        lambda q, k, v, b: attn.dot_product_attention(q, k, v, bias=b, impl="pallas"),
+        lambda q, k, v, m: attn.dot_product_attention(q, k, v, mask=m, impl="pallas"),
         Q,
         Q,
         Q,
-        bias,
+        mask,
     )
     assert PALLAS_TRITON not in custom_calls(text)
+
+
+def test_the_avit_train_step_reaches_the_pallas_kernel_for_cuda():
+    """Every attention of the AViT carries its relative-position bias; with the bias in the
+    kernel, the lowered gradient holds 3 Pallas calls per attention (time, space H, space W)
+    and block: no silent XLA fallback."""
+    from flax import nnx
+
+    from jaxfm.models.surrogate import AViT, avit_config
+
+    cfg = avit_config("smoke", depth=2, attn_impl="pallas")
+    graphdef, state = nnx.split(AViT(cfg, rngs=nnx.Rngs(0)))
+    x = jax.ShapeDtypeStruct((2, 3, 16, 16, 2), jnp.float32)
+    ids = jnp.array([0, 1])
+
+    def loss_grad(state, x):
+        def loss(s):
+            return jnp.mean(nnx.merge(graphdef, s)(x, ids, periodic=(True, False)) ** 2)
+
+        return jax.grad(loss)(state)
+
+    calls = custom_calls(lower_for_cuda(loss_grad, state, x))
+    assert calls[PALLAS_TRITON] == 3 * 3 * cfg.depth, calls
 
 
 def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):

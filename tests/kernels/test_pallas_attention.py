@@ -35,12 +35,14 @@ from tests.kernels.numpy_oracle import (
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-def _naive(q, k, v, causal, vis_extra):
+def _naive(q, k, v, causal, vis_extra, bias=None):
     """Attention with every op in the input dtype: the "same-precision naive" baseline."""
     dt = q.dtype
     group = q.shape[2] // k.shape[2]
     kr, vr = jnp.repeat(k, group, axis=2), jnp.repeat(v, group, axis=2)
     s = jnp.einsum("bqhd,bkhd->bhqk", q, kr) * jnp.asarray(1.0 / np.sqrt(q.shape[-1]), dt)
+    if bias is not None:
+        s = s + bias.astype(dt)
     vis = jnp.ones((1, 1, q.shape[1], k.shape[1]), bool)
     if causal:
         vis = vis & jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None, None]
@@ -62,15 +64,19 @@ def _block_sizes(case: Case) -> BlockSizes | None:
     return BlockSizes(m, n, n, m)
 
 
-def _run(case: Case, request):
+def _run(case: Case, request, bias_shape=None):
+    """``bias_shape``: (1|B, 1|H) of a random additive bias, differentiated too."""
     seed, rng = rng_for(request)
     dt = jnp.dtype(case.dtype)
     q, k, v, do = (jnp.asarray(x, dt) for x in draw_inputs(case, rng))
     q_seg, kv_seg = segment_masks(case, rng)
     segs = (None, None) if q_seg is None else (jnp.asarray(q_seg), jnp.asarray(kv_seg))
+    bias = None
+    if bias_shape is not None:
+        bias = jnp.asarray(2 * rng.standard_normal((*bias_shape, case.lq, case.lk)), jnp.float32)
 
-    def kernel(q, k, v, do):
-        def f(q, k, v):
+    def kernel(q, k, v, do, *bias):
+        def f(q, k, v, *bias):
             return fa_pallas.flash_attention_pallas(
                 q,
                 k,
@@ -78,36 +84,42 @@ def _run(case: Case, request):
                 causal=case.causal,
                 q_segment_ids=segs[0],
                 kv_segment_ids=segs[1],
+                bias=bias[0] if bias else None,
                 block_sizes=_block_sizes(case),
                 interpret=True,
                 poison=True,
                 return_lse=True,
             )
 
-        (out, lse), vjp = jax.vjp(f, q, k, v)
+        (out, lse), vjp = jax.vjp(f, q, k, v, *bias)
         return out, lse, vjp((do, jnp.zeros_like(lse)))
 
     vis = (
         None if q_seg is None else jnp.asarray(q_seg[:, None, :, None] == kv_seg[:, None, None, :])
     )
 
-    def naive(q, k, v, do):
-        out, vjp = jax.vjp(lambda q, k, v: _naive(q, k, v, case.causal, vis), q, k, v)
+    def naive(q, k, v, do, *bias):
+        out, vjp = jax.vjp(
+            lambda q, k, v, *b: _naive(q, k, v, case.causal, vis, *b), q, k, v, *bias
+        )
         return out, vjp(do)
 
-    args = (q, k, v, do)
+    args = (q, k, v, do) + (() if bias is None else (bias,))
     out, lse, grads = jax.jit(kernel).lower(*args).compile(_FAST_COMPILE)(*args)
     n_out, n_grads = jax.jit(naive).lower(*args).compile(_FAST_COMPILE)(*args)
 
-    o_ref, lse_ref = attention_forward(q, k, v, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
-    g_ref = attention_backward(q, k, v, do, causal=case.causal, q_seg=q_seg, kv_seg=kv_seg)
+    ref_kw = dict(causal=case.causal, q_seg=q_seg, kv_seg=kv_seg, bias=bias)
+    o_ref, lse_ref = attention_forward(q, k, v, **ref_kw)
+    g_ref = attention_backward(q, k, v, do, **ref_kw)
     floor = ERROR_FLOOR[case.dtype]
-    msg = f"case {case} seed {seed}"
+    msg = f"case {case} bias {bias_shape} seed {seed}"
 
     assert out.dtype == dt and out.shape == q.shape, msg
+    if bias is not None:
+        assert grads[3].shape == bias.shape and grads[3].dtype == bias.dtype, msg
     for name, got, naive_got, ref in [
         ("out", out, n_out, o_ref),
-        *zip(("dq", "dk", "dv"), grads, n_grads, g_ref),
+        *zip(("dq", "dk", "dv", "dbias"), grads, n_grads, g_ref),
     ]:
         err = max_abs_err(got, ref)
         err_naive = max_abs_err(naive_got, ref)
@@ -139,6 +151,28 @@ FAST = [
 @pytest.mark.parametrize("case", FAST, ids=str)
 def test_pallas_matches_oracle(case, request):
     _run(case, request)
+
+
+BIAS = [
+    # a per-head relative-position-style bias shared by the batch, causal, ragged, GQA
+    (Case("float32", 2, 100, 100, 4, 2, 64, True, "none", (32, 16)), (1, 4)),
+    # a per-sample bias shared by the heads, bf16, segments + padding, Lq != Lk
+    (Case("bfloat16", 2, 48, 80, 2, 2, 64, False, "both", (16, 32)), (2, 1)),
+]
+
+
+@pytest.mark.parametrize("case, bias_shape", BIAS, ids=lambda x: str(x))
+def test_pallas_with_an_additive_bias_matches_oracle(case, bias_shape, request):
+    _run(case, request, bias_shape)
+
+
+def test_a_bias_of_the_wrong_shape_is_a_clear_error():
+    q = jnp.zeros((2, 16, 4, 32))
+    for shape in ((3, 4, 16, 16), (1, 2, 16, 16), (1, 4, 16, 8), (4, 16, 16)):
+        with pytest.raises(
+            ValueError, match=r"bias has shape .* must be \(1 or 2, 1 or 4, 16, 16\)"
+        ):
+            fa_pallas.flash_attention_pallas(q, q, q, bias=jnp.zeros(shape), interpret=True)
 
 
 SLOW = [

@@ -107,7 +107,7 @@ def test_fallbacks_log_once_per_reason(caplog, fresh_log_once, request):
         pytest.skip("the expected reasons below are the CPU ones")
     seed, rng = rng_for(request)
     q, k, v = _qkv(rng)
-    bias = np.zeros((1, 4, 33, 33), np.float32)
+    mask = np.ones((1, 1, 33, 33), bool)
     ref = attn.dot_product_attention(q, k, v, impl="xla")
     q, k, v, ref = map(np.asarray, (q, k, v, ref))
     with caplog.at_level(logging.INFO, logger=attn.__name__):
@@ -115,8 +115,8 @@ def test_fallbacks_log_once_per_reason(caplog, fresh_log_once, request):
             for impl in ("triton", "cudnn"):  # no GPU here: both fall back to xla
                 out = attn.dot_product_attention(q, k, v, impl=impl)
                 np.testing.assert_array_equal(np.asarray(out), ref, err_msg=f"seed={seed}")
-            # The fused kernels take no additive bias: fall back, still correct.
-            out = attn.dot_product_attention(q, k, v, bias=bias, impl="pallas")
+            # The fused kernels take no arbitrary mask: fall back, still correct.
+            out = attn.dot_product_attention(q, k, v, mask=mask, impl="pallas")
             np.testing.assert_array_equal(np.asarray(out), ref, err_msg=f"seed={seed}")
     records = [r for r in caplog.records if r.name == attn.__name__]
     # Exactly one line per reason (three calls each), at WARNING since each impl was named.
@@ -126,8 +126,8 @@ def test_fallbacks_log_once_per_reason(caplog, fresh_log_once, request):
     expected = {
         "attention impl=cudnn unavailable: cudnn takes bf16/fp16 only (got float32); "
         "falling back": logging.WARNING,
-        "attention impl=pallas unavailable: pallas takes no additive bias; "
-        "falling back": logging.WARNING,
+        "attention impl=pallas unavailable: pallas takes no arbitrary mask (use segment_ids "
+        "or key_padding_mask); falling back": logging.WARNING,
         (
             f"attention impl=triton unavailable: {triton}; falling back"
             if triton
