@@ -3,7 +3,9 @@
     python -m experiments.bench_surrogate cpu --workdir runs/bench-surrogate
     python -m experiments.bench_surrogate gpu --workdir runs/bench-surrogate-gpu   # + bf16
 
-For each preset: one AdamW step (NMSE loss, gradient clipping) compiled with ``jax.jit``;
+For each preset: one AdamW step (NMSE loss, gradient clipping) compiled with ``jax.jit``,
+float32 parameters cast to the compute dtype inside the loss as the training engine does
+(the count of matmuls whose operands are both in that dtype is recorded);
 model FLOPs from the compiled executable's cost analysis (forward + backward + update, as
 XLA counts them), peak memory from its memory analysis (arguments + outputs + temporaries -
 aliased), step time as the median of ``repeats`` timed steps after two warm-up steps.
@@ -54,8 +56,9 @@ from jaxfm.models.surrogate import PRESETS as AVIT_PRESETS
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.layer_stack import REMAT_POLICIES
 from jaxfm.nn.trunk import count_params
-from jaxfm.provenance import command_line, compiled_peak_bytes, git_sha, write_study
+from jaxfm.provenance import command_line, compiled_peak_bytes, dot_dtypes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
+from jaxfm.train.step import cast_floats, fp32_mask
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
     "H100": (67.0, 989.0),
@@ -205,6 +208,10 @@ def _peak(opts: BenchOptions, dtype: str) -> float | None:
     return None
 
 
+def _short(dtype) -> str:
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}[jnp.dtype(dtype).name]
+
+
 def bench_preset(
     name: str, dtype: str, opts: BenchOptions, layers: str = "unroll", depth: int = 0
 ) -> dict:
@@ -229,11 +236,17 @@ def bench_preset(
     y = jax.random.normal(key, (opts.batch, opts.grid, opts.grid, opts.n_fields))
     ids = jnp.arange(opts.n_fields, dtype=jnp.int32)
 
+    keep = fp32_mask(nnx.state(model, nnx.Param))
+
     def step(state, x, y):
         model, opt = nnx.merge(graph, state)
 
         def loss_fn(m):
-            pred = m(x.astype(cdt), ids)
+            # the engine's compute policy: float32 parameters cast to the compute dtype
+            # inside the loss (Fp32Param leaves kept), so the matmuls really run in it
+            mgraph, params, rest = nnx.split(m, nnx.Param, ...)
+            params = cast_floats(nnx.to_pure_dict(params), cdt, keep)
+            pred = nnx.merge(mgraph, params, rest)(x.astype(cdt), ids)
             return surrogate_loss(pred.astype(jnp.float32), y)
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -241,8 +254,10 @@ def bench_preset(
         return nnx.state((model, opt)), loss
 
     t0 = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, x, y).compile()
+    lowered = jax.jit(step, donate_argnums=0).lower(state, x, y)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
+    dots = dot_dtypes(lowered.as_text())
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
@@ -276,6 +291,8 @@ def bench_preset(
         "achieved_tflops": (flops / step_s / 1e12) if flops else None,
         "mfu": (flops / step_s / peak) if peak and flops else None,
         "peak_memory_bytes": peak_bytes,
+        "dots_in_compute_dtype": dots.get(f"{_short(cdt)}x{_short(cdt)}", 0),
+        "dots": sum(dots.values()),
         "loss": float(loss),
     }
 
@@ -692,7 +709,8 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
             f"{r['params']:>12,d} params | "
             f"step {r['step_s']:.4f} s | "
             f"{r['tokens_per_s']:,.0f} tok/s | {_tflops(r)} TFLOP/s | "
-            f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s",
+            f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s | "
+            f"{r['dots_in_compute_dtype']}/{r['dots']} matmuls in {dtype}",
             flush=True,
         )
     if cfg.bench.compare:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -61,6 +62,18 @@ def compiled_peak_bytes(compiled: Any) -> int | None:
         + m.temp_size_in_bytes
         - m.alias_size_in_bytes
     )
+
+
+def dot_dtypes(stablehlo: str) -> dict[str, int]:
+    """How many ``dot_general`` ops of a lowered program take which operand dtypes, e.g.
+    ``{"bf16xbf16": 122, "f32xbf16": 12}``: whether the matmuls run in the compute dtype."""
+    pairs = re.findall(
+        r"stablehlo\.dot_general.*?: \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)", stablehlo
+    )
+    out: dict[str, int] = {}
+    for a, b in pairs:
+        out[f"{a}x{b}"] = out.get(f"{a}x{b}", 0) + 1
+    return out
 
 
 #: The four files every study directory holds (``results/<study>/`` in the repository).

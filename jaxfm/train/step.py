@@ -53,8 +53,12 @@ def split_model(model: nnx.Module, task: Task):
     return nnx.split(model, trainable_filter(task), nnx.Param, ...)
 
 
-def _cast_floats(tree, dtype, keep=None):
-    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True."""
+def cast_floats(tree, dtype, keep=None):
+    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True.
+
+    The compute-dtype policy: ``cast_floats(params, bfloat16, fp32_mask(params))`` inside the
+    loss runs matmuls and attention in bf16 while parameters, gradients and optimizer state
+    stay float32 (norm statistics and softmax are computed in float32 by the layers)."""
     cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
     if keep is None:
         return jax.tree.map(cast, tree)
@@ -159,11 +163,11 @@ class Engine:
     def _loss(self, params, frozen, rest, batch, key):
         model = nnx.merge(
             self.graphdef,
-            _cast_floats(params, self.dtype, self.keep_fp32["params"]),
-            _cast_floats(frozen, self.dtype, self.keep_fp32["frozen"]),
+            cast_floats(params, self.dtype, self.keep_fp32["params"]),
+            cast_floats(frozen, self.dtype, self.keep_fp32["frozen"]),
             rest,
         )
-        batch = _cast_floats(batch, self.dtype)
+        batch = cast_floats(batch, self.dtype)
         loss, metrics = self.task.loss(model, batch, nnx.Rngs(dropout=key))
         aux_loss, aux_metrics = pop_aux(model)
         _, _, _, new_rest = split_model(model, self.task)
@@ -290,11 +294,11 @@ class Engine:
             def step(state, batch):
                 model = nnx.merge(
                     self.graphdef,
-                    _cast_floats(state["params"], self.dtype, self.keep_fp32["params"]),
-                    _cast_floats(state["frozen"], self.dtype, self.keep_fp32["frozen"]),
+                    cast_floats(state["params"], self.dtype, self.keep_fp32["params"]),
+                    cast_floats(state["frozen"], self.dtype, self.keep_fp32["frozen"]),
                     state["rest"],
                 )
-                metrics = getattr(self.task, method)(model, _cast_floats(batch, self.dtype))
+                metrics = getattr(self.task, method)(model, cast_floats(batch, self.dtype))
                 pop_aux(model)
                 return {k: _eval_output(v) for k, v in metrics.items()}
 

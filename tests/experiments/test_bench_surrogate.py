@@ -30,6 +30,8 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
             achieved_tflops=0.004036,
             mfu=None,
             peak_memory_bytes=14779496,
+            dots_in_compute_dtype=40,
+            dots=40,
         )
 
     monkeypatch.setattr(bs, "bench_preset", fake)

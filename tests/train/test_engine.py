@@ -172,7 +172,7 @@ def test_fp32_params_skip_the_bf16_cast_and_weight_decay():
     from flax import nnx
 
     from jaxfm.nn.params import Fp32Param
-    from jaxfm.train.step import _cast_floats
+    from jaxfm.train.step import cast_floats
 
     class Tiny(nnx.Module):
         def __init__(self, rngs):
@@ -201,7 +201,7 @@ def test_fp32_params_skip_the_bf16_cast_and_weight_decay():
     engine = Engine(TinyTask(), tc, None, None, make_mesh(ParallelConfig(data=8)), "dp")
     assert engine.keep_fp32["params"] == {"w": False, "a_log": True}
     state = engine.init(0)
-    cast = _cast_floats(state["params"], jnp.bfloat16, engine.keep_fp32["params"])
+    cast = cast_floats(state["params"], jnp.bfloat16, engine.keep_fp32["params"])
     assert cast["w"].dtype == jnp.bfloat16 and cast["a_log"].dtype == jnp.float32
     assert decay_mask(state["params"], engine.keep_fp32["params"]) == {"w": True, "a_log": False}
     zeros = jax.tree.map(jnp.zeros_like, state["params"])
