@@ -1,10 +1,11 @@
-"""The public flash-attention op: picks a kernel, or falls back to the reference with a reason.
+"""The public flash-attention op: runs the kernel named, or the reference with a reason.
 
-``flash_attention(q, k, v, ..., impl="auto")`` runs ``pallas`` or ``triton`` where they can run
-and otherwise the plain-``jnp`` reference, logging why once per distinct reason (never per call:
-inside a training step the message would repeat every trace). ``fallback_reason`` exposes the
-same decision so a caller with more choices (``jaxfm.nn.attention`` adds XLA and cuDNN) can use
-it without running anything.
+``flash_attention(q, k, v, ..., impl="pallas")`` runs ``pallas`` or ``triton`` where they can
+run and otherwise the plain-``jnp`` reference, logging why once per distinct reason (never per
+call: inside a training step the message would repeat every trace). ``fallback_reason``
+exposes the same decision so a caller with more choices can use it without running anything.
+Choosing among kernels ("auto": cuDNN, Pallas or XLA, per device and per call) happens in one
+place only, ``jaxfm.nn.attention.dot_product_attention``; this op runs what it is told.
 
 Where each kernel runs:
 * ``pallas``: NVIDIA GPUs (Pallas' Triton lowering) and, in interpret mode, any backend; on a
@@ -27,7 +28,7 @@ from kernels.flash_attention.reference import (
 
 __all__ = ["flash_attention", "fallback_reason", "log_once", "KERNEL_IMPLS"]
 
-KERNEL_IMPLS = ("auto", "pallas", "triton", "reference")
+KERNEL_IMPLS = ("pallas", "triton", "reference")
 _logger = logging.getLogger(__name__)
 _logged: set[str] = set()
 
@@ -87,7 +88,7 @@ def flash_attention(
     scale: float | None = None,
     q_segment_ids: jax.Array | None = None,
     kv_segment_ids: jax.Array | None = None,
-    impl: str = "auto",
+    impl: str,
     backend: str | None = None,
     bias: jax.Array | None = None,
 ) -> jax.Array:
@@ -98,8 +99,8 @@ def flash_attention(
       causal: top-left causal mask.
       scale: logits scale, default ``1/sqrt(D)``.
       q_segment_ids, kv_segment_ids: optional (B, Lq), (B, Lk) int ids; equal ids attend.
-      impl: ``auto`` (pallas on a GPU, the reference elsewhere), ``pallas``, ``triton``
-        or ``reference``.
+      impl: ``pallas``, ``triton`` or ``reference`` (no ``auto``: that choice belongs to
+        ``jaxfm.nn.attention``).
       backend: the backend the call is lowered for (default: ``jax.default_backend()``);
         ``"gpu"`` builds the GPU kernels whatever the host (a branch of
         ``lax.platform_dependent``, an export for CUDA), anything else interprets Pallas.
@@ -110,18 +111,16 @@ def flash_attention(
       (B, Lq, H, D) in ``q.dtype``.
     """
     if impl not in KERNEL_IMPLS:
-        raise ValueError(f"flash_attention: unknown impl {impl!r}; choose one of {KERNEL_IMPLS}")
+        raise ValueError(
+            f"flash_attention: unknown impl {impl!r}; choose one of {KERNEL_IMPLS} (to choose "
+            "automatically, call jaxfm.nn.attention.dot_product_attention with impl='auto')"
+        )
     check_shapes(q, k, v)
     check_segment_ids(q, k, q_segment_ids, kv_segment_ids)
     kwargs = dict(
         causal=causal, scale=scale, q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids
     )
-    if impl == "auto":
-        order = ("pallas",) if jax.default_backend() == "gpu" else ()
-    elif impl == "reference":
-        order = ()
-    else:
-        order = (impl,)
+    order = () if impl == "reference" else (impl,)
     interpret = None if backend is None else backend != "gpu"
     for cand in order:
         reason = fallback_reason(cand, q, k, v, backend=backend)

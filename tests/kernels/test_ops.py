@@ -82,8 +82,11 @@ def test_op_falls_back_to_reference_with_one_log(caplog, monkeypatch, request):
             "flash_attention: triton unavailable: triton has no lowering for backend 'cpu'; "
             "using the reference"
         ]
-    auto = jax.jit(lambda *a: ops.flash_attention(*a, causal=True))(q, k, v)  # CPU: reference
-    np.testing.assert_array_equal(np.asarray(auto), np.asarray(expected))
+    ref = jax.jit(lambda *a: ops.flash_attention(*a, causal=True, impl="reference"))(q, k, v)
+    np.testing.assert_array_equal(np.asarray(ref), np.asarray(expected))
     with pytest.raises(ValueError, match="unknown impl 'cuda'"):
         ops.flash_attention(q, k, v, impl="cuda")
+    # one "auto" in the code base: jaxfm.nn.attention's
+    with pytest.raises(ValueError, match="unknown impl 'auto'.*jaxfm.nn.attention"):
+        ops.flash_attention(q, k, v, impl="auto")
     assert "head_dim 512" in ops.fallback_reason("pallas", *(jnp.zeros((1, 4, 1, 512)),) * 3)
