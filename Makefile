@@ -15,11 +15,11 @@ PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo data test test-slow test-triton test-gpu test-torch gpu-check bench lint \
+.PHONY: help venv demo data test test-slow test-triton test-gpu test-torch test-jax011 gpu-check gpu-check-dry bench lint \
 	format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -61,6 +61,23 @@ test-gpu: venv  ## every `gpu`-marked test + tests/kernels/test_triton_jax.py (n
 	JAX_PLATFORMS=cuda $(PY) -m pytest tests/kernels/test_triton_jax.py -m "not gpu" -q $(PYTEST_ARGS); \
 	JAX_PLATFORMS=cuda $(PY) -m pytest tests -m gpu -q $(PYTEST_ARGS)
 
+# The oldest jax jaxfm supports (and the GPU machine's): its own venv, the same fast suite.
+VENV_JAX011 := .venv-jax011
+
+$(VENV_JAX011)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python 3.12 found (see 'make venv')" >&2; exit 1; fi
+	@echo "== building $(VENV_JAX011) with $(PYTHON) and jax 0.11.2"
+	$(PYTHON) -m venv $(VENV_JAX011)
+	$(VENV_JAX011)/bin/python -m pip install -q --upgrade pip
+	$(VENV_JAX011)/bin/python -m pip install -q -e ".[dev]" "jax==0.11.2" "jaxlib==0.11.2"
+	@touch $@
+
+test-jax011: $(VENV_JAX011)/.installed  ## the fast suite on jax 0.11.2, the oldest supported jax
+	$(VENV_JAX011)/bin/python -c 'import jax; assert jax.__version__ == "0.11.2", jax.__version__'
+	$(VENV_JAX011)/bin/python -m pytest -n 2 -m "not slow and not gpu and not triton_interpret" -q \
+	  --durations=15 $(PYTEST_ARGS)
+
 test-torch: venv  ## `torch`-marked tests (torch checkpoint reader; MPP parity with JAXFM_MPP_SRC), CPU torch
 	@if [ ! -f "$${JAXFM_MPP_SRC:-}/models/avit.py" ]; then \
 	  echo "note: JAXFM_MPP_SRC is not a checkout of github.com/PolymathicAI/multiple_physics_pretraining; the MPP parity test will skip"; fi
@@ -68,8 +85,11 @@ test-torch: venv  ## `torch`-marked tests (torch checkpoint reader; MPP parity w
 	JAXFM_TORCH_PYTHON=$${VENV_TRITON:-.venv-triton}/bin/python $(PY) -m pytest tests -m torch -q \
 	  $(PYTEST_ARGS)
 
-gpu-check: venv  ## on a GPU machine: test-gpu + kernel benchmark at GPU sizes, JSON in runs/gpu_check
+gpu-check: venv  ## on a GPU machine: numerics, kernel + AViT + mixer benchmarks (< 8 min), runs/gpu_check
 	PY=$(PY) bash kernels/gpu_check.sh
+
+gpu-check-dry: venv  ## the gpu-check parts at CPU sizes (what CI runs), runs/gpu_check_dry
+	PY=$(PY) OUT_DIR=runs/gpu_check_dry bash kernels/gpu_check.sh --dry-run
 
 bench: venv  ## microbenchmarks (small sizes on CPU); JSON lands in runs/bench
 	$(PY) -m kernels.bench --smoke --out runs/bench

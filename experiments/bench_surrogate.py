@@ -59,6 +59,10 @@ from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, dot_dtypes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
 from jaxfm.train.step import cast_floats, fp32_mask
+from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls
+
+#: Custom-call targets of the fused attention paths (Pallas' Triton call, cuDNN).
+FUSED_ATTENTION = (PALLAS_TRITON, *CUDNN_ATTENTION)
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
     "H100": (67.0, 989.0),
@@ -88,6 +92,9 @@ class BenchOptions:
     jaxfm.nn.layer_stack: full, dots, dots_no_batch), e.g. scan+full."""
     depths: tuple[int, ...] = (0,)
     """Block counts to measure, one row each (0: the preset's depth)."""
+    attn_impls: tuple[str, ...] = ("auto",)
+    """Attention implementations, one row each (jaxfm.nn.attention: auto, xla, cudnn,
+    pallas, triton)."""
     repeats: int = 5
     """Timed steps per preset (median reported)."""
     peak_tflops: float = 0.0
@@ -168,6 +175,23 @@ def depth() -> BenchConfig:
     )
 
 
+def gpu_impls() -> BenchConfig:
+    """GPU: Ti in bfloat16 at 128x128, T 16, batch 8, once per attention impl (xla, cudnn,
+    pallas): step time, MFU, memory and how many fused attention calls the step holds."""
+    return BenchConfig(
+        workdir="runs/bench-surrogate-gpu-impls",
+        bench=BenchOptions(
+            presets=("Ti",),
+            batch=8,
+            grid=128,
+            n_steps_input=16,
+            dtypes=("bfloat16",),
+            attn_impls=("xla", "cudnn", "pallas"),
+            repeats=10,
+        ),
+    )
+
+
 def compare() -> BenchConfig:
     """Side by side with PyTorch MPP: configs a, b, c (see COMPARE), float32."""
     return BenchConfig(
@@ -182,6 +206,7 @@ PRESETS = {
     "gpu": gpu,
     "layers": layers,
     "depth": depth,
+    "gpu_impls": gpu_impls,
     "compare": compare,
 }
 
@@ -213,14 +238,19 @@ def _short(dtype) -> str:
 
 
 def bench_preset(
-    name: str, dtype: str, opts: BenchOptions, layers: str = "unroll", depth: int = 0
+    name: str,
+    dtype: str,
+    opts: BenchOptions,
+    layers: str = "unroll",
+    depth: int = 0,
+    attn_impl: str = "auto",
 ) -> dict:
     """Compiles and times one training step of preset ``name`` (with ``depth`` blocks, 0:
     the preset's), its blocks run as ``layers`` says (:func:`parse_layers`).
 
     A scanned stack's FLOPs are not reported: XLA's cost analysis counts a loop body once."""
     scan_layers, remat = parse_layers(layers)
-    cfg = avit_config(name, scan_layers=scan_layers, remat=remat)
+    cfg = avit_config(name, scan_layers=scan_layers, remat=remat, attn_impl=attn_impl)
     if depth:
         cfg = dataclasses.replace(cfg, depth=depth)
     model = AViT(cfg, rngs=nnx.Rngs(0))
@@ -279,6 +309,10 @@ def bench_preset(
         "dtype": dtype,
         "layers": layers,
         "depth": cfg.depth,
+        "attn_impl": attn_impl,
+        "fused_attention_calls": sum(
+            n for t, n in custom_calls(lowered.as_text()).items() if t in FUSED_ATTENTION
+        ),
         "params": count_params(model),
         "batch": opts.batch,
         "grid": opts.grid,
@@ -646,10 +680,10 @@ def report(out: dict, command: str) -> str:
         f"Command: `{command}` (device {out['device']}, {out['n_devices']} device(s), jax "
         f"`{out['jax']}`). Options: `{json.dumps(out['options'])}`.",
         "",
-        "| preset | depth | dtype | layers | params | step s | tokens/s | TFLOP/s | "
+        "| preset | depth | dtype | layers | attention | params | step s | tokens/s | TFLOP/s | "
         + ("MFU | " if mfu else "")
         + "peak MiB | compile s |",
-        "|" + "---|" * (11 if mfu else 10),
+        "|" + "---|" * (12 if mfu else 11),
     ]
     if not rows:
         lines = lines[:3]
@@ -659,6 +693,7 @@ def report(out: dict, command: str) -> str:
             str(r.get("depth", AVIT_PRESETS[r["preset"]].depth)),  # rows saved before depth
             r["dtype"],
             r.get("layers", "unroll"),  # rows measured before scanning existed
+            r.get("attn_impl", "auto"),
             f"{r['params']:,}",
             f"{r['step_s']:.4f}",
             f"{r['tokens_per_s']:,.0f}",
@@ -693,14 +728,15 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
         "results": [],
     }
     runs = [
-        (name, depth, dtype, mode)
+        (name, depth, dtype, mode, impl)
         for name in cfg.bench.presets
         for depth in cfg.bench.depths
         for dtype in cfg.bench.dtypes
         for mode in cfg.bench.layers
+        for impl in cfg.bench.attn_impls
     ]
-    for name, depth, dtype, mode in runs:
-        r = bench_preset(name, dtype, cfg.bench, mode, depth)
+    for name, depth, dtype, mode, impl in runs:
+        r = bench_preset(name, dtype, cfg.bench, mode, depth, impl)
         out["results"].append(r)
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_memory_bytes'] / 2**20:.0f} MiB" if r["peak_memory_bytes"] else "n/a"
@@ -710,7 +746,8 @@ def main(cfg: BenchConfig, command: str | None = None) -> dict:
             f"step {r['step_s']:.4f} s | "
             f"{r['tokens_per_s']:,.0f} tok/s | {_tflops(r)} TFLOP/s | "
             f"MFU {mfu} | peak mem {mem} | compile {r['compile_s']:.1f} s | "
-            f"{r['dots_in_compute_dtype']}/{r['dots']} matmuls in {dtype}",
+            f"{r['dots_in_compute_dtype']}/{r['dots']} matmuls in {dtype} | attention "
+            f"{impl}: {r['fused_attention_calls']} fused calls",
             flush=True,
         )
     if cfg.bench.compare:

@@ -17,7 +17,7 @@ from tests.study_check import assert_study
 
 
 def test_study_folder_holds_the_table(tmp_path, monkeypatch):
-    def fake(name, dtype, opts, layers, depth):
+    def fake(name, dtype, opts, layers, depth, attn_impl):
         return dict(
             preset=name,
             dtype=dtype,
@@ -32,6 +32,8 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
             peak_memory_bytes=14779496,
             dots_in_compute_dtype=40,
             dots=40,
+            attn_impl=attn_impl,
+            fused_attention_calls=0,
         )
 
     monkeypatch.setattr(bs, "bench_preset", fake)
@@ -40,7 +42,8 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
     assert_study(tmp_path / "run", "python -m experiments.bench_surrogate cpu")
     report = open(tmp_path / "run" / "report.md").read()
     assert (
-        "| tiny | 4 | float32 | unroll | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |" in report
+        "| tiny | 4 | float32 | unroll | auto | 20,756 | 0.0619 | 16,552 | 0.004 | 14 | 12.6 |"
+        in report
     )
     # the layers preset: one row per preset and way of running the blocks
     cfg = override(bs.layers(), {"workdir": str(tmp_path / "layers")})
@@ -49,10 +52,12 @@ def test_study_folder_holds_the_table(tmp_path, monkeypatch):
     assert rows == [(p, m) for p in ("Ti", "S", "B") for m in cfg.bench.layers]
     layers_report = open(tmp_path / "layers" / "report.md").read()
     # a scanned row has no TFLOP/s: XLA's cost analysis counts the loop body once
-    assert "| B | 12 | float32 | scan+dots_no_batch | 20,756 | 0.0619 | 16,552 | - |" in (
+    assert "| B | 12 | float32 | scan+dots_no_batch | auto | 20,756 | 0.0619 | 16,552 | - |" in (
         layers_report
     )
-    assert "| B | 12 | float32 | unroll | 20,756 | 0.0619 | 16,552 | 0.004 |" in layers_report
+    assert (
+        "| B | 12 | float32 | unroll | auto | 20,756 | 0.0619 | 16,552 | 0.004 |" in layers_report
+    )
     cfg = override(bs.depth(), {"workdir": str(tmp_path / "depth")})
     out = bs.main(cfg, command="python -m experiments.bench_surrogate depth")
     assert [(r["depth"], r["layers"]) for r in out["results"]] == [

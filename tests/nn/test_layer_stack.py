@@ -95,7 +95,9 @@ def test_trunk_scanned_equals_unrolled_in_inference_and_training(mixer, ffn, mod
 def test_moe_router_bias_updates_and_aux_losses_survive_the_scan():
     cfg = TrunkConfig(ffn="moe", depth=3, dim=16, moe=MoEConfig(n_experts=4, top_k=1))
     cfg = dataclasses.replace(cfg, moe=dataclasses.replace(cfg.moe, bias_rate=0.1))
-    x = jax.random.normal(jax.random.key(_fresh_seed()), (2, 12, 16))
+    # 26 tokens over 4 experts: no expert can carry exactly the mean load, so the sign in the
+    # bias update never sits on a tie that rounding (of the mean) could break either way
+    x = jax.random.normal(jax.random.key(_fresh_seed()), (2, 13, 16))
     results = {}
     for scan in (False, True):
         trunk = Trunk(dataclasses.replace(cfg, scan_layers=scan), rngs=nnx.Rngs(0))
