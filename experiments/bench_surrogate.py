@@ -59,6 +59,7 @@ from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, dot_dtypes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
 from jaxfm.train.step import cast_floats, fp32_mask
+from jaxfm.xla_profile import CATEGORIES, breakdown
 from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls
 
 #: Custom-call targets of the fused attention paths (Pallas' Triton call, cuDNN).
@@ -109,6 +110,9 @@ class BenchOptions:
     """Timed steps per side (median reported)."""
     compare_block: int = 2
     """Steps per turn: torch and jax alternate in blocks of this many until compare_steps."""
+    profile: bool = False
+    """After timing each side-by-side config, profile jax's train step and forward
+    (jaxfm.xla_profile: time per op class, slowest ops)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -488,6 +492,17 @@ def _jax_side(spec: CompareSpec):
             times.append(time.perf_counter() - t)
         return times
 
+    def profile() -> dict:
+        def one_step():
+            box["state"], loss = step_c(box["state"], x, y)
+            return loss
+
+        return {
+            "step": breakdown(one_step, step_c.as_text()),
+            "fwd": breakdown(lambda: fwd_c(box["state"], x), fwd_c.as_text()),
+        }
+
+    box["profile"] = profile
     return cfg, count_params(model), compile_s, fwd_compile_s, train, forward, box
 
 
@@ -545,8 +560,10 @@ def compare_config(name: str, opts: BenchOptions, worker: TorchWorker | None) ->
     med = lambda v: float(np.median(v)) if v else None  # noqa: E731
     jax_step, jax_f, torch_step, torch_f = med(jt), med(jf), med(tt), med(tf)
     step_ratio = _ratio(torch_step, jax_step)
+    profile = box["profile"]() if opts.profile else None
     return {
         "config": name,
+        "jax_profile": profile,
         **dataclasses.asdict(spec),
         "dim": cfg.dim,
         "heads": cfg.heads,
@@ -661,6 +678,30 @@ def compare_report(out: dict, command: str) -> list[str]:
             )
             + " |"
         )
+    profiled = [r for r in out["compare"] if r.get("jax_profile")]
+    if profiled:
+        lines += [
+            "",
+            "## Where jax's time goes (jaxfm.xla_profile)",
+            "",
+            "Milliseconds per call by op class (XLA op events of `jax.profiler`, classed from the "
+            "compiled HLO), wall time under the profiler, and the slowest ops.",
+            "",
+            "| config | pass | wall ms | "
+            + " | ".join(f"{c} ms" for c in CATEGORIES)
+            + " | outside ops ms | slowest ops (ms) |",
+            "|" + "---|" * (5 + len(CATEGORIES)),
+        ]
+        for r in profiled:
+            for which in ("step", "fwd"):
+                p = r["jax_profile"][which]
+                top = ", ".join(
+                    f"{o['op']} ({o['category']}) {1e3 * o['s']:.1f}" for o in p["top_ops"][:3]
+                )
+                cells = [r["config"], which, f"{1e3 * p['wall_s']:.1f}"]
+                cells += [f"{1e3 * p['by_category_s'][c]:.1f}" for c in CATEGORIES]
+                cells += [f"{1e3 * p['unattributed_s']:.1f}", top]
+                lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

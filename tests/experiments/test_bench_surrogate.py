@@ -221,3 +221,49 @@ def test_compare_without_torch_times_the_jax_side_only(tmp_path, monkeypatch):
     report = open(tmp_path / "run" / "report.md").read()
     row = "| b | Ti | 8 x 4 x 2 x 64² | open | 5.0 | - | 20.0 | - | - | 10.0 | - | - | - | "
     assert row in report
+
+
+def test_profile_rows_are_reported_per_config_and_pass(tmp_path, monkeypatch):
+    def fake_side(spec):
+        def times(n):
+            return [0.02] * n
+
+        def profile():
+            one = {
+                "wall_s": 0.02,
+                "ops_s": 0.018,
+                "unattributed_s": 0.002,
+                "by_category_s": {
+                    "matmul": 0.01,
+                    "reduction": 0.002,
+                    "data movement": 0.004,
+                    "element-wise": 0.002,
+                },
+                "top_ops": [{"op": "ynn_fusion.3", "category": "matmul", "s": 0.006}],
+                "n_ops": 40,
+            }
+            return {"step": one, "fwd": one}
+
+        return (
+            bs._compare_model(spec),
+            1234,
+            5.0,
+            2.0,
+            times,
+            times,
+            {"loss": 0.5, "profile": profile},
+        )
+
+    monkeypatch.setattr(bs, "_jax_side", fake_side)
+    cfg = override(
+        bs.compare(),
+        {"workdir": str(tmp_path / "run"), "bench.compare": ("b",), "bench.profile": True},
+    )
+    bs.main(cfg, command="python -m experiments.bench_surrogate compare")
+    (r,) = json.load(open(tmp_path / "run" / "bench.json"))["compare"]
+    assert r["jax_profile"]["step"]["by_category_s"]["matmul"] == 0.01
+    report = open(tmp_path / "run" / "report.md").read()
+    assert (
+        "| b | step | 20.0 | 10.0 | 2.0 | 4.0 | 2.0 | 2.0 | ynn_fusion.3 (matmul) 6.0 |" in report
+    )
+    assert "| b | fwd | 20.0 |" in report
