@@ -218,7 +218,7 @@ class TrunkConfig:
     """Run the blocks as one scanned loop, traced and compiled once, instead of unrolled; same
     parameters and checkpoints either way (jaxfm.nn.layer_stack). Off by default: on CPU it
     shortens the compile of deep stacks (depth 24) but slows the step and adds two copies of
-    the blocks' parameters (results/bench_surrogate_layers)."""
+    the blocks' parameters (results/bench_surrogate_layers, results/bench_surrogate_depth)."""
     remat: RematName = "none"
     """Rematerialisation of each block in the backward pass: none, full, dots or
     dots_no_batch (jaxfm.nn.layer_stack)."""
