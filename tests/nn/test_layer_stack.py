@@ -77,7 +77,7 @@ def test_trunk_scanned_equals_unrolled_in_inference_and_training(mixer, ffn, mod
     cfg = TrunkConfig(
         mixer=mixer,
         ffn=ffn,
-        depth=3,
+        depth=2,
         dim=32,
         drop_path=0.3,
         mlp=MLPConfig(dropout=0.2),
@@ -116,7 +116,7 @@ def test_moe_router_bias_updates_and_aux_losses_survive_the_scan():
     [(FAST_MODES[:1], False), pytest.param(ALL_MODES, True, marks=pytest.mark.slow)],
 )
 def test_avit_scanned_equals_unrolled_with_drop_path_and_periodic_axes(modes, inference):
-    cfg = avit_config("smoke", depth=3, drop_path=0.4, patch_jitter=True, input_noise=0.01)
+    cfg = avit_config("smoke", depth=2, drop_path=0.4, patch_jitter=True, input_noise=0.01)
     rngs = nnx.Rngs(_fresh_seed())
     model = AViT(cfg, rngs=rngs)
     x = jax.random.normal(rngs.params(), (2, 3, 16, 16, 2))
@@ -176,10 +176,10 @@ def test_checkpoints_restore_across_scanned_and_unrolled(tmp_path):
 
     seed = _fresh_seed()
     unrolled = AViT(
-        avit_config("smoke", depth=3, delta=False, scan_layers=False), rngs=nnx.Rngs(seed)
+        avit_config("smoke", depth=2, delta=False, scan_layers=False), rngs=nnx.Rngs(seed)
     )
     scanned = AViT(
-        avit_config("smoke", depth=3, delta=False, scan_layers=True), rngs=nnx.Rngs(seed + 1)
+        avit_config("smoke", depth=2, delta=False, scan_layers=True), rngs=nnx.Rngs(seed + 1)
     )
     x = jax.random.normal(jax.random.key(seed), (1, 2, 16, 16, 2))
     ids = jnp.array([[0, 1]])
