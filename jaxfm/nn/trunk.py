@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from jaxfm.nn.bidirectional import Bidirectional
-from jaxfm.nn.layer_stack import REMAT_POLICIES, RematName, block_inputs, block_rngs, run_stack
+from jaxfm.nn.layer_stack import RematName, block_inputs, block_rngs, check_remat, run_stack
 from jaxfm.nn.mamba import Mamba
 from jaxfm.nn.mlp import MLP
 from jaxfm.nn.moe import MoE
@@ -367,8 +367,7 @@ def build_block(cfg: TrunkConfig, index: int, rngs: nnx.Rngs) -> Block:
     _lookup(FFNS, "ffn", cfg.ffn)
     if cfg.norm not in _NORMS:
         raise ValueError(f"unknown norm {cfg.norm!r}; choose one of {sorted(_NORMS)}")
-    if cfg.remat not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat {cfg.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+    check_remat(cfg.remat)
     layer = Layer(index, cfg.depth)
     mixer = build_mixer(cfg, layer, rngs)
     return Block(
