@@ -60,10 +60,10 @@ from jaxfm.provenance import command_line, compiled_peak_bytes, dot_dtypes, git_
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
 from jaxfm.train.step import cast_floats, fp32_mask
 from jaxfm.xla_profile import CATEGORIES, breakdown
-from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls
+from kernels.cuda_lowering import CUDNN_ATTENTION, MOSAIC_GPU, PALLAS_TRITON, custom_calls
 
 #: Custom-call targets of the fused attention paths (Pallas' Triton call, cuDNN).
-FUSED_ATTENTION = (PALLAS_TRITON, *CUDNN_ATTENTION)
+FUSED_ATTENTION = (PALLAS_TRITON, MOSAIC_GPU, *CUDNN_ATTENTION)
 
 PEAK_TFLOPS = {  # dense, per device: (float32 [TF32 off], bfloat16); vendor data sheets
     "H100": (67.0, 989.0),
@@ -181,7 +181,7 @@ def depth() -> BenchConfig:
 
 def gpu_impls() -> BenchConfig:
     """GPU: Ti in bfloat16 at 128x128, T 16, batch 8, once per attention impl (xla, cudnn,
-    pallas): step time, MFU, memory and how many fused attention calls the step holds."""
+    pallas, mosaic): step time, MFU, memory and how many fused attention calls the step holds."""
     return BenchConfig(
         workdir="runs/bench-surrogate-gpu-impls",
         bench=BenchOptions(
@@ -190,7 +190,7 @@ def gpu_impls() -> BenchConfig:
             grid=128,
             n_steps_input=16,
             dtypes=("bfloat16",),
-            attn_impls=("xla", "cudnn", "pallas"),
+            attn_impls=("xla", "cudnn", "pallas", "mosaic"),
             repeats=10,
         ),
     )

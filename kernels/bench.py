@@ -5,8 +5,9 @@ Sweeps sequence length, head dim and causal at a fixed token count (batch x seq 
 over every implementation:
 
 * ``xla`` / ``cudnn``: ``jax.nn.dot_product_attention(implementation=...)`` (cuDNN: GPU only);
-* ``pallas`` / ``triton``: ``kernels/flash_attention`` (Pallas in interpret mode off-GPU, which
-  only ``--smoke`` runs; Triton: GPU only);
+* ``pallas`` / ``mosaic`` / ``triton``: ``kernels/flash_attention`` (Pallas and Mosaic GPU in
+  interpret mode off-GPU, which only ``--smoke`` runs; Mosaic GPU: Hopper and newer, bf16/fp16,
+  head dims 64/128, a skipped row otherwise; Triton: GPU only);
 * ``reference``: the plain-jnp reference.
 
 For each it reports the median time and its p20-p80 spread (CUPTI device timer where
@@ -15,8 +16,8 @@ compile excluded; >= 2 warm-up calls because the first jitted Pallas call is tra
 speed-up over xla on the same configuration (xla's median / this one's), TFLOP/s (forward
 4*B*H*Sq*Sk*D, halved when causal; backward 2.5x forward, timed alone on saved residuals), the
 fraction of a *measured* bf16 matmul peak on the same device, and peak memory from XLA's
-compiled memory analysis. Every row's ``mode`` is ``compiled``, or ``interpret`` for Pallas off
-a GPU (the Pallas interpreter: such timings measure the interpreter, not the kernel). A
+compiled memory analysis. Every row's ``mode`` is ``compiled``, or ``interpret`` for Pallas or
+Mosaic GPU off a GPU (an interpreter: such timings measure the interpreter, not the kernel). A
 pass that fails to compile or to run (out of memory, say) is recorded as ``skipped`` with the
 reason and the sweep goes on. Output in ``--out``: ``bench.jsonl`` (one row per impl x config x
 pass, each with device kind, versions and git SHA), ``bench.md`` (table) and ``bench.png``

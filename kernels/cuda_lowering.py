@@ -7,6 +7,7 @@ CPU machine:
 
 * Pallas' Triton lowering asks the device for its compute capability. An abstract mesh over
   an abstract GPU device (``jax.sharding.AbstractDevice``, default an H200) answers instead.
+  (Mosaic GPU's lowering asks nothing: it emits Mosaic MLIR that the GPU runtime compiles.)
 * ``jax.export`` refuses custom calls without a serialization-compatibility guarantee
   (Pallas' Triton call, cuDNN attention). The module is only inspected, never serialized
   for later, so those checks are disabled for the targets named in ``ALLOWED``.
@@ -25,10 +26,11 @@ from jax import export
 
 #: Custom-call targets of jaxfm's GPU paths.
 PALLAS_TRITON = "__gpu$xla.gpu.triton"
+MOSAIC_GPU = "mosaic_gpu_v2"
 CUDNN_ATTENTION = tuple(
     f"__cudnn$fmha{bias}Softmax{bwd}" for bias in ("", "ScaleBias") for bwd in ("", "Backward")
 )
-ALLOWED = (PALLAS_TRITON, *CUDNN_ATTENTION)
+ALLOWED = (PALLAS_TRITON, MOSAIC_GPU, *CUDNN_ATTENTION)
 
 
 def lower_for_cuda(fn: Callable, *args, device_kind: str = "NVIDIA H200") -> str:

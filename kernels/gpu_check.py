@@ -13,11 +13,11 @@ Parts (``--dry-run``: the same commands at CPU sizes, for CI; the GPU-only tests
 1. ``env``: python, jax, jaxlib, flax, triton, jax-triton versions, devices; which optional
    packages are missing (grain is not installed on the GPU machine: carry its wheel, see
    ``kernels/README.md``).
-2. ``numerics``: ``pytest -m gpu`` on ``tests/kernels/test_gpu_numerics.py`` (xla, cudnn and
-   Pallas compiled, bf16, three cases, forward and backward vs the float64 oracle, each
-   asserting its fused call) and ``tests/kernels/test_triton_jax.py``.
-3. ``kernel_bench``: ``python -m kernels.bench`` (xla, cudnn, pallas, triton; head dims 64 and
-   128; sequence 2k and 8k; causal), TFLOP/s and the speed-up over XLA.
+2. ``numerics``: ``pytest -m gpu`` on ``tests/kernels/test_gpu_numerics.py`` (xla, cudnn,
+   Pallas and Mosaic GPU compiled, bf16, three cases, forward and backward vs the float64
+   oracle, each asserting its fused call) and ``tests/kernels/test_triton_jax.py``.
+3. ``kernel_bench``: ``python -m kernels.bench`` (xla, cudnn, pallas, mosaic, triton; head
+   dims 64 and 128; sequence 2k and 8k; causal), TFLOP/s and the speed-up over XLA.
 4. ``avit_step``: ``experiments.bench_surrogate gpu_impls``: the AViT-Ti bf16 train step per
    attention impl (tokens/s, MFU, peak memory, fused calls in the step).
 5. ``mixers``: ``jaxfm.nn.bench_mixers`` at 1k, 4k and 16k tokens.
@@ -66,7 +66,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
     """The check's parts, writing under ``out``."""
     pytest = (py, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider")
     return [
-        Part("env", (py, "-c", ENV_SNIPPET), (py, "-c", ENV_SNIPPET), 30),
+        Part("env", (py, "-c", ENV_SNIPPET), (py, "-c", ENV_SNIPPET), 20),
         Part(
             "numerics",
             (
@@ -77,7 +77,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
                 "tests/kernels/test_triton_jax.py",
             ),
             (*pytest, "-m", "gpu", "tests/kernels/test_gpu_numerics.py"),
-            90,
+            100,
         ),
         Part(
             "kernel_bench",
@@ -91,6 +91,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
                 "xla",
                 "cudnn",
                 "pallas",
+                "mosaic",
                 "triton",
                 "--seq-lens",
                 "2048",
@@ -104,7 +105,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
                 "10",
             ),
             (py, "-m", "kernels.bench", "--smoke", "--out", f"{out}/bench"),
-            120,
+            140,
             (f"{out}/bench/bench.md", f"{out}/bench/bench.jsonl"),
         ),
         Part(
@@ -128,7 +129,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
                 "--bench.repeats",
                 "1",
             ),
-            180,
+            170,
             (f"{out}/avit/report.md",),
         ),
         Part(
@@ -158,7 +159,7 @@ def parts(out: str, py: str = sys.executable) -> list[Part]:
                 "--repeats",
                 "1",
             ),
-            60,
+            50,
             (f"{out}/mixers/report.md",),
         ),
     ]

@@ -22,7 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "cudnn", "pallas", "triton", "reference")
+IMPLS = ("xla", "cudnn", "pallas", "mosaic", "triton", "reference")
 
 
 def quantiles(times: list[float]) -> tuple[float, float, float]:
@@ -57,10 +57,11 @@ def time_ms(fn, args, repeats: int, warmup: int) -> tuple[float, float, float, s
 
 
 def execution_mode(impl: str) -> str:
-    """``"interpret"`` for the Pallas kernels off a GPU (``attention_fn`` builds them with
-    ``interpret=True`` there), else ``"compiled"``. Interpret-mode timings measure the Pallas
-    interpreter, not the kernel."""
-    return "interpret" if impl == "pallas" and jax.default_backend() != "gpu" else "compiled"
+    """``"interpret"`` for the Pallas and Mosaic GPU kernels off a GPU (``attention_fn`` builds
+    them with ``interpret=True`` there), else ``"compiled"``. Interpret-mode timings measure
+    the interpreter, not the kernel."""
+    off_gpu = jax.default_backend() != "gpu"
+    return "interpret" if impl in ("pallas", "mosaic") and off_gpu else "compiled"
 
 
 def attention_fn(impl: str, causal: bool, block_sizes=None):
@@ -83,6 +84,12 @@ def attention_fn(impl: str, causal: bool, block_sizes=None):
             causal=causal,
             block_sizes=block_sizes,
             interpret=execution_mode(impl) == "interpret",
+        )
+    if impl == "mosaic":
+        from kernels.flash_attention.mosaic import flash_attention_mosaic
+
+        return functools.partial(
+            flash_attention_mosaic, causal=causal, interpret=execution_mode(impl) == "interpret"
         )
     if impl == "triton":
         from kernels.flash_attention.ops import fallback_reason

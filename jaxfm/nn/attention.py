@@ -13,9 +13,12 @@ Every model calls attention through :func:`dot_product_attention`, so fused kern
   broadcast over batch and/or heads (the AViT's relative-position bias), with its gradient;
   ``triton`` does not. ``pallas`` asked for by name on CPU runs in interpret mode (slow; for
   tests); ``triton`` needs a GPU.
-* ``auto``: on a GPU the first of cuDNN, Pallas, XLA that supports the call (cuDNN is the
-  fastest published baseline for fused attention; ``kernels.bench`` measures ours against it);
-  on CPU, XLA.
+* ``mosaic``: the Mosaic GPU kernels (FlashAttention-3's design, Hopper and newer): what
+  ``pallas`` takes, in bf16/fp16 with head_dim 64 or 128. Off the GPU, XLA (the kernels'
+  interpreter runs from ``kernels.flash_attention.mosaic`` directly, for tests).
+* ``auto``: on a GPU the first of cuDNN, Mosaic (Hopper and newer), Pallas, XLA that supports
+  the call (cuDNN is the fastest published baseline for fused attention; ``kernels.bench``
+  measures ours against it); on CPU, XLA. Why a kernel was passed over is logged once.
 
 An impl that cannot take a call falls back to ``xla`` and logs the reason once per distinct
 reason (never per call, never an error).
@@ -63,7 +66,7 @@ from kernels.flash_attention.reference import (
     segments_from_padding,
 )
 
-IMPLS = ("auto", "xla", "cudnn", "pallas", "triton")
+IMPLS = ("auto", "xla", "cudnn", "mosaic", "pallas", "triton")
 _logger = logging.getLogger(__name__)
 
 SegmentIds = Int[Array, "b l"] | tuple[Int[Array, "b lq"], Int[Array, "b lk"]]
@@ -134,18 +137,33 @@ def _cudnn_reason(q: jax.Array) -> str | None:
     return None if gpu else _cudnn_untraceable()
 
 
+_BIAS_KERNELS = ("pallas", "mosaic")
+#: Kernels that run in an interpreter off the GPU (the rest take XLA there). Not Mosaic GPU:
+#: its interpreter works through ordered callbacks, which ``lax.platform_dependent`` cannot
+#: put beside a branch without them; ``kernels.flash_attention.mosaic`` runs it directly.
+_INTERPRETED = ("pallas",)
+
+
+def _mosaic_device_reason() -> str | None:
+    """Why ``auto`` passes over Mosaic GPU on this machine's GPU (it needs sm_90+), or None."""
+    cc = getattr(jax.devices()[0], "compute_capability", "0")
+    if float(cc) < 9.0:
+        return f"mosaic needs compute capability >= 9.0 (Hopper; this GPU has {cc})"
+    return None
+
+
 def _reason(impl, q, k, v, bias, mask) -> str | None:
     """Why ``impl`` cannot serve this call when it is lowered for CUDA, or None."""
     if impl == "xla":
         return None
     if impl == "cudnn":
         return _cudnn_reason(q)
-    if bias is not None and impl != "pallas":
+    if bias is not None and impl not in _BIAS_KERNELS:
         return f"{impl} takes no additive bias"
     if bias is not None and (
         bias.shape[0] not in (1, q.shape[0]) or bias.shape[1] not in (1, q.shape[2])
     ):
-        return f"pallas takes a bias of shape (1|B, 1|H, Lq, Lk), got {tuple(bias.shape)}"
+        return f"{impl} takes a bias of shape (1|B, 1|H, Lq, Lk), got {tuple(bias.shape)}"
     if mask is not None:
         return f"{impl} takes no arbitrary mask (use segment_ids or key_padding_mask)"
     return fallback_reason(impl, q, k, v, backend="gpu")
@@ -219,7 +237,7 @@ def dot_product_attention(
 
     Args:
       q, k, v: queries, keys and values (H % Hkv == 0).
-      bias: additive logits bias broadcastable to (B, H, Lq, Lk) (xla, cudnn, pallas).
+      bias: additive logits bias broadcastable to (B, H, Lq, Lk) (xla, cudnn, mosaic, pallas).
       mask: boolean, True where attention is allowed, broadcastable to (B, H, Lq, Lk)
         (xla/cudnn only; prefer ``segment_ids``/``key_padding_mask``, which every impl takes).
       causal: mask keys after each query (top-left aligned).
@@ -249,7 +267,7 @@ def dot_product_attention(
     q_seg, kv_seg = segments_from_padding(key_padding_mask, q_ids, kv_ids, q_len=q.shape[1])
     on_gpu = jax.default_backend() == "gpu"
     if impl == "auto":
-        order = ("cudnn", "pallas") if on_gpu else ()
+        order = ("cudnn", "mosaic", "pallas") if on_gpu else ()
     else:
         order = () if impl == "xla" else (impl,)
     # What runs when the call is lowered for CUDA (whatever the host: an export for CUDA
@@ -257,13 +275,15 @@ def dot_product_attention(
     on_cuda = "xla"
     for cand in order:
         reason = _reason(cand, q, k, v, bias, mask)
+        if reason is None and cand == "mosaic" and impl == "auto":
+            reason = _mosaic_device_reason()
         if reason is None:
             on_cuda = cand
             break
         level = logging.INFO if impl == "auto" else logging.WARNING
         log_once(_logger, f"attention impl={cand} unavailable: {reason}; falling back", level)
-    elsewhere = "pallas" if on_cuda == "pallas" else "xla"  # Pallas interprets off the GPU
-    if on_cuda in ("cudnn", "triton") and not on_gpu:
+    elsewhere = on_cuda if on_cuda in _INTERPRETED else "xla"  # interpreted off the GPU
+    if on_cuda in ("cudnn", "mosaic", "triton") and not on_gpu:
         log_once(
             _logger,
             f"attention impl={on_cuda} runs where the call is lowered for CUDA; "
@@ -273,7 +293,7 @@ def dot_product_attention(
 
     def run(chosen: str, backend: str | None):
         def attend(q, k, v):
-            if chosen in ("pallas", "triton"):
+            if chosen in ("pallas", "mosaic", "triton"):
                 from kernels.flash_attention.ops import flash_attention
 
                 return flash_attention(

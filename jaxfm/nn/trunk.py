@@ -55,7 +55,7 @@ class AttentionConfig:
     qk_norm: bool = False
     """RMS-normalise queries and keys per head (stabilises attention logits)."""
     attn_impl: str = "auto"
-    """Attention implementation: auto, xla, cudnn, pallas or triton."""
+    """Attention implementation: auto, xla, cudnn, mosaic, pallas or triton."""
 
 
 @dataclasses.dataclass(frozen=True)

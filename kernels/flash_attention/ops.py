@@ -10,6 +10,8 @@ place only, ``jaxfm.nn.attention.dot_product_attention``; this op runs what it i
 Where each kernel runs:
 * ``pallas``: NVIDIA GPUs (Pallas' Triton lowering) and, in interpret mode, any backend; on a
   non-GPU backend it is only chosen when asked for by name (interpret mode is for tests).
+* ``mosaic``: Hopper and newer NVIDIA GPUs (Pallas' Mosaic GPU backend, FlashAttention-3's
+  design), bf16/fp16, head_dim 64 or 128; elsewhere Mosaic GPU's interpreter (tests).
 * ``triton``: NVIDIA GPUs with ``jax_triton`` importable; ``triton_call`` has no CPU lowering.
 * ``reference``: everywhere.
 """
@@ -28,7 +30,7 @@ from kernels.flash_attention.reference import (
 
 __all__ = ["flash_attention", "fallback_reason", "log_once", "KERNEL_IMPLS"]
 
-KERNEL_IMPLS = ("pallas", "triton", "reference")
+KERNEL_IMPLS = ("pallas", "mosaic", "triton", "reference")
 _logger = logging.getLogger(__name__)
 _logged: set[str] = set()
 
@@ -57,7 +59,7 @@ def fallback_reason(
     """Why kernel ``impl`` cannot run these inputs here, or None if it can.
 
     Args:
-      impl: ``"pallas"`` or ``"triton"``.
+      impl: ``"pallas"``, ``"mosaic"`` or ``"triton"``.
       q, k, v: the attention inputs (only shapes, dtypes and the backend matter).
       backend: the backend the call is lowered for (default: ``jax.default_backend()``);
         ``"gpu"`` asks whether the kernel can serve a lowering for CUDA from any host.
@@ -72,11 +74,19 @@ def fallback_reason(
         return f"head_dim {d} > 256 (tiles would not fit in shared memory)"
     if impl == "pallas":
         return None
+    if impl == "mosaic":
+        try:
+            from kernels.flash_attention.mosaic import unsupported_reason
+        except ImportError as e:  # a jax without Pallas' Mosaic GPU backend
+            return f"mosaic not importable ({type(e).__name__}: {str(e)[:80]})"
+        return unsupported_reason(q, k, v)
     if impl == "triton":
         if backend != "gpu":
             return f"triton has no lowering for backend {backend!r}"
         return _triton_import_error()
-    raise ValueError(f"fallback_reason: unknown kernel impl {impl!r}; choose pallas or triton")
+    raise ValueError(
+        f"fallback_reason: unknown kernel impl {impl!r}; choose pallas, mosaic or triton"
+    )
 
 
 def flash_attention(
@@ -99,13 +109,14 @@ def flash_attention(
       causal: top-left causal mask.
       scale: logits scale, default ``1/sqrt(D)``.
       q_segment_ids, kv_segment_ids: optional (B, Lq), (B, Lk) int ids; equal ids attend.
-      impl: ``pallas``, ``triton`` or ``reference`` (no ``auto``: that choice belongs to
-        ``jaxfm.nn.attention``).
+      impl: ``pallas``, ``mosaic``, ``triton`` or ``reference`` (no ``auto``: that choice
+        belongs to ``jaxfm.nn.attention``).
       backend: the backend the call is lowered for (default: ``jax.default_backend()``);
         ``"gpu"`` builds the GPU kernels whatever the host (a branch of
-        ``lax.platform_dependent``, an export for CUDA), anything else interprets Pallas.
-      bias: additive logits bias (1|B, 1|H, Lq, Lk): Pallas and the reference take it, the
-        Triton kernel does not (it falls back to the reference).
+        ``lax.platform_dependent``, an export for CUDA), anything else interprets Pallas
+        (or Mosaic GPU).
+      bias: additive logits bias (1|B, 1|H, Lq, Lk): Pallas, Mosaic and the reference take
+        it, the Triton kernel does not (it falls back to the reference).
 
     Returns:
       (B, Lq, H, D) in ``q.dtype``.
@@ -131,6 +142,10 @@ def flash_attention(
                 from kernels.flash_attention.pallas import flash_attention_pallas
 
                 return flash_attention_pallas(q, k, v, interpret=interpret, bias=bias, **kwargs)
+            if cand == "mosaic":
+                from kernels.flash_attention.mosaic import flash_attention_mosaic
+
+                return flash_attention_mosaic(q, k, v, interpret=interpret, bias=bias, **kwargs)
             from kernels.flash_attention.triton import flash_attention_triton
 
             return flash_attention_triton(q, k, v, **kwargs)

@@ -165,7 +165,7 @@ def test_bench_help_states_the_defaults(capsys):
     assert "default: bfloat16 (smoke: float32)" in text
     assert "default: 20 (smoke: 3)" in text
     assert "default: runs/bench" in text
-    assert "default: xla cudnn pallas triton reference (smoke: xla pallas)" in text
+    assert "default: xla cudnn pallas mosaic triton reference (smoke: xla pallas)" in text
 
 
 def test_bench_rejects_bad_seq_len(capsys):

@@ -13,7 +13,13 @@ import jax.numpy as jnp
 import pytest
 
 from jaxfm.nn import attention as attn
-from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls, lower_for_cuda
+from kernels.cuda_lowering import (
+    CUDNN_ATTENTION,
+    MOSAIC_GPU,
+    PALLAS_TRITON,
+    custom_calls,
+    lower_for_cuda,
+)
 from kernels.flash_attention import ops
 
 Q = jax.ShapeDtypeStruct((2, 128, 4, 64), jnp.bfloat16)
@@ -57,9 +63,42 @@ def test_pallas_is_the_kernel_when_lowered_for_cuda_forward_and_backward():
 
 
 def test_the_same_function_run_here_takes_no_gpu_call():
-    for impl in ("pallas", "cudnn", "auto", "xla"):
+    for impl in ("pallas", "mosaic", "cudnn", "auto", "xla"):
         text = jax.jit(_grad(impl)).lower(Q, Q, Q).as_text()
-        assert not set(custom_calls(text)) & {PALLAS_TRITON, *CUDNN_ATTENTION}, impl
+        assert not set(custom_calls(text)) & {PALLAS_TRITON, MOSAIC_GPU, *CUDNN_ATTENTION}, impl
+
+
+def test_mosaic_is_the_kernel_when_lowered_for_cuda_with_every_mask_and_the_bias():
+    """Forward 1 Mosaic GPU call; gradient 3 (forward, dQ, dK/dV); key padding (as segment
+    ids), GQA, causal and a learned bias all reach it."""
+    kv = jax.ShapeDtypeStruct((2, 128, 2, 64), jnp.bfloat16)
+    assert custom_calls(lower_for_cuda(_fwd("mosaic", causal=True), Q, kv, kv))[MOSAIC_GPU] == 1
+    assert custom_calls(lower_for_cuda(_grad("mosaic", causal=True), Q, kv, kv))[MOSAIC_GPU] == 3
+    bias = jax.ShapeDtypeStruct((1, 4, 128, 128), jnp.float32)
+    mask = jax.ShapeDtypeStruct((2, 128), jnp.bool_)
+
+    def g(q, k, v, b, m):
+        def f(q, k, v, b):
+            out = attn.dot_product_attention(q, k, v, bias=b, key_padding_mask=m, impl="mosaic")
+            return jnp.sum(out.astype(jnp.float32))
+
+        return jax.grad(f, argnums=(0, 1, 2, 3))(q, k, v, b)
+
+    calls = custom_calls(lower_for_cuda(g, Q, kv, kv, bias, mask))
+    assert calls[MOSAIC_GPU] == 3 and not calls[PALLAS_TRITON], calls
+    q128 = jax.ShapeDtypeStruct((1, 200, 2, 128), jnp.float16)  # ragged, D 128, fp16
+    assert custom_calls(lower_for_cuda(_grad("mosaic"), q128, q128, q128))[MOSAIC_GPU] == 3
+
+
+def test_what_mosaic_cannot_take_falls_back_to_xla_for_cuda(caplog, fresh_log_once):
+    f32 = jax.ShapeDtypeStruct((1, 64, 2, 64), jnp.float32)
+    d88 = jax.ShapeDtypeStruct((1, 64, 2, 88), jnp.bfloat16)
+    with caplog.at_level(logging.WARNING, logger=attn.__name__):
+        for q in (f32, d88):
+            calls = custom_calls(lower_for_cuda(_fwd("mosaic"), q, q, q))
+            assert not calls[MOSAIC_GPU], calls
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "mosaic takes bf16/fp16 only" in messages and "head_dim (64, 128) (got 88)" in messages
 
 
 def test_pallas_takes_the_additive_bias_and_its_gradient_for_cuda():
@@ -110,6 +149,31 @@ def test_the_avit_train_step_reaches_the_pallas_kernel_for_cuda():
 
     calls = custom_calls(lower_for_cuda(loss_grad, state, x))
     assert calls[PALLAS_TRITON] == 3 * 3 * cfg.depth, calls
+
+
+def test_the_bf16_avit_train_step_reaches_the_mosaic_kernel_for_cuda():
+    """bf16 compute (parameters cast in the loss, as the engine does) and head_dim 64: the
+    lowered gradient holds 3 Mosaic GPU calls per attention and block."""
+    from flax import nnx
+
+    from jaxfm.models.surrogate import AViT, avit_config
+    from jaxfm.train.step import cast_floats, fp32_mask
+
+    cfg = avit_config("smoke", dim=128, heads=2, depth=2, attn_impl="mosaic")
+    graphdef, params, rest = nnx.split(AViT(cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    keep = fp32_mask(params)
+    x = jax.ShapeDtypeStruct((2, 3, 16, 16, 2), jnp.bfloat16)
+    ids = jnp.array([0, 1])
+
+    def loss_grad(params, x):
+        def loss(p):
+            m = nnx.merge(graphdef, cast_floats(p, jnp.bfloat16, keep), rest)
+            return jnp.mean(m(x, ids, periodic=(True, False)).astype(jnp.float32) ** 2)
+
+        return jax.grad(loss)(params)
+
+    calls = custom_calls(lower_for_cuda(loss_grad, nnx.to_pure_dict(params), x))
+    assert calls[MOSAIC_GPU] == 3 * 3 * cfg.depth and not calls[PALLAS_TRITON], calls
 
 
 def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):

@@ -1,9 +1,9 @@
 """On a CUDA GPU (``make test-gpu``): every attention impl, compiled, against the float64 oracle.
 
-The CPU suite checks the Pallas kernels in interpret mode; this runs them (and cuDNN, and XLA
-as the control) compiled on the GPU, through the models' entry point, on three cases (head
-dims 64 and 128, causal, key padding, an additive bias like the AViT's), forward and
-backward. Each case also reads the compiled program: the fused call must be in it, so a
+The CPU suite checks the Pallas and Mosaic GPU kernels in their interpreters; this runs them
+(and cuDNN, and XLA as the control) compiled on the GPU, through the models' entry point, on
+three cases (head dims 64 and 128, causal, key padding, an additive bias like the AViT's),
+forward and backward. Each case also reads the compiled program: the fused call must be in it, so a
 silent fallback to XLA fails. Skipped (with the reason) where jax has no GPU.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxfm.nn import attention as attn
-from kernels.cuda_lowering import CUDNN_ATTENTION, PALLAS_TRITON, custom_calls
+from kernels.cuda_lowering import CUDNN_ATTENTION, MOSAIC_GPU, PALLAS_TRITON, custom_calls
 from tests.kernels.cases import rng_for
 from tests.kernels.numpy_oracle import attention_backward, attention_forward
 
@@ -22,11 +22,16 @@ CASES = {
     "d128-padding": dict(b=2, l=384, h=4, d=128, causal=False, padding=True, bias=False),
     "d64-bias": dict(b=8, l=32, h=3, d=64, causal=False, padding=False, bias=True),
 }
-EXPECTED_CALLS = {"pallas": {PALLAS_TRITON}, "cudnn": set(CUDNN_ATTENTION), "xla": set()}
+EXPECTED_CALLS = {
+    "pallas": {PALLAS_TRITON},
+    "mosaic": {MOSAIC_GPU},
+    "cudnn": set(CUDNN_ATTENTION),
+    "xla": set(),
+}
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("impl", ["xla", "cudnn", "pallas"])
+@pytest.mark.parametrize("impl", ["xla", "cudnn", "pallas", "mosaic"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_attention_impl_matches_oracle_on_gpu(impl, name, request):
     c = CASES[name]
