@@ -4,8 +4,12 @@
 # Why a separate venv: `jax_triton.triton_call` has no CPU lowering, but raw `@triton.jit`
 # kernels run under TRITON_INTERPRET=1 on torch CPU tensors. A CPU-only torch wheel exists for
 # Python 3.11 only (on 3.12 pip pulls the CUDA build and several GB of CUDA packages), so this
-# script builds `.venv-triton` with Python 3.11, torch 2.13.0+cpu and triton (3.9.0 resolves),
-# once, and reuses it afterwards. The tests never import jax.
+# script builds `.venv-triton` with Python 3.11, torch 2.13.0+cpu and triton 3.6.0 (the triton
+# of the GPU machine's stack: jax 0.11.2, jax-triton 0.3.1), once, and reuses it afterwards.
+# numpy < 2.3: triton 3.6's interpreter converts 1-element arrays to Python ints, which numpy
+# 2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars"). The tests never
+# import jax; jax-triton itself cannot be imported without jax's CUDA plugin, so its part
+# (scalars as np.float32, the shims) is tested in the main venv with stand-ins.
 #
 # The same venv is the torch interpreter of `make test-torch` (einops is installed for MPP).
 #
@@ -42,7 +46,7 @@ if [ ! -f "$VENV/.installed" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # Pinning the local version "+cpu" makes pip take the CPU wheel (found in the machine's wheel
   # directory) or fail loudly, instead of silently resolving the CUDA build of torch.
-  "$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu" triton numpy pytest einops
+  "$VENV/bin/python" -m pip install -q "torch==2.13.0+cpu" "triton==3.6.0" "numpy<2.3" pytest einops
   if "$VENV/bin/python" -m pip list 2>/dev/null | grep -qi '^nvidia-'; then
     echo "error: CUDA packages were pulled into $VENV; expected the CPU build of torch" >&2; exit 1
   fi

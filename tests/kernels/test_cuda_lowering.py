@@ -151,29 +151,69 @@ def test_the_avit_train_step_reaches_the_pallas_kernel_for_cuda():
     assert calls[PALLAS_TRITON] == 3 * 3 * cfg.depth, calls
 
 
-def test_the_bf16_avit_train_step_reaches_the_mosaic_kernel_for_cuda():
-    """bf16 compute (parameters cast in the loss, as the engine does) and head_dim 64: the
-    lowered gradient holds 3 Mosaic GPU calls per attention and block."""
+def _bf16_model_grad(name: str, impl: str):
+    """(gradient function, its arguments, attentions per step) for a bf16 train step of the
+    AViT (its relative-position bias on every attention) or the ViT encoder; head_dim 64 and
+    parameters cast in the loss, as the training engine does."""
     from flax import nnx
 
     from jaxfm.models.surrogate import AViT, avit_config
+    from jaxfm.models.vit import ViT, ViTConfig
+    from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
     from jaxfm.train.step import cast_floats, fp32_mask
 
-    cfg = avit_config("smoke", dim=128, heads=2, depth=2, attn_impl="mosaic")
-    graphdef, params, rest = nnx.split(AViT(cfg, rngs=nnx.Rngs(0)), nnx.Param, ...)
+    if name == "avit":
+        cfg = avit_config("smoke", dim=128, heads=2, depth=2, attn_impl=impl)
+        model = AViT(cfg, rngs=nnx.Rngs(0))
+        x = jax.ShapeDtypeStruct((2, 3, 16, 16, 2), jnp.bfloat16)
+        ids = jnp.array([0, 1])
+
+        def call(m, x):
+            return m(x, ids, periodic=(True, False))
+
+        attentions = 3 * cfg.depth  # time, space (H), space (W) per block
+    else:
+        trunk = TrunkConfig(depth=2, dim=128, attention=AttentionConfig(heads=2, attn_impl=impl))
+        model = ViT(ViTConfig(image_size=16, patch=4, channels=3, trunk=trunk), rngs=nnx.Rngs(0))
+        x = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.bfloat16)
+
+        def call(m, x):
+            return m(x)
+
+        attentions = trunk.depth
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     keep = fp32_mask(params)
-    x = jax.ShapeDtypeStruct((2, 3, 16, 16, 2), jnp.bfloat16)
-    ids = jnp.array([0, 1])
 
     def loss_grad(params, x):
         def loss(p):
             m = nnx.merge(graphdef, cast_floats(p, jnp.bfloat16, keep), rest)
-            return jnp.mean(m(x, ids, periodic=(True, False)).astype(jnp.float32) ** 2)
+            return jnp.mean(call(m, x).astype(jnp.float32) ** 2)
 
         return jax.grad(loss)(params)
 
-    calls = custom_calls(lower_for_cuda(loss_grad, nnx.to_pure_dict(params), x))
-    assert calls[MOSAIC_GPU] == 3 * 3 * cfg.depth and not calls[PALLAS_TRITON], calls
+    return loss_grad, (nnx.to_pure_dict(params), x), attentions
+
+
+FUSED = {"pallas": (PALLAS_TRITON,), "mosaic": (MOSAIC_GPU,), "cudnn": CUDNN_ATTENTION}
+
+
+@pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("impl", ["pallas", "mosaic", "cudnn"])
+@pytest.mark.parametrize("model", ["avit", "vit"])
+def test_the_bf16_train_step_reaches_the_fused_kernel_for_cuda(model, impl):
+    """Each attention of the lowered bf16 train step is a fused kernel: 3 Pallas or Mosaic
+    calls (forward, dQ, dK/dV), or cuDNN's forward and backward, per attention; no XLA
+    fallback and no other kernel. cuDNN needs jax's CUDA plugin to be traced at all."""
+    if impl == "cudnn" and (why := attn._cudnn_untraceable()) is not None:
+        pytest.skip(why)
+    grad, args, attentions = _bf16_model_grad(model, impl)
+    calls = custom_calls(lower_for_cuda(grad, *args))
+    fused = {t: n for t, n in calls.items() if t in (PALLAS_TRITON, MOSAIC_GPU, *CUDNN_ATTENTION)}
+    if impl == "cudnn":
+        assert set(fused) <= set(CUDNN_ATTENTION), calls
+        assert sum(n for t, n in fused.items() if "Backward" in t) == attentions, calls
+    else:
+        assert fused == {FUSED[impl][0]: 3 * attentions}, calls
 
 
 def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):

@@ -89,3 +89,32 @@ def test_kernel_compiles_for_sm90(kernel_name, head_dim):
     )
     assert len(compiled.asm["cubin"]) > 0
     assert compiled.metadata.shared <= SMEM_SM90, compiled.metadata.shared
+
+
+@pytest.mark.parametrize("scale_type", ["fp32", "fp64"])
+def test_the_scale_must_reach_the_forward_as_fp32(scale_type):
+    """jax-triton 0.3.1 types a Python-float argument as fp64; then the forward's running max
+    turns fp64 inside the key loop and triton 3.6 refuses to compile it (what the GPU
+    machine's stack did). ``triton.py`` passes ``np.float32(scale)``, typed fp32
+    (``test_triton_jax.py::test_scalars_reach_triton_as_float32``); this shows both sides."""
+    kernel = tk.flash_fwd_kernel
+    bs = _blocks(64)
+    meta = dict(NUM_HEADS=4, GROUP=1, head_dim=64, HEAD_DIM=64, BLOCK_M=bs["block_q"],
+                BLOCK_N=bs["block_k"], CAUSAL=True, HAS_SEG=False,
+                DOT_PREC=tk.dot_precision("bfloat16"), UPCAST_DOT=False)  # fmt: skip
+    meta = {k: v for k, v in meta.items() if k in kernel.arg_names}
+    sig = {**_signature(kernel, "bf16"), "scale": scale_type}
+    sig.update({k: "constexpr" for k in meta})
+
+    def compile_():
+        return triton.compile(
+            ASTSource(fn=kernel, signature=sig, constexprs=meta),
+            target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": bs["num_warps"], "num_stages": bs["num_stages"]},
+        )
+
+    if scale_type == "fp32":
+        assert len(compile_().asm["cubin"]) > 0
+    else:
+        with pytest.raises(Exception, match="Loop-carried variable m .*fp64"):
+            compile_()
