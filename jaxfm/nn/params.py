@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
@@ -28,3 +30,24 @@ def param(value, axes: tuple, *, kind: type[nnx.Param] = nnx.Param) -> nnx.Param
     """A ``kind`` parameter holding ``value``, with logical axis names ``axes`` as its
     ``out_sharding`` and ``eager_sharding=False`` (see :data:`partitioned`)."""
     return kind(value, eager_sharding=False, out_sharding=axes)
+
+
+def cast_floats(tree, dtype, keep=None):
+    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True.
+
+    The compute-dtype policy: ``cast_floats(params, bfloat16, fp32_mask(params))`` inside the
+    loss runs matmuls and attention in bf16 while parameters, gradients and optimizer state
+    stay float32 (norm statistics and softmax are computed in float32 by the layers)."""
+    cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+    if keep is None:
+        return jax.tree.map(cast, tree)
+    return jax.tree.map(lambda x, k: x if k else cast(x), tree, keep)
+
+
+def fp32_mask(state: nnx.State) -> dict:
+    """Pure dict of bools: True for :class:`jaxfm.nn.params.Fp32Param` leaves."""
+    return nnx.to_pure_dict(
+        jax.tree.map(
+            lambda v: isinstance(v, Fp32Param), state, is_leaf=lambda x: isinstance(x, nnx.Variable)
+        )
+    )

@@ -37,7 +37,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfm.nn.aux import pop_aux
-from jaxfm.nn.params import Fp32Param
+from jaxfm.nn.params import cast_floats, fp32_mask
 from jaxfm.parallel.mesh import BATCH_AXES, batch_sharding, replicated
 from jaxfm.parallel.rules import state_shardings
 from jaxfm.train.optim import make_optimizer
@@ -51,27 +51,6 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def split_model(model: nnx.Module, task: Task):
     """(graphdef, trainable, frozen, rest) as nnx States."""
     return nnx.split(model, trainable_filter(task), nnx.Param, ...)
-
-
-def cast_floats(tree, dtype, keep=None):
-    """Floating leaves to ``dtype``, except where the matching ``keep`` leaf is True.
-
-    The compute-dtype policy: ``cast_floats(params, bfloat16, fp32_mask(params))`` inside the
-    loss runs matmuls and attention in bf16 while parameters, gradients and optimizer state
-    stay float32 (norm statistics and softmax are computed in float32 by the layers)."""
-    cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
-    if keep is None:
-        return jax.tree.map(cast, tree)
-    return jax.tree.map(lambda x, k: x if k else cast(x), tree, keep)
-
-
-def fp32_mask(state: nnx.State) -> dict:
-    """Pure dict of bools: True for :class:`jaxfm.nn.params.Fp32Param` leaves."""
-    return nnx.to_pure_dict(
-        jax.tree.map(
-            lambda v: isinstance(v, Fp32Param), state, is_leaf=lambda x: isinstance(x, nnx.Variable)
-        )
-    )
 
 
 class Engine:

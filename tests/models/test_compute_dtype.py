@@ -1,7 +1,7 @@
 """The bf16 compute policy is real: the lowered gradient's matmuls run in bf16.
 
 The training engine keeps parameters float32 and casts them (and the batch) to the compute
-dtype inside the loss (``jaxfm.train.step.cast_floats`` with ``fp32_mask``). A layer that
+dtype inside the loss (``jaxfm.nn.params.cast_floats`` with ``fp32_mask``). A layer that
 upcasts its activations would silently turn the following matmuls back into float32; this
 reads the lowered program (``jaxfm.provenance.dot_dtypes``) for the AViT and the ViT encoder,
 in each block mode, and checks the loss stays within bf16 tolerance of float32.
@@ -19,7 +19,7 @@ from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.models.vit import ViT, ViTConfig
 from jaxfm.nn.trunk import TrunkConfig
 from jaxfm.provenance import dot_dtypes
-from jaxfm.train.step import cast_floats, fp32_mask
+from jaxfm.nn.params import cast_floats, fp32_mask
 
 
 def _avit(scan):
