@@ -15,8 +15,8 @@ PY := $(VENV)/bin/python
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo data test test-slow test-triton test-gpu test-torch test-jax011 gpu-check gpu-check-dry bench lint \
-	format clean
+.PHONY: help venv demo data test test-slow test-triton test-gpu test-torch test-jax011 test-lowering gpu-check \
+	gpu-check-dry bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,25 @@ test-jax011: $(VENV_JAX011)/.installed  ## the fast suite on jax 0.11.2, the old
 	$(VENV_JAX011)/bin/python -c 'import jax; assert jax.__version__ == "0.11.2", jax.__version__'
 	$(VENV_JAX011)/bin/python -m pytest -n 2 -m "not slow and not gpu and not triton_interpret" -q \
 	  --durations=15 $(PYTEST_ARGS)
+
+# The GPU machine's stack without its GPU: jax 0.11.2 with jax's CUDA plugin (2.5 GB, a few
+# minutes to install, hence not in CI), jax-triton 0.3.1, triton 3.6. With the plugin, cuDNN
+# attention and jax-triton can be lowered for CUDA here, so every fused path is checked.
+VENV_LOWERING := .venv-lowering
+
+$(VENV_LOWERING)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python 3.12 found (see 'make venv')" >&2; exit 1; fi
+	@echo "== building $(VENV_LOWERING) with $(PYTHON): jax 0.11.2 + CUDA plugin, jax-triton 0.3.1, triton 3.6"
+	$(PYTHON) -m venv $(VENV_LOWERING)
+	$(VENV_LOWERING)/bin/python -m pip install -q --upgrade pip
+	$(VENV_LOWERING)/bin/python -m pip install -q -e ".[dev]" "jax[cuda12]==0.11.2" \
+	  "jaxlib==0.11.2" "jax-triton==0.3.1" "triton==3.6.0"
+	@touch $@
+
+test-lowering: $(VENV_LOWERING)/.installed  ## every GPU path lowered for CUDA on this CPU (cuDNN, triton_call too)
+	$(VENV_LOWERING)/bin/python -m pytest -m "not gpu" -q tests/kernels/test_cuda_lowering.py \
+	  tests/kernels/test_triton_jax.py $(PYTEST_ARGS)
 
 test-torch: venv  ## `torch`-marked tests (torch checkpoint reader; MPP parity with JAXFM_MPP_SRC), CPU torch
 	@if [ ! -f "$${JAXFM_MPP_SRC:-}/models/avit.py" ]; then \

@@ -55,10 +55,10 @@ from jaxfm.config import ConfigError, run_cli
 from jaxfm.models.surrogate import PRESETS as AVIT_PRESETS
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.nn.layer_stack import REMAT_POLICIES
+from jaxfm.nn.params import cast_floats, fp32_mask
 from jaxfm.nn.trunk import count_params
 from jaxfm.provenance import command_line, compiled_peak_bytes, dot_dtypes, git_sha, write_study
 from jaxfm.tasks.surrogate.metrics import surrogate_loss
-from jaxfm.nn.params import cast_floats, fp32_mask
 from jaxfm.xla_profile import CATEGORIES, breakdown
 from kernels.cuda_lowering import CUDNN_ATTENTION, MOSAIC_GPU, PALLAS_TRITON, custom_calls
 

@@ -125,9 +125,13 @@ def _cudnn_untraceable() -> str | None:
     return None
 
 
-def _cudnn_reason(q: jax.Array) -> str | None:
+def _cudnn_reason(q: jax.Array, k: jax.Array, bias) -> str | None:
     if q.dtype not in (jnp.bfloat16, jnp.float16):
         return f"cudnn takes bf16/fp16 only (got {q.dtype})"
+    if bias is not None and (q.shape[1] % 2 or k.shape[1] % 2):
+        # cuDNN refuses a bias with an odd length when differentiated, at lowering time
+        # ("Unsupported sequence length"); whether this call is differentiated is unknown here.
+        return f"cudnn takes a bias only with even lengths (got Lq {q.shape[1]}, Lk {k.shape[1]})"
     d = q.shape[-1]
     gpu = jax.default_backend() == "gpu"
     cc = getattr(jax.devices()[0], "compute_capability", "0") if gpu else "0"
@@ -157,7 +161,7 @@ def _reason(impl, q, k, v, bias, mask) -> str | None:
     if impl == "xla":
         return None
     if impl == "cudnn":
-        return _cudnn_reason(q)
+        return _cudnn_reason(q, k, bias)
     if bias is not None and impl not in _BIAS_KERNELS:
         return f"{impl} takes no additive bias"
     if bias is not None and (

@@ -6,7 +6,9 @@
                                                                     # 1k..64k on a CPU
 
 For each mixer and length L it jits ``grad(sum(mixer(x)^2))`` with respect to the
-parameters and the input (batch ``--batch``, width ``--dim``), compiles it once (compile
+parameters and the input (batch ``--batch``, width ``--dim``; input and parameters cast to
+``--dtype`` inside the loss, float32 parameters kept as the training engine keeps them, so a
+bf16 run computes in bf16 and the fused attention kernels take it), compiles it once (compile
 time and XLA's ``memory_analysis``: temporaries + arguments + outputs, the compiled peak),
 warms up twice and reports the median of ``--repeats`` timed runs. A point that fails
 (out of memory, say) is recorded with its error and the mixer skips longer lengths.
@@ -47,6 +49,7 @@ import numpy as np
 from flax import nnx
 
 from jaxfm.nn.mamba import Mamba
+from jaxfm.nn.params import cast_floats, fp32_mask
 from jaxfm.nn.ssd import Mamba2
 from jaxfm.nn.transformer import MultiHeadAttention
 from jaxfm.provenance import compiled_peak_bytes, git_sha, library_versions, write_study
@@ -76,18 +79,26 @@ def predicted_s(done: list[dict], length: int) -> float | None:
     return t1 * (length / l1) ** k
 
 
-def measure(name: str, length: int, args, done: list[dict] = ()) -> dict:
-    """One (mixer, length) point: compile time, compiled memory, median step time (unless
-    the point is over the memory or time budget, see the module docstring)."""
+def grad_step(name: str, length: int, args):
+    """``(step, params, x)``: the jitted ``grad(sum(mixer(x)^2))`` of mixer ``name`` at
+    ``length`` tokens in ``args.dtype`` (parameters cast inside the loss), its float32
+    parameters (a pure dict) and the input."""
     module = build(name, args.dim, args.heads, nnx.Rngs(0))
-    graphdef, params = nnx.split(module)
+    graphdef, state = nnx.split(module)
+    keep, params = fp32_mask(state), nnx.to_pure_dict(state)
     x = jax.random.normal(jax.random.key(1), (args.batch, length, args.dim), args.dtype)
 
     def loss(params, x):
-        y = nnx.merge(graphdef, params)(x)
+        y = nnx.merge(graphdef, cast_floats(params, args.dtype, keep))(x)
         return jnp.sum(jnp.square(y.astype(jnp.float32)))
 
-    step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return jax.jit(jax.grad(loss, argnums=(0, 1))), params, x
+
+
+def measure(name: str, length: int, args, done: list[dict] = ()) -> dict:
+    """One (mixer, length) point: compile time, compiled memory, median step time (unless
+    the point is over the memory or time budget, see the module docstring)."""
+    step, params, x = grad_step(name, length, args)
     t0 = time.perf_counter()
     compiled = step.lower(params, x).compile()
     compile_s = time.perf_counter() - t0
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16"],
-        help="activation dtype (parameters stay float32)",
+        help="compute dtype: input and parameters cast to it in the loss (Fp32Param kept)",
     )
     args = p.parse_args(argv)
     gpu = jax.default_backend() == "gpu"
@@ -229,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
         [256, 512, 1024, 2048] if args.smoke else [1024 * 2**i for i in range(7)]
     )
     args.dtype = getattr(jnp, args.dtype)
-    default = ["attention-xla"] + (["attention-cudnn", "attention-pallas"] if gpu else [])
+    fused = ["attention-cudnn", "attention-pallas", "attention-mosaic"]
+    default = ["attention-xla"] + (fused if gpu else [])
     default += ["mamba-chunked", "mamba-assoc", "mamba2-ssd"]
     args.mixers = args.mixers or default
 

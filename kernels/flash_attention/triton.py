@@ -19,13 +19,19 @@ jax-triton compatibility (the decision, see kernels/README.md):
   before any lowering). :func:`_patch_dce_rule` re-registers a three-argument wrapper when, and
   only when, jax's default rule takes three arguments and jax-triton's takes two; on jax 0.11
   nothing changes. With the patch, tracing and DCE succeed on CPU (lowering then stops at "no
-  CPU lowering", as expected); the GPU lowering itself is exercised only by ``make test-gpu``.
+  CPU lowering", as expected).
+* Lowering for CUDA without a GPU: jax-triton compiles the kernel while lowering and asks the
+  device for its compute capability; :func:`lowering_target` names it instead, which is how
+  ``kernels.cuda_lowering`` lowers (and so compiles, with the signature jax-triton infers)
+  the kernels on a CPU machine that has jax's CUDA plugin (``make test-lowering``).
   Fallback if a later jax breaks more hooks: compile the same kernels with ``triton.compile``
   and call them through ``jax.ffi``, or use the Pallas path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import math
@@ -37,7 +43,20 @@ import numpy as np
 from kernels.flash_attention.reference import check_segment_ids, check_shapes
 from kernels.flash_attention.tuning import BlockSizes, get_block_sizes
 
-__all__ = ["flash_attention_triton"]
+__all__ = ["flash_attention_triton", "lowering_target"]
+
+_TARGET_CC: contextvars.ContextVar[int | None] = contextvars.ContextVar("cc", default=None)
+
+
+@contextlib.contextmanager
+def lowering_target(compute_capability: int):
+    """Within the block, ``triton_call`` compiles for ``compute_capability`` (e.g. 90 for an
+    H100/H200) instead of asking the GPU: for lowering for CUDA on a machine without one."""
+    token = _TARGET_CC.set(int(compute_capability))
+    try:
+        yield
+    finally:
+        _TARGET_CC.reset(token)
 
 
 def _patch_dce_rule(jt) -> None:
@@ -81,6 +100,8 @@ def _triton_call(*args, kernel, out, grid, block_sizes: BlockSizes, **meta):
     """``jax_triton.triton_call`` with the 0.3.1 (``out_shape``) / 0.4 (``out_type``) shim."""
     jt = _jax_triton()
     key = "out_type" if "out_type" in inspect.signature(jt.triton_call).parameters else "out_shape"
+    if (cc := _TARGET_CC.get()) is not None:
+        meta["compute_capability"] = cc
     return jt.triton_call(
         *args,
         kernel=kernel,

@@ -17,6 +17,7 @@ from kernels.cuda_lowering import (
     CUDNN_ATTENTION,
     MOSAIC_GPU,
     PALLAS_TRITON,
+    TRITON_CALL,
     custom_calls,
     lower_for_cuda,
 )
@@ -159,13 +160,14 @@ def _bf16_model_grad(name: str, impl: str):
 
     from jaxfm.models.surrogate import AViT, avit_config
     from jaxfm.models.vit import ViT, ViTConfig
+    from jaxfm.nn.params import cast_floats, fp32_mask
     from jaxfm.nn.trunk import AttentionConfig, TrunkConfig
-    from jaxfm.train.step import cast_floats, fp32_mask
 
     if name == "avit":
         cfg = avit_config("smoke", dim=128, heads=2, depth=2, attn_impl=impl)
         model = AViT(cfg, rngs=nnx.Rngs(0))
-        x = jax.ShapeDtypeStruct((2, 3, 16, 16, 2), jnp.bfloat16)
+        # T 4: cuDNN takes a bias only with even lengths (an odd T falls back, logged)
+        x = jax.ShapeDtypeStruct((2, 4, 16, 16, 2), jnp.bfloat16)
         ids = jnp.array([0, 1])
 
         def call(m, x):
@@ -216,6 +218,18 @@ def test_the_bf16_train_step_reaches_the_fused_kernel_for_cuda(model, impl):
         assert fused == {FUSED[impl][0]: 3 * attentions}, calls
 
 
+def test_triton_call_compiles_when_lowered_for_cuda():
+    """jax-triton compiles the kernels while lowering, with the argument types it infers (a
+    Python-float scale would be fp64 and fail, as it did on jax-triton 0.3.1 / triton 3.6):
+    4 kernel calls for the gradient (forward, delta, dq, dk/dv). jax-triton imports only
+    where jax's CUDA plugin is installed (``make test-lowering``)."""
+    pytest.importorskip("jax_triton", reason="jax-triton needs jax's CUDA plugin to import")
+    kv = jax.ShapeDtypeStruct((2, 128, 2, 64), jnp.bfloat16)
+    calls = custom_calls(lower_for_cuda(_grad("triton", causal=True), Q, kv, kv))
+    assert calls[TRITON_CALL] == 4, calls
+    assert custom_calls(lower_for_cuda(_fwd("triton"), Q, kv, kv))[TRITON_CALL] == 1
+
+
 def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):
     """cuDNN's path can be traced only where jax's CUDA plugin is installed; without it the
     fallback is logged with that reason (never silent)."""
@@ -228,6 +242,22 @@ def test_cudnn_when_lowered_for_cuda_or_a_logged_reason(caplog, fresh_log_once):
         assert not set(calls) & set(CUDNN_ATTENTION)
         messages = [r.getMessage() for r in caplog.records]
         assert f"attention impl=cudnn unavailable: {untraceable}; falling back" in messages
+
+
+def test_cudnn_with_a_bias_and_an_odd_length_falls_back_with_the_reason(caplog, fresh_log_once):
+    """cuDNN refuses a bias with an odd sequence length when differentiated, at lowering time
+    (the AViT's time axis with 3 input steps): the dispatch passes it over instead."""
+    q = jax.ShapeDtypeStruct((2, 3, 2, 64), jnp.bfloat16)
+    bias = jax.ShapeDtypeStruct((1, 2, 3, 3), jnp.bfloat16)
+
+    def f(q, k, v, b):
+        return attn.dot_product_attention(q, k, v, bias=b, impl="cudnn")
+
+    with caplog.at_level(logging.WARNING, logger=attn.__name__):
+        calls = custom_calls(lower_for_cuda(f, q, q, q, bias))
+    assert not set(calls) & set(CUDNN_ATTENTION), calls
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("cudnn takes a bias only with even lengths (got Lq 3, Lk 3)" in m for m in messages)
 
 
 def test_float32_cudnn_and_long_head_dims_fall_back_for_cuda_too():

@@ -9,6 +9,7 @@ gradient), which is exactly where jax-triton 0.4.1 fails on jax 0.12 without the
 from __future__ import annotations
 
 import inspect
+import re
 import types
 
 import jax
@@ -108,8 +109,9 @@ def test_gradient_graph_traces_through_jax_triton():
         return fa_triton.flash_attention_triton(q, k, v, causal=True).astype(jnp.float32).sum()
 
     jaxpr = str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, k))
-    # forward, delta preprocess, dq, dk/dv
-    assert jaxpr.count("triton_kernel_call") == 4
+    # forward, delta preprocess, dq, dk/dv: equations, not mentions (jax 0.11 prints the
+    # primitive's name among its parameters too)
+    assert len(re.findall(r"\btriton_kernel_call\[", jaxpr)) == 4, jaxpr
     if jax.default_backend() != "gpu":
         # DCE runs during lowering: with the patch the only failure left is the platform.
         with pytest.raises(NotImplementedError, match="platform cpu"):

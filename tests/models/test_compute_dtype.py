@@ -17,9 +17,9 @@ from flax import nnx
 
 from jaxfm.models.surrogate import AViT, avit_config
 from jaxfm.models.vit import ViT, ViTConfig
+from jaxfm.nn.params import cast_floats, fp32_mask
 from jaxfm.nn.trunk import TrunkConfig
 from jaxfm.provenance import dot_dtypes
-from jaxfm.nn.params import cast_floats, fp32_mask
 
 
 def _avit(scan):

@@ -47,3 +47,24 @@ def test_writes_the_study_folder(tmp_path):
     report = open(tmp_path / "study" / "report.md").read()
     assert "| mixer | 32 ms | 64 | peak MB 32 | 64 |" in report and "| attention-xla |" in report
     assert json.load(open(tmp_path / "study" / "config.json")) == out["args"]
+
+
+@pytest.mark.filterwarnings("ignore:The Pallas Triton backend is deprecated:DeprecationWarning")
+def test_a_bf16_run_computes_in_bf16_and_reaches_the_fused_kernels():
+    """Parameters are cast inside the loss: the attention's matmuls run in bf16 and, lowered
+    for CUDA, the fused kernels take the call (with float32 projections cuDNN and Mosaic fell
+    back and Pallas ran its float32 kernels)."""
+    import types
+
+    import jax.numpy as jnp
+
+    from jaxfm.provenance import dot_dtypes
+    from kernels.cuda_lowering import MOSAIC_GPU, PALLAS_TRITON, custom_calls, lower_for_cuda
+
+    args = types.SimpleNamespace(dim=128, heads=2, batch=1, dtype=jnp.bfloat16)
+    step, params, x = bench_mixers.grad_step("attention-xla", 128, args)
+    dots = dot_dtypes(step.lower(params, x).as_text())
+    assert dots.get("bf16xbf16", 0) > 0 and not dots.get("f32xf32", 0), dots
+    for impl, target in (("pallas", PALLAS_TRITON), ("mosaic", MOSAIC_GPU)):
+        step, params, x = bench_mixers.grad_step(f"attention-{impl}", 128, args)
+        assert custom_calls(lower_for_cuda(step, params, x))[target] == 3, impl

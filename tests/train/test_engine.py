@@ -171,8 +171,7 @@ def test_same_seed_same_init_different_seed_differs(task):
 def test_fp32_params_skip_the_bf16_cast_and_weight_decay():
     from flax import nnx
 
-    from jaxfm.nn.params import Fp32Param
-    from jaxfm.nn.params import cast_floats
+    from jaxfm.nn.params import Fp32Param, cast_floats
 
     class Tiny(nnx.Module):
         def __init__(self, rngs):
